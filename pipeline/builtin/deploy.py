@@ -1,0 +1,71 @@
+"""Deploy steps: run the step's strategy against its environment's target.
+
+Also checks, at validate time, that every deploy step's strategy gets the capabilities
+it needs (a router for weights, two slots for blue-green) from its environment.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipeline import hookimpl
+from pipeline.diagnostics import Diagnostic
+from pipeline.errors import ShiplineError
+from pipeline.target import Capability
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
+    from pipeline.context import RunContext
+    from pipeline.plan import Environment, Plan, Step
+    from pipeline.report import StepReport
+
+
+def environment_capabilities(environment: Environment, config: Config) -> frozenset[Capability]:
+    """Combine what the target and router plugins say the environment can do."""
+    found: frozenset[Capability] = frozenset()
+    for answer in config.hook.shipline_capabilities(environment=environment):
+        if answer:
+            found |= answer
+    return found
+
+
+@hookimpl
+def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
+    diagnostics = []
+    for stage in plan.stages:
+        if stage.environment is None or stage.environment not in plan.environments:
+            continue
+        environment = plan.environments[stage.environment]
+        available = environment_capabilities(environment, config)
+        for step in stage.steps:
+            if step.kind != "deploy":
+                continue
+            required = config.hook.shipline_strategy_requires(step=step) or frozenset()
+            missing = sorted(c.value for c in required - available)
+            if missing:
+                diagnostics.append(Diagnostic(
+                    f"strategy '{step.type}' needs {' and '.join(missing)}, which environment "
+                    f"'{environment.name}' does not provide",
+                    step.mark, (*step.path, "deploy", "strategy"),
+                    hint=_capability_hint(missing),
+                ))
+    return diagnostics
+
+
+def _capability_hint(missing: list[str]) -> str:
+    hints = {
+        Capability.WEIGHTS.value: "add a 'router:' to the environment, or a 'set_weight' "
+        "command to a command target",
+        Capability.SLOTS.value: "give the target two slots ('slots:' with a 'switch' command "
+        "for a command target)",
+    }
+    return "; ".join(hints[name] for name in missing if name in hints)
+
+
+@hookimpl(trylast=True)
+def shipline_run_deploy(step: Step, context: RunContext) -> StepReport:
+    strategy = context.hook.shipline_make_strategy(step=step, context=context)
+    if strategy is None:
+        raise ShiplineError(f"no plugin provides deploy strategy '{step.type}'")
+    report: StepReport = strategy.run(step, context)
+    return report

@@ -1,0 +1,125 @@
+"""Terminal progress: one line per stage and step as it happens, then a summary.
+
+Colour is used when standard output is a terminal and ``NO_COLOR`` is not set
+(https://no-color.org). ``-q`` prints only failures and the summary; ``-v`` adds each
+step's details.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, TextIO
+
+from pipeline import hookimpl
+from pipeline.durations import format_duration
+from pipeline.exitcodes import ExitCode
+from pipeline.report import Outcome
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
+    from pipeline.plan import Stage
+    from pipeline.report import StepReport
+    from pipeline.runner import RunResult, StageResult
+
+_COLOURS = {
+    Outcome.PASSED: "32",
+    Outcome.SKIPPED: "33",
+    Outcome.BLOCKED: "33",
+    Outcome.LOCKED: "33",
+}
+_RED = "31"
+
+EXIT_MEANINGS = {
+    ExitCode.OK: "every stage passed or was skipped by its condition",
+    ExitCode.FAILED: "a step failed and its changes were rolled back",
+    ExitCode.INVALID: "invalid pipeline or command line",
+    ExitCode.BLOCKED: "blocked before the environment was changed",
+    ExitCode.ROLLBACK_FAILED: "a rollback failed: a person must look",
+    ExitCode.LOCKED: "another run holds the environment's lock",
+    ExitCode.INTERNAL_ERROR: "internal error in shipline or a plugin",
+    ExitCode.INTERRUPTED: "interrupted",
+}
+
+
+class TerminalReporter:
+    def __init__(self, out: TextIO, verbosity: int, colour: bool) -> None:
+        self.out = out
+        self.verbosity = verbosity
+        self.colour = colour
+
+    def paint(self, text: str, code: str | None) -> str:
+        if not self.colour or code is None:
+            return text
+        return f"\x1b[{code}m{text}\x1b[0m"
+
+    def write(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    @hookimpl
+    def shipline_stage_start(self, stage: Stage) -> None:
+        if self.verbosity < 0:
+            return
+        where = f" -> {stage.environment}" if stage.environment else ""
+        self.write(self.paint(f"stage {stage.name}{where}", "1"))
+
+    @hookimpl
+    def shipline_step_report(self, report: StepReport) -> None:
+        failed = report.outcome.is_failure
+        if self.verbosity < 0 and not failed:
+            return
+        label = report.outcome.value.upper().replace("_", " ")
+        code = _RED if failed else _COLOURS.get(report.outcome)
+        name = f"rollback: {report.name}" if report.rollback else report.name
+        line = f"  {self.paint(f'{label:<8}', code)} {name}"
+        if report.outcome is not Outcome.SKIPPED:
+            line += f" ({format_duration(report.duration)})"
+        if report.message:
+            line += f": {report.message}"
+        self.write(line)
+        if report.details and (failed or self.verbosity > 0):
+            for detail in report.details.splitlines()[: 40 if self.verbosity <= 0 else None]:
+                self.write(f"      {detail}")
+
+    @hookimpl
+    def shipline_stage_finish(self, stage: Stage, result: StageResult) -> None:
+        if result.skipped_reason is not None and self.verbosity >= 0:
+            self.write(self.paint(f"stage {stage.name}: skipped ({result.skipped_reason})",
+                                  "33"))
+
+    @hookimpl
+    def shipline_run_finish(self, result: RunResult) -> None:
+        counts: dict[str, int] = {}
+        for stage in result.stages:
+            counts[stage.outcome.value] = counts.get(stage.outcome.value, 0) + 1
+        summary = ", ".join(f"{n} {name}" for name, n in counts.items())
+        code = result.exit_code
+        colour = "32" if code == ExitCode.OK else _RED
+        self.write(self.paint(
+            f"{result.plan.name}: {len(result.stages)} stage(s): {summary} in "
+            f"{format_duration(result.duration)}; exit {int(code)} ({EXIT_MEANINGS[code]})",
+            colour,
+        ))
+
+
+def use_colour(out: TextIO) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(getattr(out, "isatty", lambda: False)())
+
+
+@hookimpl
+def shipline_configure(config: Config) -> None:
+    if config.option("command") != "run":
+        return
+    verbosity = int(config.option("verbose", 0)) - int(config.option("quiet", 0))
+    reporter = TerminalReporter(config.stdout, verbosity, use_colour(config.stdout))
+    config.pluginmanager.register(reporter, name="terminalreporter")
+
+
+@hookimpl
+def shipline_unconfigure(config: Config) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        config.pluginmanager.unregister(reporter)
+
+

@@ -1,0 +1,175 @@
+"""The ``shipline`` command: parse arguments, load plugins, dispatch to a subcommand.
+
+Each subcommand lives in its own module with ``add_parser(subparsers, parents)`` and
+``main(config) -> ExitCode``. Expected problems print one message and exit with their
+documented code; anything else is an internal error (exit 70) that writes a crash
+report, unless ``--debug`` asks for the traceback on the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+from pipeline import __version__
+from pipeline.cli import (
+    plan_command,
+    plugins_command,
+    run_command,
+    schema_command,
+    validate_command,
+)
+from pipeline.cli.crash import write_crash_report
+from pipeline.config import Config
+from pipeline.errors import ShiplineError, UsageError
+from pipeline.exitcodes import ExitCode
+from pipeline.masking import MaskingFilter
+from pipeline.plugins import PluginRegistry
+
+logger = logging.getLogger("shipline")
+
+#: Subcommand name -> module, in the order ``--help`` lists them.
+COMMANDS: dict[str, ModuleType] = {
+    "validate": validate_command,
+    "plan": plan_command,
+    "run": run_command,
+    "schema": schema_command,
+    "plugins": plugins_command,
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are :class:`UsageError` (exit 2), not SystemExit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Return the parent parser with the options every subcommand accepts."""
+    parent = _Parser(add_help=False)
+    group = parent.add_argument_group("common options")
+    group.add_argument(
+        "-p", dest="plugins", action="append", default=[], metavar="NAME",
+        help="load the plugin module NAME; 'no:NAME' blocks the plugin registered as NAME",
+    )
+    group.add_argument("-v", "--verbose", action="count", default=0,
+                       help="print more: step details, and the log at INFO level")
+    group.add_argument("-q", "--quiet", action="count", default=0,
+                       help="print less: only failures and the summary")
+    group.add_argument("--debug", action="store_true",
+                       help="show tracebacks and trace every hook call on stderr")
+    return parent
+
+
+def build_parser(registry: PluginRegistry) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="shipline",
+        description="Run progressive deployments (canary, blue-green, rolling) from CI.",
+        epilog="Exit codes: 0 ok, 1 failed and rolled back, 2 invalid, 3 blocked, "
+        "4 rollback failed, 5 locked, 70 internal error, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"shipline {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parents = [common_options()]
+    for name, module in COMMANDS.items():
+        subparser = module.add_parser(subparsers, parents)
+        subparser.set_defaults(command=name)
+        if name == "run":
+            registry.pluginmanager.hook.shipline_addoption.call_historic(
+                kwargs={"parser": subparser}
+            )
+    return parser
+
+
+def _prescan_plugins(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Find ``-p`` values before parsing, so that plugins can add options."""
+    load: list[str] = []
+    block: list[str] = []
+    for index, arg in enumerate(argv):
+        value = None
+        if arg == "-p" and index + 1 < len(argv):
+            value = argv[index + 1]
+        elif arg.startswith("-p") and len(arg) > 2:
+            value = arg[2:]
+        if value is None:
+            continue
+        if value.startswith("no:"):
+            block.append(value[3:])
+        else:
+            load.append(value)
+    return load, block
+
+
+def _configure_logging(options: argparse.Namespace, config: Config) -> None:
+    handler = logging.StreamHandler(config.stderr)
+    handler.setFormatter(logging.Formatter("shipline: %(levelname)s: %(message)s"))
+    handler.addFilter(MaskingFilter(config.masker))
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    if options.debug:
+        logger.setLevel(logging.DEBUG)
+        pm = config.pluginmanager
+        pm.trace.root.setwriter(lambda text: logger.debug("hook: %s", text.rstrip()))
+        pm.enable_tracing()
+    elif options.verbose >= 2:
+        logger.setLevel(logging.INFO)
+    else:
+        logger.setLevel(logging.WARNING)
+
+
+def _run(argv: Sequence[str]) -> ExitCode:
+    load, block = _prescan_plugins(argv)
+    registry = PluginRegistry()
+    registry.block(block)
+    registry.load_builtins()
+    if not os.environ.get("SHIPLINE_DISABLE_PLUGIN_AUTOLOAD"):
+        registry.load_entry_points()
+    registry.load_modules(load, origin="-p on the command line")
+    registry.check_pending()
+
+    parser = build_parser(registry)
+    options = parser.parse_args(argv)
+    if options.command is None:
+        parser.print_help()
+        return ExitCode.INVALID
+
+    config = Config(options=options, registry=registry, invocation_dir=Path.cwd())
+    _configure_logging(options, config)
+    config.hook.shipline_configure.call_historic(kwargs={"config": config})
+    try:
+        return ExitCode(COMMANDS[options.command].main(config))
+    finally:
+        config.hook.shipline_unconfigure(config=config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        return int(_run(args))
+    except ShiplineError as exc:
+        if debug:
+            raise
+        print(f"shipline: error: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("shipline: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        if debug:
+            raise
+        path = write_crash_report(exc, args)
+        print(
+            f"shipline: internal error: {type(exc).__name__}: {exc}\n"
+            f"shipline: a crash report with the traceback was written to {path}; "
+            "please attach it to a bug report",
+            file=sys.stderr,
+        )
+        return int(ExitCode.INTERNAL_ERROR)

@@ -1,0 +1,105 @@
+"""``shipline plan [FILE]``: print the compiled plan without running it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.durations import format_duration
+from pipeline.exitcodes import ExitCode
+from pipeline.plan import Plan, Stage, Step, thaw
+from pipeline.planning import load_plan, resolve_pipeline_path
+
+
+def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "plan", parents=parents, help="print the compiled plan",
+        description="Print stages in the order they run, each step with the plugin that "
+        "runs it, and the longest time each stage can take.",
+    )
+    parser.add_argument("file", nargs="?", help="pipeline file (default: shipline.yml)")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="output format (default: text)")
+    return parser
+
+
+def step_max_duration(step: Step, plan: Plan, config: Config) -> float | None:
+    """Return the longest the step can take in seconds, or ``None`` if unbounded."""
+    estimate = config.hook.shipline_estimate_duration(step=step, plan=plan)
+    limits = [value for value in (estimate, step.timeout) if value is not None]
+    return min(limits) if limits else None
+
+
+def stage_max_duration(stage: Stage, steps: list[float | None]) -> float | None:
+    if any(value is None for value in steps):
+        return stage.timeout
+    total = sum(value for value in steps if value is not None)
+    return min(total, stage.timeout) if stage.timeout is not None else total
+
+
+def plan_data(plan: Plan, config: Config) -> dict[str, Any]:
+    """Return the plan as JSON-compatible data with secrets masked."""
+    stages = []
+    for stage in plan.stages:
+        steps = []
+        durations = []
+        for step in stage.steps:
+            duration = step_max_duration(step, plan, config)
+            durations.append(duration)
+            steps.append({
+                "id": step.id,
+                "name": step.name,
+                "kind": step.kind,
+                "type": step.type,
+                "plugin": step.plugin,
+                "line": step.mark.line if step.mark else None,
+                "timeout": step.timeout,
+                "max_duration": duration,
+                "options": config.masker.mask_data(thaw(step.options)),
+            })
+        environment = plan.environments.get(stage.environment) if stage.environment else None
+        stages.append({
+            "name": stage.name,
+            "needs": list(stage.needs),
+            "when": stage.when.value,
+            "environment": stage.environment,
+            "target": environment.target.get("type") if environment else None,
+            "max_duration": stage_max_duration(stage, durations),
+            "steps": steps,
+        })
+    return {"pipeline": plan.name, "file": str(plan.file), "stages": stages}
+
+
+def _format_limit(seconds: float | None) -> str:
+    return "unbounded" if seconds is None else f"at most {format_duration(seconds)}"
+
+
+def print_text(data: dict[str, Any], config: Config) -> None:
+    out = config.stdout
+    print(f"pipeline {data['pipeline']} ({data['file']}): {len(data['stages'])} stage(s)",
+          file=out)
+    for number, stage in enumerate(data["stages"], start=1):
+        where = ""
+        if stage["environment"]:
+            where = f" -> {stage['environment']} ({stage['target']} target)"
+        needs = f", needs {', '.join(stage['needs'])}" if stage["needs"] else ""
+        print(f"\n{number}. {stage['name']}{where}  [{stage['when']}{needs}; "
+              f"{_format_limit(stage['max_duration'])}]", file=out)
+        for step in stage["steps"]:
+            kind = "strategy" if step["kind"] == "deploy" else "uses"
+            print(f"   - {step['name']}: {step['kind']}, {kind} {step['type']}, "
+                  f"plugin {step['plugin']}, {_format_limit(step['max_duration'])} "
+                  f"(line {step['line']})", file=out)
+
+
+def main(config: Config) -> ExitCode:
+    path = resolve_pipeline_path(config.options.file, config.invocation_dir)
+    loaded = load_plan(path, config)
+    data = plan_data(loaded.plan, config)
+    if config.options.format == "json":
+        print(json.dumps(data, indent=2), file=config.stdout)
+    else:
+        print_text(data, config)
+    return ExitCode.OK

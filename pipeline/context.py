@@ -1,0 +1,161 @@
+"""What a step sees while it runs: the plan, its stage, targets, and how to roll back."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import ShiplineError
+
+if TYPE_CHECKING:
+    from pipeline.clock import Clock
+    from pipeline.config import Config
+    from pipeline.masking import Masker
+    from pipeline.plan import Environment, Plan, Stage, Step
+    from pipeline.target import Router, Target
+
+logger = logging.getLogger("shipline")
+
+
+class Interrupted(ShiplineError):
+    """Raised inside a step when the run was interrupted or the step timed out."""
+
+
+class RollbackFailed(Exception):
+    """Raised by a rollback action that could not restore the previous state.
+
+    ``details`` says what is left where, for the person who must look.
+    """
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
+
+
+@dataclass
+class Rollback:
+    """How to undo one change. ``action`` returns a one-line summary of what it restored
+    and raises :class:`RollbackFailed` (or any exception) when it could not."""
+
+    step: Step
+    description: str
+    action: Callable[[], str]
+
+
+@dataclass
+class RunContext:
+    """Shared by every hook of one run; the runner sets ``stage`` and ``environment``."""
+
+    plan: Plan
+    config: Config
+    stage: Stage | None = None
+    environment: Environment | None = None
+    #: Set when the run is interrupted or the current step times out. Steps that wait
+    #: must use :meth:`sleep` or check this event, and stop soon after it is set.
+    cancel: threading.Event = field(default_factory=threading.Event)
+    #: Environments in which a deploy step has started; a failed gate before any of
+    #: them is reported as BLOCKED rather than FAILED.
+    changed_environments: set[str] = field(default_factory=set)
+    #: Values for CI outputs (``deployed-version``, ``rolled-back``...).
+    outputs: dict[str, str] = field(default_factory=dict)
+    _rollbacks: list[Rollback] = field(default_factory=list)
+    _targets: dict[str, Target] = field(default_factory=dict)
+    _routers: dict[str, Router | None] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def clock(self) -> Clock:
+        return self.config.clock
+
+    @property
+    def masker(self) -> Masker:
+        return self.config.masker
+
+    @property
+    def hook(self) -> Any:
+        return self.config.hook
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`Interrupted` if the run was interrupted or the step timed out."""
+        if self.cancel.is_set():
+            raise Interrupted("interrupted")
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait on the run's clock; return ``False`` if cancelled before the end."""
+        return self.clock.sleep(seconds, self.cancel)
+
+    def add_rollback(self, step: Step, description: str, action: Callable[[], str]) -> None:
+        """Record how to undo a change that ``step`` just made.
+
+        Rollbacks run newest first when the stage fails or the run is interrupted.
+        """
+        with self._lock:
+            self._rollbacks.append(Rollback(step, description, action))
+
+    def take_rollbacks(self) -> list[Rollback]:
+        """Remove and return the pending rollbacks, newest first."""
+        with self._lock:
+            pending = list(reversed(self._rollbacks))
+            self._rollbacks.clear()
+        return pending
+
+    def target(self, environment: Environment | None = None) -> Target:
+        """Return the target of ``environment`` (default: the stage's), creating it once."""
+        env = self._require_environment(environment)
+        with self._lock:
+            if env.name in self._targets:
+                return self._targets[env.name]
+        target = self.hook.shipline_make_target(environment=env, context=self)
+        if target is None:
+            raise ShiplineError(
+                f"environment '{env.name}': no plugin provides target type "
+                f"'{env.target.get('type')}'"
+            )
+        with self._lock:
+            self._targets[env.name] = target
+        return target  # type: ignore[no-any-return]
+
+    def router(self, environment: Environment | None = None) -> Router | None:
+        """Return the router of ``environment``, or ``None`` if it has none."""
+        env = self._require_environment(environment)
+        with self._lock:
+            if env.name in self._routers:
+                return self._routers[env.name]
+        router = None
+        if env.router is not None:
+            router = self.hook.shipline_make_router(environment=env, context=self)
+            if router is None:
+                raise ShiplineError(
+                    f"environment '{env.name}': no plugin provides router type "
+                    f"'{env.router.get('type')}'"
+                )
+        with self._lock:
+            self._routers[env.name] = router
+        return router
+
+    def close_targets(self) -> None:
+        """Close every router and target created in this run; errors are logged."""
+        with self._lock:
+            resources: list[Any] = [r for r in self._routers.values() if r is not None]
+            resources += list(self._targets.values())
+            self._routers.clear()
+            self._targets.clear()
+        for resource in resources:
+            try:
+                resource.close()
+            except Exception:
+                logger.exception("closing %r failed", resource)
+
+    def _require_environment(self, environment: Environment | None) -> Environment:
+        env = environment or self.environment
+        if env is None:
+            stage = self.stage.name if self.stage else "?"
+            raise ShiplineError(f"stage '{stage}' has no 'environment:' to deploy to")
+        return env

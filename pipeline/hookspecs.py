@@ -1,0 +1,232 @@
+"""Hook specifications: every point where a plugin can change what shipline does.
+
+Plugins implement these with :data:`pipeline.hookimpl`. Hooks are grouped by phase:
+configure, load and compile, run, report. Each specification says when it is called,
+what it receives and what it returns. A ``firstresult`` hook stops at the first
+implementation that returns something other than ``None``; all other hooks call every
+implementation and collect the results in a list.
+
+Implementations may accept fewer parameters than the specification lists; pluggy
+passes only the ones they name. Built-in behaviour is written against these same hooks
+(see :mod:`pipeline.builtin`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import argparse
+
+    from pipeline.config import Config
+    from pipeline.context import RunContext
+    from pipeline.diagnostics import Diagnostic
+    from pipeline.notification import Delivery, Notification
+    from pipeline.plan import Environment, Plan, Stage, Step
+    from pipeline.report import StepReport
+    from pipeline.runner import RunResult, StageResult
+    from pipeline.schema import StepSchema
+    from pipeline.strategy import Strategy
+    from pipeline.target import Capability, Router, Target
+
+hookspec = pluggy.HookspecMarker("shipline")
+
+
+# -- configure ---------------------------------------------------------------------------
+
+
+@hookspec(historic=True)
+def shipline_addoption(parser: argparse.ArgumentParser) -> None:
+    """Add command-line options to ``shipline run``.
+
+    Called once, before the command line is parsed. Only plugins found through the
+    ``shipline`` entry-point group or ``-p`` can add options: the pipeline file, and so
+    its ``plugins:`` list and ``shipline_plugins.py``, is read after parsing.
+
+    :param parser: the ``run`` subcommand's parser; add options with ``add_argument``.
+        Parsed values are on ``config.options``.
+    """
+
+
+@hookspec(historic=True)
+def shipline_configure(config: Config) -> None:
+    """Prepare a plugin after the command line is parsed.
+
+    Called once per command, before the pipeline is compiled; plugins registered later
+    (from the pipeline file) are called when they are registered. Register further
+    plugins (reporters, for example) with ``config.pluginmanager.register``.
+
+    :param config: options, plugin manager, clock and output of this invocation.
+    """
+
+
+@hookspec
+def shipline_unconfigure(config: Config) -> None:
+    """Release what :func:`shipline_configure` acquired.
+
+    Called once per command, last, even when the command failed.
+    """
+
+
+# -- load and compile --------------------------------------------------------------------
+
+
+@hookspec
+def shipline_step_schemas() -> Sequence[StepSchema]:
+    """Declare the step types, targets, routers and analysis providers a plugin adds.
+
+    Called once when the schema is built. Each :class:`~pipeline.schema.StepSchema`
+    names a kind (``deploy`` for a strategy, ``scan``, ``gate``, ``notify``, ``target``,
+    ``router`` or ``analysis``), a type and the JSON Schema of its options, so that
+    pipeline files using it are validated with line-numbered errors. Declaring a type
+    also makes the plugin its owner: ``shipline plan`` names the plugin for each step.
+
+    :return: the plugin's fragments; every implementation is called.
+    """
+    return ()
+
+
+@hookspec
+def shipline_check_plan(plan: Plan, config: Config) -> Sequence[Diagnostic]:
+    """Report problems in a compiled plan that a JSON Schema cannot express.
+
+    Called by ``validate``, ``plan`` and ``run`` after compiling, before anything runs;
+    for example, a strategy that needs a router in an environment without one.
+
+    :return: diagnostics (with marks where possible); every implementation is called and
+        any diagnostic makes the pipeline invalid (exit 2).
+    """
+    return ()
+
+
+@hookspec(firstresult=True)
+def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
+    """Return the longest time in seconds that ``step`` can take, for ``shipline plan``.
+
+    Sum pauses, timeouts, retries and analysis counts. Return ``None`` when the step is
+    not yours. The first non-``None`` result wins.
+    """
+
+
+@hookspec
+def shipline_capabilities(environment: Environment) -> frozenset[Capability] | None:
+    """Return what the target or router of ``environment`` can do, if its type is yours.
+
+    Called at validate time, without creating the target, so that a strategy that needs
+    a router or two slots fails validation in an environment that lacks them. Every
+    implementation is called and the answers are combined.
+    """
+
+
+@hookspec(firstresult=True)
+def shipline_strategy_requires(step: Step) -> frozenset[Capability] | None:
+    """Return the capabilities the strategy of deploy step ``step`` needs, if it is yours.
+
+    The first non-``None`` result wins.
+    """
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+@hookspec
+def shipline_run_start(plan: Plan, context: RunContext) -> None:
+    """Called once when a run starts, before the first stage."""
+
+
+@hookspec
+def shipline_stage_start(stage: Stage, context: RunContext) -> None:
+    """Called when a stage starts running (not for skipped stages)."""
+
+
+@hookspec(firstresult=True)
+def shipline_make_target(environment: Environment, context: RunContext) -> Target | None:
+    """Create the target that runs versions for ``environment``.
+
+    Called at most once per environment and run, when a step first needs the target.
+    Return ``None`` unless ``environment.target["type"]`` is yours. The first
+    non-``None`` result wins. The runner calls ``close()`` on the target when the run
+    ends.
+    """
+
+
+@hookspec(firstresult=True)
+def shipline_make_router(environment: Environment, context: RunContext) -> Router | None:
+    """Create the traffic router for ``environment`` from ``environment.router``.
+
+    Called at most once per environment and run. Return ``None`` unless
+    ``environment.router["type"]`` is yours. The first non-``None`` result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def shipline_make_strategy(step: Step, context: RunContext) -> Strategy | None:
+    """Create the strategy object for a deploy step whose ``step.type`` is yours.
+
+    The first non-``None`` result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def shipline_run_deploy(step: Step, context: RunContext) -> StepReport | None:
+    """Run a deploy step.
+
+    The built-in implementation creates the strategy through
+    :func:`shipline_make_strategy` and the target through :func:`shipline_make_target`;
+    implement this hook only to replace that whole flow. Register how to undo every
+    change with ``context.add_rollback`` as soon as the change is made, so that the
+    runner can roll back after a failure or an interrupt. The first non-``None`` result
+    wins. An exception is reported as an error of the plugin that raised it.
+    """
+
+
+@hookspec(firstresult=True)
+def shipline_run_scan(step: Step, context: RunContext) -> StepReport | None:
+    """Run a scan step whose ``step.type`` (its ``uses``) is yours.
+
+    Return a report with outcome ``FAILED`` when findings exceed the threshold; the
+    runner turns it into ``BLOCKED`` when nothing has been deployed yet. The first
+    non-``None`` result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def shipline_run_gate(step: Step, context: RunContext) -> StepReport | None:
+    """Run a gate step (health check, analysis, approval, policy) whose type is yours.
+
+    Same contract as :func:`shipline_run_scan`. The first non-``None`` result wins.
+    """
+
+
+@hookspec
+def shipline_notify(notification: Notification, context: RunContext) -> Delivery | None:
+    """Send ``notification`` if its ``uses`` is yours.
+
+    Called for every ``notify`` step and for every subscription under
+    ``notifications:`` whose ``on`` list names the event. Every implementation is
+    called; return ``None`` for notifications that are not yours.
+    """
+
+
+@hookspec
+def shipline_step_report(report: StepReport, context: RunContext) -> None:
+    """Called for every finished step and every rollback, in order, with its report.
+
+    Reporters write output here. The report's text is already masked.
+    """
+
+
+@hookspec
+def shipline_stage_finish(stage: Stage, result: StageResult, context: RunContext) -> None:
+    """Called when a stage ends, including stages that were skipped."""
+
+
+@hookspec
+def shipline_run_finish(result: RunResult, context: RunContext) -> None:
+    """Called once when the run ends, interrupted or not, before the exit code is set.
+
+    Reporters write their files here.
+    """

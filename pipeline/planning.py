@@ -1,0 +1,99 @@
+"""From a pipeline file to a checked plan: load, load its plugins, validate, compile."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.compiler import compile_document
+from pipeline.config import Config
+from pipeline.diagnostics import Diagnostic
+from pipeline.errors import PipelineError, PluginError
+from pipeline.loader import Document, find_default_file, load_file
+from pipeline.plan import Plan
+from pipeline.schema import StepSchema, build_schema, validate
+
+logger = logging.getLogger("shipline")
+
+
+@dataclass(frozen=True)
+class LoadedPlan:
+    """A compiled plan and the document and schema it came from."""
+
+    plan: Plan
+    document: Document
+    schema: Mapping[str, Any]
+
+
+def resolve_pipeline_path(argument: str | None, invocation_dir: Path) -> Path:
+    """Return the pipeline file named on the command line, or the default one."""
+    if argument:
+        return Path(argument)
+    return find_default_file(invocation_dir)
+
+
+def collect_fragments(config: Config) -> list[StepSchema]:
+    """Ask every plugin for its step schemas, tagging each with the plugin's name."""
+    fragments: list[StepSchema] = []
+    hook = config.hook.shipline_step_schemas
+    for impl in hook.get_hookimpls():
+        try:
+            declared = impl.function()
+        except Exception as exc:
+            raise PluginError(
+                f"plugin '{impl.plugin_name}' failed in shipline_step_schemas: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        for fragment in declared or ():
+            fragments.append(
+                StepSchema(
+                    kind=fragment.kind, type=fragment.type, schema=fragment.schema,
+                    plugin=fragment.plugin or impl.plugin_name,
+                    description=fragment.description,
+                )
+            )
+    return fragments
+
+
+def full_schema(config: Config) -> tuple[dict[str, Any], dict[tuple[str, str], str]]:
+    """Return the schema with every plugin fragment, and the owner of each step type."""
+    fragments = collect_fragments(config)
+    owners = {(f.kind, f.type): f.plugin for f in fragments}
+    return build_schema(fragments), owners
+
+
+def load_plan(path: Path, config: Config, environ: Mapping[str, str] | None = None) -> LoadedPlan:
+    """Load, validate and compile ``path``; raise ``PipelineError`` with every problem.
+
+    The pipeline's own plugins (its ``plugins:`` list and ``shipline_plugins.py``) are
+    loaded first, because their step schemas are part of what the file is validated
+    against. The plan's secret values are added to ``config.masker``.
+    """
+    document = load_file(path)
+    _load_pipeline_plugins(document, config)
+    schema, owners = full_schema(config)
+    validate(document, schema)
+
+    compiled = compile_document(document, owners, os.environ if environ is None else environ)
+    for secret in compiled.masker.secrets:
+        config.masker.add(secret)
+
+    diagnostics: list[Diagnostic] = []
+    for found in config.hook.shipline_check_plan(plan=compiled.plan, config=config):
+        diagnostics.extend(found)
+    if diagnostics:
+        raise PipelineError(diagnostics)
+    logger.debug("compiled %s: %d stages", path, len(compiled.plan.stages))
+    return LoadedPlan(compiled.plan, document, schema)
+
+
+def _load_pipeline_plugins(document: Document, config: Config) -> None:
+    names = document.data.get("plugins")
+    if isinstance(names, list) and all(isinstance(n, str) for n in names):
+        config.registry.load_modules(names, origin=f"plugins: in {document.display_name}")
+    config.registry.load_local_file(document.path.parent)
+    config.registry.check_pending()

@@ -1,0 +1,170 @@
+"""Finding, loading and listing plugins.
+
+Plugins come from, in this order: the built-in list below, the ``shipline``
+entry-point group of installed distributions, ``-p MODULE`` on the command line, the
+``plugins:`` list of the pipeline file, and a ``shipline_plugins.py`` beside the
+pipeline file. ``-p no:NAME`` blocks a plugin by name, built-ins included.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType, TracebackType
+
+import pluggy
+
+from pipeline import hookspecs
+from pipeline.errors import PluginError
+
+logger = logging.getLogger("shipline")
+
+#: Built-in plugins, registered first, under these names (blockable with ``-p no:NAME``).
+BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("deploy", "pipeline.builtin.deploy"),
+    ("terminal", "pipeline.builtin.terminal"),
+    ("junitxml", "pipeline.builtin.junitxml"),
+)
+
+ENTRY_POINT_GROUP = "shipline"
+LOCAL_PLUGIN_FILE = "shipline_plugins.py"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """Where a registered plugin came from, for ``shipline plugins``."""
+
+    name: str
+    origin: str
+    location: str
+
+
+class PluginRegistry:
+    """Loads plugins into one plugin manager and remembers where each came from."""
+
+    def __init__(self) -> None:
+        self.pluginmanager = pluggy.PluginManager("shipline")
+        self.pluginmanager.add_hookspecs(hookspecs)
+        self._info: dict[str, PluginInfo] = {}
+
+    @property
+    def loaded(self) -> list[PluginInfo]:
+        return [info for name, info in self._info.items() if self.pluginmanager.has_plugin(name)]
+
+    def block(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.pluginmanager.set_blocked(name)
+
+    def load_builtins(self) -> None:
+        for name, module in BUILTIN_PLUGINS:
+            self.import_and_register(module, name=name, origin="built-in")
+
+    def load_entry_points(self) -> None:
+        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+            if self.pluginmanager.is_blocked(entry_point.name):
+                continue
+            if self.pluginmanager.has_plugin(entry_point.name):
+                continue
+            dist = entry_point.dist
+            origin = f"entry point of {dist.name} {dist.version}" if dist else "entry point"
+            try:
+                plugin = entry_point.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin '{entry_point.name}' ({origin}) could not be loaded: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            self.register(plugin, name=entry_point.name, origin=origin)
+
+    def load_modules(self, modules: Sequence[str], origin: str) -> None:
+        for module in modules:
+            if self.pluginmanager.is_blocked(module) or self.pluginmanager.has_plugin(module):
+                continue
+            self.import_and_register(module, name=module, origin=origin)
+
+    def load_local_file(self, directory: Path) -> None:
+        """Register ``shipline_plugins.py`` from ``directory`` if it exists."""
+        path = directory / LOCAL_PLUGIN_FILE
+        if not path.is_file():
+            return
+        name = str(path.resolve())
+        if self.pluginmanager.is_blocked(LOCAL_PLUGIN_FILE) or self.pluginmanager.has_plugin(name):
+            return
+        module = _import_file(path)
+        self.register(module, name=name, origin="local file")
+
+    def import_and_register(self, module_name: str, *, name: str, origin: str) -> None:
+        if self.pluginmanager.is_blocked(name):
+            return
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise PluginError(
+                f"plugin '{name}' ({origin}) could not be imported: {type(exc).__name__}: {exc}"
+            ) from exc
+        self.register(module, name=name, origin=origin)
+
+    def register(self, plugin: object, *, name: str, origin: str) -> None:
+        try:
+            self.pluginmanager.register(plugin, name=name)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            raise PluginError(f"plugin '{name}' ({origin}) is invalid: {exc}") from exc
+        self._info[name] = PluginInfo(name, origin, _location(plugin))
+        logger.debug("registered plugin %s from %s", name, origin)
+
+    def check_pending(self) -> None:
+        """Fail if a plugin implements a hook that does not exist (a typo, usually)."""
+        try:
+            self.pluginmanager.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(
+                f"plugin '{self.pluginmanager.get_name(exc.plugin)}' is invalid: {exc}"
+            ) from exc
+
+    def plugin_of_traceback(self, tb: TracebackType | None) -> str | None:
+        """Name the registered plugin whose code raised, from the outermost plugin frame.
+
+        Frames of pluggy and of ``pipeline`` modules that are not plugins are skipped,
+        so a hook implementation that calls into shipline's helpers is still blamed.
+        """
+        files = self._plugin_files()
+        while tb is not None:
+            name = files.get(tb.tb_frame.f_code.co_filename)
+            if name is not None:
+                return name
+            tb = tb.tb_next
+        return None
+
+    def _plugin_files(self) -> dict[str, str]:
+        files: dict[str, str] = {}
+        for name, plugin in self.pluginmanager.list_name_plugin():
+            location = _location(plugin)
+            if location and plugin is not None:
+                files[location] = name
+        return files
+
+
+def _import_file(path: Path) -> ModuleType:
+    module_name = f"shipline_plugins_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"{path}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise PluginError(f"{path}: could not be imported: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _location(plugin: object) -> str:
+    module = plugin if isinstance(plugin, ModuleType) else sys.modules.get(type(plugin).__module__)
+    return str(getattr(module, "__file__", "") or "")

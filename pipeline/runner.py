@@ -1,0 +1,458 @@
+"""The runner: walks the plan stage by stage, dispatches steps to hooks, rolls back.
+
+Each step runs in a worker thread so that the runner can enforce the step's timeout and
+react to SIGINT/SIGTERM while the step waits. Cancellation is cooperative: the runner
+sets ``context.cancel``, gives the step :data:`CANCEL_GRACE` seconds to stop, and then
+rolls back whatever the step registered, whether or not the thread has returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+
+from pipeline.config import Config
+from pipeline.context import Interrupted, RollbackFailed, RunContext
+from pipeline.durations import format_duration
+from pipeline.errors import ShiplineError
+from pipeline.exitcodes import ExitCode, most_severe
+from pipeline.notification import Delivery, Notification
+from pipeline.plan import Plan, Stage, Step, When
+from pipeline.report import Outcome, StepReport
+
+logger = logging.getLogger("shipline")
+
+#: Seconds a cancelled step gets to stop before the runner rolls back without it.
+CANCEL_GRACE = 30.0
+
+
+@dataclass
+class StageResult:
+    """How one stage ended: its outcome, and the reports of its steps and rollbacks."""
+
+    stage: Stage
+    outcome: Outcome
+    reports: list[StepReport] = field(default_factory=list)
+    skipped_reason: str | None = None
+    #: Seconds.
+    duration: float = 0.0
+    #: True when this stage or one it depends on failed (drives ``when: on_failure``).
+    failure_upstream: bool = False
+
+
+@dataclass
+class RunResult:
+    """How the whole run ended."""
+
+    plan: Plan
+    stages: list[StageResult]
+    exit_code: ExitCode
+    #: Seconds.
+    duration: float
+    interrupted: bool = False
+
+    @property
+    def reports(self) -> list[StepReport]:
+        return [report for stage in self.stages for report in stage.reports]
+
+
+class Runner:
+    """Runs one plan once. Not reusable."""
+
+    def __init__(self, plan: Plan, config: Config) -> None:
+        self.plan = plan
+        self.config = config
+        self.context = RunContext(plan=plan, config=config)
+        self._interrupted = threading.Event()
+        self._wake = threading.Event()
+        self._started = 0.0
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupted.is_set()
+
+    def interrupt(self, reason: str = "interrupted") -> None:
+        """Stop starting new steps and cancel the running one. Safe from a signal handler."""
+        if not self._interrupted.is_set():
+            logger.warning("run %s interrupted: %s", self.plan.name, reason)
+        self._interrupted.set()
+        self.context.cancel.set()
+        self._wake.set()
+
+    def run(self) -> RunResult:
+        hook = self.config.hook
+        self._started = self.config.clock.monotonic()
+        logger.info("run of pipeline %s started", self.plan.name)
+
+        with self._signals_handled():
+            hook.shipline_run_start(plan=self.plan, context=self.context)
+            self._notify("started", message=f"{self.plan.name}: run started")
+            results: dict[str, StageResult] = {}
+            try:
+                for stage in self.plan.stages:
+                    results[stage.name] = self._run_or_skip(stage, results)
+            finally:
+                self.context.close_targets()
+
+        stages = list(results.values())
+        exit_code = self._exit_code(stages)
+        result = RunResult(
+            plan=self.plan,
+            stages=stages,
+            exit_code=exit_code,
+            duration=self.config.clock.monotonic() - self._started,
+            interrupted=self.interrupted,
+        )
+        final = "succeeded" if exit_code == ExitCode.OK else "failed"
+        self._notify(final, message=f"{self.plan.name}: run {final} (exit {int(exit_code)})")
+        hook.shipline_run_finish(result=result, context=self.context)
+        logger.info("run of pipeline %s finished with exit code %d", self.plan.name, exit_code)
+        return result
+
+    # -- stages ---------------------------------------------------------------------------
+
+    def _run_or_skip(self, stage: Stage, results: dict[str, StageResult]) -> StageResult:
+        reason, failure_upstream = self._skip_reason(stage, results)
+        if reason is not None:
+            return self._skip_stage(stage, reason, failure_upstream)
+        result = self._run_stage(stage)
+        result.failure_upstream = result.failure_upstream or failure_upstream
+        return result
+
+    def _skip_reason(
+        self, stage: Stage, results: dict[str, StageResult]
+    ) -> tuple[str | None, bool]:
+        """Return why ``stage`` must not run (or ``None``) and whether anything upstream failed.
+
+        A stage without ``needs:`` depends on the stage before it in the plan.
+        """
+        if self.interrupted:
+            return "the run was interrupted", False
+        needs = stage.needs or self._previous_stage(stage)
+        upstream = [results[name] for name in needs if name in results]
+        failed = [r.stage.name for r in upstream if r.failure_upstream]
+        if stage.when is When.ALWAYS:
+            return None, bool(failed)
+        if stage.when is When.ON_FAILURE:
+            if failed:
+                return None, True
+            return "'when: on_failure' and no stage it depends on failed", False
+        if failed:
+            return f"needs '{failed[0]}', which failed", True
+        skipped = [r.stage.name for r in upstream if r.outcome is Outcome.SKIPPED]
+        if skipped and stage.needs:
+            return f"needs '{skipped[0]}', which was skipped", False
+        return None, False
+
+    def _previous_stage(self, stage: Stage) -> tuple[str, ...]:
+        names = [s.name for s in self.plan.stages]
+        index = names.index(stage.name)
+        return (names[index - 1],) if index > 0 else ()
+
+    def _skip_stage(self, stage: Stage, reason: str, failure_upstream: bool) -> StageResult:
+        reports = [self._skipped(step, reason) for step in stage.steps]
+        result = StageResult(
+            stage, Outcome.SKIPPED, reports, skipped_reason=reason,
+            failure_upstream=failure_upstream,
+        )
+        self.context.stage = stage
+        for report in reports:
+            self._publish(report)
+        self.config.hook.shipline_stage_finish(stage=stage, result=result, context=self.context)
+        return result
+
+    def _run_stage(self, stage: Stage) -> StageResult:
+        context = self.context
+        context.stage = stage
+        context.environment = (
+            self.plan.environments[stage.environment] if stage.environment else None
+        )
+        started = self.config.clock.monotonic()
+        logger.info("stage %s started", stage.name)
+        self.config.hook.shipline_stage_start(stage=stage, context=context)
+
+        reports: list[StepReport] = []
+        failed_step: StepReport | None = None
+        for step in stage.steps:
+            if self.interrupted:
+                report = self._skipped(step, "the run was interrupted")
+            elif failed_step is not None:
+                report = self._skipped(step, f"step '{failed_step.name}' failed")
+            else:
+                report = self._run_step(step)
+                if report.outcome.is_failure and not step.continue_on_error:
+                    failed_step = report
+            reports.append(report)
+            self._publish(report)
+
+        if failed_step is not None or self.interrupted:
+            reports += self._roll_back()
+        else:
+            context.take_rollbacks()
+
+        outcome = self._stage_outcome(reports)
+        result = StageResult(
+            stage, outcome, reports,
+            duration=self.config.clock.monotonic() - started,
+            failure_upstream=outcome.is_failure,
+        )
+        logger.info("stage %s finished: %s", stage.name, outcome.value)
+        self.config.hook.shipline_stage_finish(stage=stage, result=result, context=context)
+        event = "stage_failed" if outcome.is_failure else "stage_succeeded"
+        self._notify(event, stage=stage, message=f"stage {stage.name}: {outcome.value}")
+        return result
+
+    @staticmethod
+    def _stage_outcome(reports: list[StepReport]) -> Outcome:
+        counted = [r.outcome for r in reports if r.outcome is not Outcome.SKIPPED]
+        if not counted:
+            return Outcome.SKIPPED
+        worst = most_severe(o.exit_code for o in counted)
+        for outcome in counted:
+            if outcome.exit_code == worst and outcome.is_failure:
+                return outcome
+        return Outcome.PASSED
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def _run_step(self, step: Step) -> StepReport:
+        context = self.context
+        context.cancel.clear()
+        if self.interrupted:
+            context.cancel.set()
+        if step.kind == "deploy" and context.environment is not None:
+            context.changed_environments.add(context.environment.name)
+
+        logger.info("step %s started (%s '%s', plugin %s)", step.id, step.kind, step.type,
+                    step.plugin)
+        started_wall = self.config.clock.time()
+        started = time.monotonic()
+        report, timed_out = self._call_in_thread(step)
+        duration = time.monotonic() - started
+
+        if timed_out and not self.interrupted:
+            report = self._report(
+                step, Outcome.FAILED, f"timed out after {format_duration(step.timeout or 0)}"
+            )
+        elif self.interrupted and not report.outcome.is_failure:
+            report = self._report(step, Outcome.INTERRUPTED, "interrupted")
+        elif report.outcome is Outcome.FAILED and step.kind in ("scan", "gate"):
+            if not context.changed_environments:
+                report.outcome = Outcome.BLOCKED
+
+        report.duration = report.duration or duration
+        report.started_at = report.started_at or started_wall
+        logger.info("step %s finished: %s", step.id, report.outcome.value)
+        return report
+
+    def _call_in_thread(self, step: Step) -> tuple[StepReport, bool]:
+        """Run the step's hook in a worker thread; return its report and whether it timed out."""
+        box: dict[str, StepReport] = {}
+        finished = threading.Event()
+
+        def work() -> None:
+            try:
+                box["report"] = self._dispatch(step)
+            finally:
+                finished.set()
+                self._wake.set()
+
+        self._wake.clear()
+        thread = threading.Thread(target=work, name=f"shipline step {step.id}", daemon=True)
+        thread.start()
+
+        deadline = None if step.timeout is None else time.monotonic() + step.timeout
+        timed_out = False
+        while not finished.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if (remaining is not None and remaining <= 0) or self.interrupted:
+                timed_out = not self.interrupted
+                self.context.cancel.set()
+                if not finished.wait(CANCEL_GRACE):
+                    logger.error("step %s did not stop within %.0f s of being cancelled",
+                                 step.id, CANCEL_GRACE)
+                break
+            self._wake.wait(remaining)
+            self._wake.clear()
+
+        report = box.get("report") or self._report(
+            step, Outcome.INTERRUPTED if self.interrupted else Outcome.FAILED,
+            "did not stop after being cancelled",
+        )
+        return report, timed_out
+
+    def _dispatch(self, step: Step) -> StepReport:
+        """Call the hook for ``step``; turn every exception into a report."""
+        try:
+            if step.kind == "notify":
+                return self._notify_step(step)
+            hook = getattr(self.config.hook, f"shipline_run_{step.kind}")
+            report: StepReport | None = hook(step=step, context=self.context)
+            if report is None:
+                return self._report(
+                    step, Outcome.ERROR,
+                    f"no plugin runs {step.kind} steps of type '{step.type}'",
+                )
+            return self._complete(step, report)
+        except Interrupted:
+            outcome = Outcome.INTERRUPTED if self.interrupted else Outcome.FAILED
+            return self._report(step, outcome, "interrupted" if self.interrupted else "cancelled")
+        except ShiplineError as exc:
+            logger.error("step %s failed: %s", step.id, self.config.masker(str(exc)))
+            return self._report(step, Outcome.FAILED, str(exc))
+        except Exception as exc:
+            return self._plugin_error(step, exc)
+
+    def _plugin_error(self, step: Step, exc: Exception) -> StepReport:
+        plugin = self.config.registry.plugin_of_traceback(exc.__traceback__) or step.plugin
+        message = f"plugin '{plugin}' raised {type(exc).__name__}: {exc}"
+        logger.error("step %s: %s", step.id, self.config.masker(message),
+                     exc_info=self.config.option("debug", False))
+        details = ""
+        if self.config.option("debug", False):
+            details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return self._report(step, Outcome.ERROR, message, details=details, plugin=plugin)
+
+    def _notify_step(self, step: Step) -> StepReport:
+        notification = self._notification("step", step.type, step.options,
+                                          message=str(step.options.get("message", "")))
+        deliveries = self._deliver(notification)
+        if not deliveries:
+            return self._report(step, Outcome.ERROR, f"no plugin sends notifications of type "
+                                f"'{step.type}'")
+        failed = [d for d in deliveries if not d.ok]
+        if failed and step.options.get("required", False):
+            return self._report(step, Outcome.FAILED, failed[0].message or "delivery failed")
+        message = f"delivery failed: {failed[0].message}" if failed else "sent"
+        return self._report(step, Outcome.PASSED, message)
+
+    def _complete(self, step: Step, report: StepReport) -> StepReport:
+        report.step_id = report.step_id or step.id
+        report.name = report.name or step.name
+        report.kind = report.kind or step.kind
+        report.plugin = report.plugin or step.plugin
+        report.mark = report.mark or step.mark
+        return report
+
+    def _report(self, step: Step, outcome: Outcome, message: str, *, details: str = "",
+                plugin: str | None = None) -> StepReport:
+        return StepReport(
+            step_id=step.id, name=step.name, kind=step.kind, outcome=outcome,
+            message=message, details=details, plugin=plugin or step.plugin, mark=step.mark,
+        )
+
+    def _skipped(self, step: Step, reason: str) -> StepReport:
+        return self._report(step, Outcome.SKIPPED, reason)
+
+    def _publish(self, report: StepReport) -> None:
+        mask = self.config.masker.mask
+        report.message = mask(report.message)
+        report.details = mask(report.details)
+        report.output = mask(report.output)
+        self.config.hook.shipline_step_report(report=report, context=self.context)
+
+    # -- rollback -------------------------------------------------------------------------
+
+    def _roll_back(self) -> list[StepReport]:
+        """Run every pending rollback, newest first, even when the run was interrupted."""
+        reports = []
+        self.context.cancel.clear()
+        for rollback in self.context.take_rollbacks():
+            step = rollback.step
+            started = time.monotonic()
+            logger.info("rollback of step %s started: %s", step.id, rollback.description)
+            try:
+                message = rollback.action()
+                outcome, details = Outcome.PASSED, ""
+            except RollbackFailed as exc:
+                outcome, message, details = Outcome.ROLLBACK_FAILED, str(exc), exc.details
+            except Exception as exc:
+                logger.exception("rollback of step %s raised", step.id)
+                outcome, message, details = (
+                    Outcome.ROLLBACK_FAILED, f"{type(exc).__name__}: {exc}", "",
+                )
+            report = StepReport(
+                step_id=f"{step.id}/rollback", name=step.name, kind="rollback",
+                outcome=outcome, message=message or rollback.description, details=details,
+                duration=time.monotonic() - started, started_at=self.config.clock.time(),
+                plugin=step.plugin, mark=step.mark, rollback=True,
+            )
+            logger.info("rollback of step %s finished: %s", step.id, outcome.value)
+            reports.append(report)
+            self._publish(report)
+            self.context.outputs["rolled-back"] = "true"
+            event = "rolled_back" if outcome is Outcome.PASSED else "rollback_failed"
+            self._notify(event, stage=self.context.stage, message=f"{step.name}: {message}")
+        if self.interrupted:
+            self.context.cancel.set()
+        return reports
+
+    # -- notifications --------------------------------------------------------------------
+
+    def _notify(self, event: str, *, message: str, stage: Stage | None = None) -> None:
+        for subscription in self.plan.notifications:
+            if event not in subscription.get("on", ()):
+                continue
+            notification = self._notification(
+                event, str(subscription["uses"]), subscription, message=message, stage=stage
+            )
+            for delivery in self._deliver(notification):
+                if not delivery.ok:
+                    logger.warning("notification %s via %s failed: %s", event, delivery.uses,
+                                   delivery.message)
+
+    def _notification(self, event: str, uses: str, options: object, *, message: str,
+                      stage: Stage | None = None) -> Notification:
+        stage = stage or self.context.stage
+        environment = stage.environment if stage else None
+        return Notification(
+            event=event, uses=uses,
+            options=options if isinstance(options, dict) else dict(options),  # type: ignore[call-overload]
+            pipeline=self.plan.name, message=self.config.masker(message),
+            stage=stage.name if stage else None, environment=environment,
+            version=self.context.outputs.get("deployed-version"),
+            duration=self.config.clock.monotonic() - self._started,
+        )
+
+    def _deliver(self, notification: Notification) -> list[Delivery]:
+        try:
+            results = self.config.hook.shipline_notify(
+                notification=notification, context=self.context
+            )
+        except Exception as exc:
+            plugin = self.config.registry.plugin_of_traceback(exc.__traceback__) or "?"
+            logger.error("notifier plugin '%s' raised %s: %s", plugin, type(exc).__name__,
+                         self.config.masker(str(exc)))
+            return [Delivery(notification.uses, False, f"plugin '{plugin}' raised {exc}")]
+        return [d for d in results if d is not None and d.uses == notification.uses]
+
+    # -- exit code and signals ------------------------------------------------------------
+
+    def _exit_code(self, stages: list[StageResult]) -> ExitCode:
+        codes = [r.outcome.exit_code for s in stages for r in s.reports]
+        if self.interrupted:
+            codes.append(ExitCode.INTERRUPTED)
+        return most_severe(codes)
+
+    @contextmanager
+    def _signals_handled(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            self.interrupt(signal.Signals(signum).name)
+
+        previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
