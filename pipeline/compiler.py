@@ -7,12 +7,11 @@ JSON Schema cannot: stage names, environments, cycles.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.diagnostics import Diagnostic, DocPath
+from pipeline.diagnostics import Diagnostic, DocPath, closest_match
 from pipeline.durations import parse_duration
 from pipeline.errors import PipelineError
 from pipeline.interpolate import interpolate
@@ -234,5 +233,5 @@ def _seconds(value: Any) -> float | None:
 
 
 def _suggest(name: str, choices: Any) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    match = closest_match(name, choices)
+    return f" (did you mean '{match}'?)" if match else ""

@@ -6,6 +6,7 @@ Every problem found in a pipeline file is a :class:`Diagnostic`. It prints as
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -79,3 +80,17 @@ def caret_excerpt(source_line: str, column: int) -> str:
     line = source_line.rstrip("\r\n").expandtabs(1)
     caret = " " * max(column - 1, 0) + "^"
     return f"  {line}\n  {caret}"
+
+
+def closest_match(word: str, choices: Iterable[str]) -> str | None:
+    """Return the choice the user most likely meant by ``word``, or ``None``.
+
+    Similar spelling wins (``canery`` -> ``canary``); failing that, a choice that starts
+    with ``word`` (``prod`` -> ``production``), when exactly one does.
+    """
+    candidates = [choice for choice in choices if isinstance(choice, str)]
+    close = difflib.get_close_matches(word, candidates, n=1)
+    if close:
+        return close[0]
+    prefixed = [choice for choice in candidates if word and choice.startswith(word)]
+    return prefixed[0] if len(prefixed) == 1 else None

@@ -33,7 +33,11 @@ def resolve_pipeline_path(argument: str | None, invocation_dir: Path) -> Path:
     """Return the pipeline file named on the command line, or the default one."""
     if argument:
         return Path(argument)
-    return find_default_file(invocation_dir)
+    found = find_default_file(invocation_dir)
+    try:
+        return found.relative_to(Path.cwd())
+    except ValueError:
+        return found
 
 
 def collect_fragments(config: Config) -> list[StepSchema]:

@@ -21,6 +21,7 @@ from types import ModuleType, TracebackType
 import pluggy
 
 from pipeline import hookspecs
+from pipeline.diagnostics import closest_match
 from pipeline.errors import PluginError
 
 logger = logging.getLogger("shipline")
@@ -119,13 +120,25 @@ class PluginRegistry:
         logger.debug("registered plugin %s from %s", name, origin)
 
     def check_pending(self) -> None:
-        """Fail if a plugin implements a hook that does not exist (a typo, usually)."""
-        try:
-            self.pluginmanager.check_pending()
-        except pluggy.PluginValidationError as exc:
-            raise PluginError(
-                f"plugin '{self.pluginmanager.get_name(exc.plugin)}' is invalid: {exc}"
-            ) from exc
+        """Fail if a plugin implements a hook that does not exist (a typo, usually).
+
+        Hook implementations marked ``optionalhook=True`` are allowed to have no
+        specification, as in pluggy.
+        """
+        known = [name for name in dir(hookspecs) if name.startswith("shipline_")]
+        for name in sorted(vars(self.pluginmanager.hook)):
+            caller = getattr(self.pluginmanager.hook, name)
+            if not isinstance(caller, pluggy.HookCaller) or caller.spec is not None:
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.opts.get("optionalhook"):
+                    continue
+                match = closest_match(name, known)
+                hint = f" (did you mean '{match}'?)" if match else ""
+                raise PluginError(
+                    f"plugin '{impl.plugin_name}' implements '{name}', which is not a "
+                    f"shipline hook{hint}"
+                )
 
     def plugin_of_traceback(self, tb: TracebackType | None) -> str | None:
         """Name the registered plugin whose code raised, from the outermost plugin frame.

@@ -243,9 +243,9 @@ class Runner:
             )
         elif self.interrupted and not report.outcome.is_failure:
             report = self._report(step, Outcome.INTERRUPTED, "interrupted")
-        elif report.outcome is Outcome.FAILED and step.kind in ("scan", "gate"):
-            if not context.changed_environments:
-                report.outcome = Outcome.BLOCKED
+        blocking = step.kind in ("scan", "gate") and not context.changed_environments
+        if report.outcome is Outcome.FAILED and blocking:
+            report.outcome = Outcome.BLOCKED
 
         report.duration = report.duration or duration
         report.started_at = report.started_at or started_wall

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +69,6 @@ def shipline_cli() -> Callable[..., CliResult]:
 
 
 @pytest.fixture
-def fake_clock() -> Iterator[FakeClock]:
+def fake_clock() -> FakeClock:
     """A clock whose sleeps return at once; pass it to code that accepts a clock."""
-    yield FakeClock()
+    return FakeClock()

@@ -26,7 +26,7 @@ from pipeline.cli import (
 )
 from pipeline.cli.crash import write_crash_report
 from pipeline.config import Config
-from pipeline.errors import ShiplineError, UsageError
+from pipeline.errors import PipelineError, ShiplineError, UsageError
 from pipeline.exitcodes import ExitCode
 from pipeline.masking import MaskingFilter
 from pipeline.plugins import PluginRegistry
@@ -47,7 +47,7 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are :class:`UsageError` (exit 2), not SystemExit."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -154,10 +154,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args
     try:
         return int(_run(args))
+    except PipelineError as exc:
+        if debug:
+            raise
+        print(exc, file=sys.stderr)
+        return int(exc.exit_code)
     except ShiplineError as exc:
         if debug:
             raise
-        print(f"shipline: error: {exc}" if "\n" not in str(exc) else str(exc), file=sys.stderr)
+        print(f"shipline: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("shipline: interrupted", file=sys.stderr)

@@ -19,7 +19,7 @@ PIPELINE = """\
 version: 1
 name: shop
 environments:
-  prod: {target: {type: command, instances: [a], deploy: "true"}}
+  prod: {target: {type: none}}
 stages:
   - name: ship
     environment: prod
@@ -50,7 +50,8 @@ def test_interrupt_rolls_back_and_exits_130(tmp_path: Path, signum: int) -> None
     stdout, stderr = process.communicate(timeout=20)
 
     assert process.returncode == ExitCode.INTERRUPTED
-    assert "INTERRUPTED deploy 2.0 (record): interrupted" in stdout
+    assert "INTERRUPTED deploy 2.0 (record) (" in stdout
+    assert "): interrupted\n" in stdout
     assert "PASSED   rollback: deploy 2.0 (record)" in stdout
     assert "SKIPPED  gate pass: the run was interrupted" in stdout
     assert "stage after: skipped (the run was interrupted)" in stdout

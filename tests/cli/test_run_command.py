@@ -65,7 +65,7 @@ def test_run_failed_deploy_rolls_back_exit_1(shipline_cli, write_pipeline):
         version: 1
         name: shop
         environments:
-          prod: {target: {type: command, instances: [a], deploy: "true"}}
+          prod: {target: {type: none}}
         stages:
           - name: ship
             environment: prod
@@ -87,7 +87,7 @@ def test_run_rollback_failure_exit_4(shipline_cli, write_pipeline):
         version: 1
         name: shop
         environments:
-          prod: {target: {type: command, instances: [a], deploy: "true"}}
+          prod: {target: {type: none}}
         stages:
           - name: ship
             environment: prod
@@ -121,7 +121,7 @@ def test_run_when_on_failure_and_always(shipline_cli, write_pipeline):
         version: 1
         name: shop
         environments:
-          prod: {target: {type: command, instances: [a], deploy: "true"}}
+          prod: {target: {type: none}}
         stages:
           - name: ship
             environment: prod

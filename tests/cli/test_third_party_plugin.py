@@ -66,12 +66,9 @@ def test_third_party_plugin_options_validated(plugin_path: Path, tmp_path: Path)
         """)
     result = shipline(plugin_path, tmp_path, "validate")
     assert result.returncode == ExitCode.INVALID
-    assert "shipline.yml:7:11: stages[0].steps[0].gate: missing required key 'max'" in (
-        result.stderr
-    )
-    assert (
-        "shipline.yml:9:11: stages[0].steps[0].gate.maxx: unknown key 'maxx' "
-        "(did you mean 'max'?)" in result.stderr
+    assert result.stderr == (
+        "shipline.yml:6:9: stages[0].steps[0].gate: missing required key 'max'\n"
+        "shipline.yml:9:11: stages[0].steps[0].gate: unknown key 'maxx' (did you mean 'max'?)\n"
     )
 
 

@@ -5,7 +5,8 @@ Gates: ``pass``, ``fail`` (message from ``message``), ``raise`` (raises ValueErr
 uses the system clock), ``echo`` (passes with ``message`` as its message and ``output``
 as captured output). Deploy strategy ``record``: records the version in ``EVENTS``,
 registers a rollback, and fails when ``fail: true``; ``rollback_fails: true`` makes the
-rollback raise. Notifier ``record``: appends every notification to ``EVENTS``.
+rollback raise. Notifier ``record``: appends every notification to ``EVENTS``. Target ``none``: a
+target type without options, for environments whose deploys use ``record``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def shipline_step_schemas() -> list[StepSchema]:
             "wait": {"type": "number", "title": "Wait", "description": "Seconds to wait."},
         }}),
         StepSchema("notify", "record", {"properties": {"message": _MESSAGE}}),
+        StepSchema("target", "none", {"properties": {}}),
     ]
 
 

@@ -15,7 +15,11 @@ THRESHOLD_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "value": {"type": "number", "title": "Value", "description": "The measured value."},
-        "max": {"type": "number", "title": "Maximum", "description": "The largest value that passes."},
+        "max": {
+            "type": "number",
+            "title": "Maximum",
+            "description": "The largest value that passes.",
+        },
         "unit": {"type": "string", "title": "Unit", "description": "Unit shown in the message."},
     },
     "required": ["value", "max"],

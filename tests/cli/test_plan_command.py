@@ -1,0 +1,61 @@
+"""``shipline plan``: the compiled plan as text and as JSON."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.exitcodes import ExitCode
+
+PIPELINE = """\
+version: 1
+name: shop
+secrets: [HOOK_URL]
+environments:
+  prod: {target: {type: none}}
+stages:
+  - name: ship
+    needs: [build]
+    environment: prod
+    timeout: 10m
+    steps:
+      - deploy: {strategy: record, version: 1.10}
+  - name: build
+    steps:
+      - gate: {uses: pass, message: "${HOOK_URL}"}
+        timeout: 30s
+      - gate: {uses: echo}
+"""
+
+
+def test_plan_text_lists_stages_in_run_order(shipline_cli, write_pipeline, tmp_path):
+    write_pipeline(PIPELINE)
+    result = shipline_cli("plan", "-p", "helpers.stepplugin", cwd=tmp_path,
+                          env={"HOOK_URL": "https://hooks.invalid/T0/B0/xyz"})
+    assert result.exit_code == ExitCode.OK
+    assert result.stdout.splitlines() == [
+        "pipeline shop (shipline.yml): 2 stage(s)",
+        "",
+        "1. build  [on_success; unbounded]",
+        "   - gate pass: gate, uses pass, plugin helpers.stepplugin, at most 30s (line 15)",
+        "   - gate echo: gate, uses echo, plugin helpers.stepplugin, unbounded (line 17)",
+        "",
+        "2. ship -> prod (none target)  [on_success, needs build; at most 10m]",
+        "   - deploy 1.10 (record): deploy, strategy record, plugin helpers.stepplugin, "
+        "unbounded (line 12)",
+    ]
+
+
+def test_plan_json_masks_secrets(shipline_cli, write_pipeline):
+    path = write_pipeline(PIPELINE)
+    result = shipline_cli("plan", "-p", "helpers.stepplugin", "--format", "json", str(path),
+                          env={"HOOK_URL": "https://hooks.invalid/T0/B0/xyz"})
+    data = json.loads(result.stdout)
+    build, ship = data["stages"]
+    assert result.exit_code == ExitCode.OK
+    assert build["steps"][0]["options"] == {"message": "***"}
+    assert build["steps"][0]["max_duration"] == 30.0
+    assert build["max_duration"] is None
+    assert ship["max_duration"] == 600.0
+    assert ship["steps"][0]["options"] == {"version": "1.10"}
+    assert ship["environment"] == "prod"
+    assert "xyz" not in result.stdout
