@@ -29,6 +29,7 @@ logger = logging.getLogger("shipline")
 #: Built-in plugins, registered first, under these names (blockable with ``-p no:NAME``).
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("deploy", "pipeline.builtin.deploy"),
+    ("local", "pipeline.builtin.local_target"),
     ("terminal", "pipeline.builtin.terminal"),
     ("junitxml", "pipeline.builtin.junitxml"),
 )
