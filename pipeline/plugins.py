@@ -29,6 +29,10 @@ logger = logging.getLogger("shipline")
 #: Built-in plugins, registered first, under these names (blockable with ``-p no:NAME``).
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("deploy", "pipeline.builtin.deploy"),
+    ("command", "pipeline.builtin.command_target"),
+    ("gates", "pipeline.builtin.gates"),
+    ("analysis", "pipeline.analysis"),
+    ("probe", "pipeline.builtin.probe"),
     ("local", "pipeline.builtin.local_target"),
     ("terminal", "pipeline.builtin.terminal"),
     ("junitxml", "pipeline.builtin.junitxml"),
@@ -110,6 +114,9 @@ class PluginRegistry:
             raise PluginError(
                 f"plugin '{name}' ({origin}) could not be imported: {type(exc).__name__}: {exc}"
             ) from exc
+        if self.pluginmanager.is_registered(module):
+            # Already loaded under another name, e.g. a built-in also given with -p.
+            return
         self.register(module, name=name, origin=origin)
 
     def register(self, plugin: object, *, name: str, origin: str) -> None:

@@ -1,0 +1,456 @@
+"""Running user-supplied command templates as subprocesses, bounded in time and output.
+
+A template is a command line with ``{name}`` placeholders, such as
+``deploy.sh {instance} {version}``. Without a shell, the template is split into
+arguments with :func:`shlex.split` first, and each placeholder is replaced inside its
+argument afterwards. A value therefore never becomes more than one argument and cannot
+add shell syntax: ``{version}`` set to ``1.0; rm -rf /`` stays one argument. With
+``shell=True`` every value is quoted with :func:`shlex.quote` and the whole line runs
+through ``/bin/sh -c``. A template that starts a shell itself, as in
+``sh -c 'echo {version}'``, puts the value into shell code unquoted: pass values to such
+a script as arguments (``sh -c 'echo "$1"' sh {version}``) instead.
+
+``{{`` and ``}}`` stand for literal braces. A placeholder is a plain name: format
+specifications, conversions, attributes and indexes (``{version!r}``, ``{a.b}``) are
+rejected, because a template comes from a pipeline file and must not reach into
+Python objects.
+
+Each command runs in its own process group. On timeout or cancellation the whole group
+gets SIGTERM, then SIGKILL after :data:`KILL_GRACE` seconds, so children such as an
+``ssh`` started by a script stop too. Stdout and stderr are read as they arrive, so a
+command that writes a lot cannot block on a full pipe, and only the last
+``max_output`` bytes of each are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import selectors
+import shlex
+import signal
+import string
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.durations import format_duration
+from pipeline.errors import ShiplineError
+
+logger = logging.getLogger("shipline")
+
+#: Bytes of output kept per command by default (the tail; earlier output is dropped).
+DEFAULT_MAX_OUTPUT = 64 * 1024
+
+#: Seconds between SIGTERM and SIGKILL when a command is stopped.
+KILL_GRACE = 2.0
+
+#: Seconds between checks of the cancel event while a command runs.
+_POLL_INTERVAL = 0.05
+
+#: Seconds to keep reading after the command exited while a background process it
+#: started keeps its output open.
+_DRAIN_GRACE = 0.2
+
+_READ_SIZE = 65536
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FORMATTER = string.Formatter()
+
+
+class TemplateError(ShiplineError):
+    """A command template that cannot be filled in: unknown, invalid or unmatched braces."""
+
+
+class CommandFailed(ShiplineError):
+    """A failed command that its caller cannot continue past, such as a traffic switch.
+
+    ``result`` contains the exit code and captured output for the step report.
+    """
+
+    def __init__(self, message: str, result: CommandResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one command run produced.
+
+    ``output`` is stdout and stderr interleaved in the order they were read, ``stdout``
+    is stdout alone. Both keep only their last ``max_output`` bytes, after a line that
+    gives the number of bytes dropped. ``exit_code`` is ``None`` when the command did not start
+    or was killed after a timeout or cancellation. ``duration`` is in seconds.
+    """
+
+    argv: tuple[str, ...]
+    exit_code: int | None
+    output: str = ""
+    stdout: str = ""
+    duration: float = 0.0
+    timed_out: bool = False
+    cancelled: bool = False
+    not_found: bool = False
+    #: Why the command did not run (not found, no permission, missing directory).
+    error: str = ""
+    #: Seconds allowed, for the message of a timed-out command.
+    timeout: float = 0.0
+    stdout_truncated: bool = False
+    #: Process id of the command, which is also its process group id; ``None`` if it
+    #: did not start.
+    pid: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Tell whether the command ran to the end and exited with code 0."""
+        return self.exit_code == 0 and not (self.timed_out or self.cancelled or self.error)
+
+    @property
+    def message(self) -> str:
+        """Return one line on how the command ended, with its last output line on failure."""
+        if self.error:
+            return self.error
+        if self.timed_out:
+            return f"timed out after {format_duration(self.timeout)}"
+        if self.cancelled:
+            return "cancelled"
+        summary = f"exit code {self.exit_code}"
+        last = last_line(self.output)
+        if self.exit_code != 0 and last:
+            summary += f": {last}"
+        return summary
+
+
+def last_line(text: str, limit: int = 200) -> str:
+    """Return the last non-blank line of ``text``, stripped and cut to ``limit`` characters."""
+    for line in reversed(text.splitlines()):
+        stripped = line.strip()
+        if stripped:
+            return stripped if len(stripped) <= limit else stripped[: limit - 3] + "..."
+    return ""
+
+
+# -- templates ---------------------------------------------------------------------------
+
+
+def template_fields(template: str, kind: str = "command") -> list[str]:
+    """Return the placeholder names in ``template``, in order of appearance.
+
+    Raises TemplateError for an unmatched brace or a placeholder that is not a plain
+    name; ``kind`` names the template in the message (``command``, ``URL``).
+    """
+    try:
+        parsed = list(_FORMATTER.parse(template))
+    except ValueError as exc:
+        raise TemplateError(
+            f"invalid {kind} {template!r}: {exc} (write {{{{ and }}}} for literal braces)"
+        ) from exc
+
+    names = []
+    for _literal, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if not _NAME.fullmatch(field) or spec or conversion:
+            placeholder = "{" + field + (f"!{conversion}" if conversion else "")
+            placeholder += (f":{spec}" if spec else "") + "}"
+            raise TemplateError(
+                f"invalid placeholder {placeholder!r} in {kind} {template!r}: placeholders are "
+                f"plain names such as {{instance}} (write {{{{ and }}}} for literal braces)"
+            )
+        names.append(field)
+    return names
+
+
+def check_template(template: str, available: Sequence[str], kind: str = "command") -> None:
+    """Raise TemplateError unless every placeholder in ``template`` is in ``available``."""
+    for name in template_fields(template, kind):
+        if name not in available:
+            raise TemplateError(
+                f"unknown placeholder '{{{name}}}' in {kind} {template!r} "
+                f"(available: {', '.join(available) or 'none'})"
+            )
+
+
+def substitute(
+    template: str, placeholders: Mapping[str, str], kind: str = "command", *, quote: bool = False
+) -> str:
+    """Replace each ``{name}`` in ``template`` with its value, shell-quoted if ``quote``.
+
+    Raises TemplateError for an unknown or invalid placeholder.
+    """
+    check_template(template, list(placeholders), kind)
+
+    text = []
+    for literal, field, _spec, _conversion in _FORMATTER.parse(template):
+        text.append(literal)
+        if field is not None:
+            value = str(placeholders[field])
+            text.append(shlex.quote(value) if quote else value)
+    return "".join(text)
+
+
+def build_argv(
+    template: str | Sequence[str], placeholders: Mapping[str, str], *, shell: bool = False
+) -> tuple[str, ...]:
+    """Return the argument vector for ``template`` with placeholders filled in.
+
+    A string template is split with :func:`shlex.split` before substitution; a sequence
+    is taken as the arguments already split. Raises TemplateError for an empty command,
+    unbalanced quotes, a sequence in shell mode, or a bad placeholder.
+    """
+    if shell:
+        if not isinstance(template, str):
+            raise TemplateError("a command with 'shell: true' must be one string, not a list")
+        line = substitute(template, placeholders, quote=True)
+        return ("/bin/sh", "-c", line)
+
+    # Check the template as written first, so that a message quotes what the user wrote
+    # rather than one argument of it.
+    source = template if isinstance(template, str) else shlex.join(template)
+    check_template(source, list(placeholders))
+
+    parts = split_template(template)
+    return tuple(substitute(part, placeholders) for part in parts)
+
+
+def split_template(template: str | Sequence[str]) -> list[str]:
+    """Split a command template into arguments; raise TemplateError if it has none."""
+    if isinstance(template, str):
+        try:
+            parts = shlex.split(template)
+        except ValueError as exc:
+            raise TemplateError(f"invalid command {template!r}: {exc}") from exc
+    else:
+        parts = [str(part) for part in template]
+
+    if not parts:
+        raise TemplateError("empty command")
+    return parts
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+class _Tail:
+    """The last ``limit`` bytes written to it, and how many bytes came before them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.buffer = bytearray()
+        self.dropped = 0
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+        # Trim only once the buffer is twice the limit, so each byte is copied a
+        # bounded number of times however small the chunks are.
+        if len(self.buffer) > 2 * self.limit:
+            self._trim()
+
+    def _trim(self) -> None:
+        excess = len(self.buffer) - self.limit
+        if excess > 0:
+            del self.buffer[:excess]
+            self.dropped += excess
+
+    def text(self) -> str:
+        self._trim()
+        data = bytes(self.buffer)
+        if self.dropped:
+            # Skip UTF-8 continuation bytes left over from a character cut in half.
+            start = 0
+            while start < len(data) and start < 4 and (data[start] & 0xC0) == 0x80:
+                start += 1
+            data = data[start:]
+        text = data.decode("utf-8", errors="replace")
+        if self.dropped:
+            return f"[... {self.dropped} bytes of earlier output omitted ...]\n{text}"
+        return text
+
+
+def run_command(
+    template: str | Sequence[str],
+    placeholders: Mapping[str, str],
+    *,
+    timeout: float,
+    cancel: threading.Event | None,
+    shell: bool = False,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+) -> CommandResult:
+    """Run ``template`` with ``placeholders`` filled in and return how it ended.
+
+    ``timeout`` is in seconds; ``cancel``, when set, stops the command early. ``env``
+    adds variables to the environment that shipline itself runs with. Processes that
+    the command leaves running in the background after it exits are not stopped, and
+    what they write after that is not captured. Raises TemplateError before anything
+    runs when the template cannot be filled in; every problem after that (not found,
+    timeout, exit code) is in the result.
+    """
+    argv = build_argv(template, placeholders, shell=shell)
+    if cwd is not None and not cwd.is_dir():
+        return CommandResult(argv, None, error=f"working directory not found: '{cwd}'")
+
+    started = time.monotonic()
+    child_env = {**os.environ, **env} if env is not None else None
+    try:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=cwd, env=child_env, start_new_session=True,
+        )
+    except OSError as exc:
+        return _start_failed(argv, exc, time.monotonic() - started)
+
+    logger.debug("started %s (pid %d)", argv[0], process.pid)
+    supervisor = _Supervisor(process, argv, timeout=timeout, cancel=cancel,
+                             max_output=max_output, started=started)
+    return supervisor.run()
+
+
+def _start_failed(argv: tuple[str, ...], exc: OSError, duration: float) -> CommandResult:
+    if isinstance(exc, FileNotFoundError):
+        return CommandResult(argv, None, duration=duration, not_found=True,
+                             error=f"command not found: '{argv[0]}'")
+    if isinstance(exc, PermissionError):
+        message = f"permission denied: '{argv[0]}'"
+    else:
+        message = f"cannot run '{argv[0]}': {exc.strerror or exc}"
+    logger.warning("%s", message)
+    return CommandResult(argv, None, duration=duration, error=message)
+
+
+class _Supervisor:
+    """Reads one process's output and enforces its timeout and cancellation."""
+
+    def __init__(self, process: subprocess.Popen[bytes], argv: tuple[str, ...], *,
+                 timeout: float, cancel: threading.Event | None, max_output: int,
+                 started: float) -> None:
+        self.process = process
+        self.argv = argv
+        self.timeout = timeout
+        self.cancel = cancel
+        self.started = started
+        self.deadline = started + timeout
+        self.output = _Tail(max_output)
+        self.stdout = _Tail(max_output)
+        self.selector = selectors.DefaultSelector()
+        self.timed_out = False
+        self.cancelled = False
+
+    def run(self) -> CommandResult:
+        assert self.process.stdout is not None
+        assert self.process.stderr is not None
+        self.selector.register(self.process.stdout, selectors.EVENT_READ, self.stdout)
+        self.selector.register(self.process.stderr, selectors.EVENT_READ, None)
+        try:
+            self._read_until_exit()
+            if self.timed_out or self.cancelled:
+                self._stop()
+                self._drain(_DRAIN_GRACE)
+        finally:
+            self.selector.close()
+            self.process.stdout.close()
+            self.process.stderr.close()
+
+        exit_code = None if (self.timed_out or self.cancelled) else self.process.returncode
+        return CommandResult(
+            self.argv, exit_code, output=self.output.text(), stdout=self.stdout.text(),
+            duration=time.monotonic() - self.started, timed_out=self.timed_out,
+            cancelled=self.cancelled, timeout=self.timeout,
+            stdout_truncated=self.stdout.dropped > 0, pid=self.process.pid,
+        )
+
+    def _read_until_exit(self) -> None:
+        """Read output until the process exits and its pipes close, or it must stop."""
+        exited_at: float | None = None
+        while self.selector.get_map():
+            if self._must_stop():
+                return
+            now = time.monotonic()
+            wait = min(_POLL_INTERVAL, max(self.deadline - now, 0.0))
+            self._read_ready(wait)
+
+            if exited_at is None and self.process.poll() is not None:
+                exited_at = now
+            elif exited_at is not None and now - exited_at > _DRAIN_GRACE:
+                logger.debug("%s exited but a background process keeps its output open; "
+                             "output after this point is not captured", self.argv[0])
+                break
+
+        self._wait_for_exit()
+
+    def _wait_for_exit(self) -> None:
+        """Wait for the process after its output closed, still honouring the limits."""
+        while self.process.poll() is None:
+            if self._must_stop():
+                return
+            remaining = max(self.deadline - time.monotonic(), 0.0)
+            try:
+                self.process.wait(min(_POLL_INTERVAL, remaining))
+            except subprocess.TimeoutExpired:
+                continue
+
+    def _must_stop(self) -> bool:
+        if self.cancel is not None and self.cancel.is_set():
+            self.cancelled = True
+        elif time.monotonic() >= self.deadline:
+            self.timed_out = True
+        return self.cancelled or self.timed_out
+
+    def _read_ready(self, wait: float) -> None:
+        for key, _events in self.selector.select(wait):
+            data = os.read(key.fd, _READ_SIZE)
+            if not data:
+                self.selector.unregister(key.fileobj)
+                continue
+            self.output.write(data)
+            if key.data is not None:
+                key.data.write(data)
+
+    def _drain(self, seconds: float) -> None:
+        """Read what the stopped process group wrote last, for at most ``seconds``."""
+        end = time.monotonic() + seconds
+        while self.selector.get_map() and time.monotonic() < end:
+            self._read_ready(max(end - time.monotonic(), 0.0))
+
+    def _stop(self) -> None:
+        """Terminate the process group: SIGTERM, then SIGKILL after the grace period.
+
+        The group counts as stopped once its leader has exited and nothing keeps the
+        output pipes open any more. Whatever is left after that, or after the grace
+        period, gets SIGKILL. Zombies cannot serve as the test: where PID 1 does not
+        reap orphans (in some containers) they stay in the group indefinitely.
+        """
+        reason = "timed out" if self.timed_out else "cancelled"
+        logger.info("%s %s (pid %d); stopping its process group", self.argv[0], reason,
+                    self.process.pid)
+        group = self.process.pid
+        _signal_group(group, signal.SIGTERM)
+
+        end = time.monotonic() + KILL_GRACE
+        while time.monotonic() < end:
+            if self.process.poll() is not None and not self.selector.get_map():
+                break
+            self._read_ready(0.02)
+        else:
+            logger.warning("%s (pid %d) still running %ss after SIGTERM; sending SIGKILL",
+                           self.argv[0], group, KILL_GRACE)
+
+        _signal_group(group, signal.SIGKILL)
+        try:
+            self.process.wait(KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            logger.error("%s (pid %d) did not exit after SIGKILL", self.argv[0], group)
+
+
+def _signal_group(group: int, signum: signal.Signals) -> None:
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        logger.warning("cannot send %s to process group %d: permission denied",
+                       signum.name, group)

@@ -1,0 +1,387 @@
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import commands
+from pipeline.commands import (
+    TemplateError,
+    build_argv,
+    check_template,
+    last_line,
+    run_command,
+    template_fields,
+)
+
+PYTHON = shlex.quote(sys.executable)
+PRINT_ARGS = f"{PYTHON} -c 'import sys; print(sys.argv[1:])'"
+ALL_NAMES = {"instance": "web-1", "version": "1.2", "weight": "20", "slot": "blue"}
+
+
+def group_members(group: int, within: float = 0.5) -> list[int]:
+    """Return the live (not zombie) processes of process group ``group``, from /proc.
+
+    Waits up to ``within`` seconds for the group to empty: a killed process can still
+    be tearing down for a moment after it closed its output pipes.
+    """
+    deadline = time.monotonic() + within
+    members = _live_members(group)
+    while members and time.monotonic() < deadline:
+        time.sleep(0.01)
+        members = _live_members(group)
+    return members
+
+
+def _live_members(group: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        state, pgid = fields[0], int(fields[2])
+        if pgid == group and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+# -- templates ---------------------------------------------------------------------------
+
+
+def test_build_argv_substitutes_inside_argument() -> None:
+    argv = build_argv("deploy.sh --tag=v{version} {instance}", ALL_NAMES)
+
+    assert argv == ("deploy.sh", "--tag=v1.2", "web-1")
+
+
+def test_build_argv_value_stays_one_argument() -> None:
+    argv = build_argv("deploy.sh {version}", {"version": "1.0; rm -rf / $(id)"})
+
+    assert argv == ("deploy.sh", "1.0; rm -rf / $(id)")
+
+
+def test_build_argv_accepts_list_template() -> None:
+    argv = build_argv(["deploy.sh", "{instance} x"], ALL_NAMES)
+
+    assert argv == ("deploy.sh", "web-1 x")
+
+
+def test_build_argv_literal_braces() -> None:
+    argv = build_argv("awk '{{print $1}}' {instance}", ALL_NAMES)
+
+    assert argv == ("awk", "{print $1}", "web-1")
+
+
+def test_build_argv_unknown_placeholder() -> None:
+    with pytest.raises(TemplateError) as caught:
+        build_argv("deploy.sh {foo}", ALL_NAMES)
+
+    assert str(caught.value) == (
+        "unknown placeholder '{foo}' in command 'deploy.sh {foo}' "
+        "(available: instance, version, weight, slot)"
+    )
+
+
+def test_build_argv_unknown_placeholder_with_none_available() -> None:
+    with pytest.raises(TemplateError) as caught:
+        build_argv("list.sh {instance}", {})
+
+    assert str(caught.value) == (
+        "unknown placeholder '{instance}' in command 'list.sh {instance}' (available: none)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "shown"),
+    [("run {version!r}", "{version!r}"), ("run {version:>5}", "{version:>5}"),
+     ("run {a.b}", "{a.b}"), ("run {0}", "{0}")],
+)
+def test_template_fields_rejects_invalid_placeholder(template: str, shown: str) -> None:
+    with pytest.raises(TemplateError) as caught:
+        template_fields(template)
+
+    assert str(caught.value) == (
+        f"invalid placeholder '{shown}' in command '{template}': placeholders are plain "
+        "names such as {instance} (write {{ and }} for literal braces)"
+    )
+
+
+def test_template_fields_rejects_unmatched_brace() -> None:
+    with pytest.raises(TemplateError) as caught:
+        template_fields("awk '{print}' {instance")
+
+    assert str(caught.value) == (
+        "invalid command \"awk '{print}' {instance\": expected '}' before end of string "
+        "(write {{ and }} for literal braces)"
+    )
+
+
+def test_template_fields_lists_names_in_order() -> None:
+    assert template_fields("x {version} {instance} {version}") == [
+        "version", "instance", "version",
+    ]
+
+
+def test_check_template_names_what() -> None:
+    with pytest.raises(TemplateError) as caught:
+        check_template("http://{host}/", ["instance"], "URL")
+
+    assert str(caught.value) == (
+        "unknown placeholder '{host}' in URL 'http://{host}/' (available: instance)"
+    )
+
+
+def test_build_argv_rejects_empty_command() -> None:
+    with pytest.raises(TemplateError) as caught:
+        build_argv("   ", {})
+
+    assert str(caught.value) == "empty command"
+
+
+def test_build_argv_rejects_unbalanced_quote() -> None:
+    with pytest.raises(TemplateError) as caught:
+        build_argv("echo 'oops", {})
+
+    assert str(caught.value) == "invalid command \"echo 'oops\": No closing quotation"
+
+
+def test_build_argv_shell_quotes_values() -> None:
+    argv = build_argv("echo {version} | wc -c", {"version": "a'b; c"}, shell=True)
+
+    assert argv == ("/bin/sh", "-c", "echo 'a'\"'\"'b; c' | wc -c")
+
+
+def test_build_argv_shell_rejects_list() -> None:
+    with pytest.raises(TemplateError) as caught:
+        build_argv(["echo", "x"], {}, shell=True)
+
+    assert str(caught.value) == "a command with 'shell: true' must be one string, not a list"
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+def test_run_command_passes_value_as_one_argument() -> None:
+    value = "two words; echo injected $(id) `id`"
+
+    result = run_command(PRINT_ARGS + " {version}", {"version": value}, timeout=10,
+                         cancel=None)
+
+    assert result.ok
+    assert result.output == f"{[value]!r}\n"
+
+
+def test_run_command_shell_mode_keeps_value_literal() -> None:
+    result = run_command("printf '%s\\n' {version} | tr a-z A-Z", {"version": "x; echo y"},
+                         timeout=10, cancel=None, shell=True)
+
+    assert result.ok
+    assert result.output == "X; ECHO Y\n"
+
+
+def test_run_command_shell_mode_runs_shell_syntax() -> None:
+    result = run_command("echo a && echo b", {}, timeout=10, cancel=None, shell=True)
+
+    assert result.output == "a\nb\n"
+
+
+def test_run_command_exit_code_fails() -> None:
+    result = run_command("sh -c 'echo working; echo disk full >&2; exit 3'", {}, timeout=10,
+                         cancel=None)
+
+    assert not result.ok
+    assert result.exit_code == 3
+    assert result.message == "exit code 3: disk full"
+    assert result.output == "working\ndisk full\n"
+    assert result.stdout == "working\n"
+
+
+def test_run_command_success_message() -> None:
+    result = run_command("true", {}, timeout=10, cancel=None)
+
+    assert result.ok
+    assert result.message == "exit code 0"
+
+
+def test_run_command_not_found() -> None:
+    result = run_command("no-such-command-for-shipline {instance}", {"instance": "a"},
+                         timeout=10, cancel=None)
+
+    assert not result.ok
+    assert result.not_found
+    assert result.exit_code is None
+    assert result.message == "command not found: 'no-such-command-for-shipline'"
+
+
+def test_run_command_permission_denied(tmp_path: Path) -> None:
+    script = tmp_path / "deploy.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o644)
+
+    result = run_command(str(script), {}, timeout=10, cancel=None)
+
+    assert not result.ok
+    assert not result.not_found
+    assert result.message == f"permission denied: '{script}'"
+
+
+def test_run_command_timeout_kills_process_group() -> None:
+    started = time.monotonic()
+
+    result = run_command("sh -c 'sleep 60 & sleep 60'", {}, timeout=0.2, cancel=None)
+
+    assert time.monotonic() - started < 1.0
+    assert result.timed_out
+    assert result.exit_code is None
+    assert result.message == "timed out after 200ms"
+    assert result.pid is not None
+    assert group_members(result.pid) == []
+
+
+def test_run_command_timeout_kills_sleep() -> None:
+    started = time.monotonic()
+
+    result = run_command("sleep 60", {}, timeout=0.2, cancel=None)
+
+    assert time.monotonic() - started < 1.0
+    assert result.timed_out
+    assert result.pid is not None
+    assert group_members(result.pid) == []
+
+
+def test_run_command_timeout_kills_process_ignoring_sigterm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(commands, "KILL_GRACE", 0.3)
+    started = time.monotonic()
+
+    result = run_command("sh -c 'trap \"\" TERM; echo ready; sleep 60'", {}, timeout=0.3,
+                         cancel=None)
+
+    assert time.monotonic() - started < 1.5
+    assert result.timed_out
+    assert result.output == "ready\n"
+    assert result.pid is not None
+    assert group_members(result.pid) == []
+
+
+def test_run_command_cancel_stops_command() -> None:
+    cancel = threading.Event()
+    timer = threading.Timer(0.1, cancel.set)
+    timer.start()
+    started = time.monotonic()
+
+    result = run_command("sleep 60", {}, timeout=30, cancel=cancel)
+
+    assert time.monotonic() - started < 1.0
+    assert result.cancelled
+    assert not result.timed_out
+    assert result.message == "cancelled"
+    assert result.pid is not None
+    assert group_members(result.pid) == []
+
+
+def test_run_command_cancel_set_before_start() -> None:
+    cancel = threading.Event()
+    cancel.set()
+
+    result = run_command("sleep 60", {}, timeout=30, cancel=cancel)
+
+    assert result.cancelled
+    assert not result.ok
+
+
+def test_run_command_keeps_output_tail() -> None:
+    script = "import sys; sys.stdout.write('a' * 200000 + 'END\\n'); sys.stdout.flush()"
+
+    result = run_command([sys.executable, "-c", script], {}, timeout=10, cancel=None,
+                         max_output=1000)
+
+    assert result.ok
+    assert result.output.startswith("[... 199004 bytes of earlier output omitted ...]\n")
+    assert result.output.endswith("a" * 996 + "END\n")
+    assert result.stdout_truncated
+
+
+def test_run_command_large_output_on_both_pipes() -> None:
+    script = (
+        "import sys\n"
+        "for i in range(2000):\n"
+        "    sys.stdout.write('o' * 1000 + '\\n'); sys.stderr.write('e' * 1000 + '\\n')\n"
+    )
+
+    result = run_command([sys.executable, "-c", script], {}, timeout=10, cancel=None)
+
+    assert result.ok
+    assert len(result.output.encode()) < 2 * commands.DEFAULT_MAX_OUTPUT
+    assert result.output.startswith("[... ")
+
+
+def test_run_command_returns_while_background_process_holds_output() -> None:
+    started = time.monotonic()
+
+    result = run_command("sh -c 'sleep 1 & echo started'", {}, timeout=10, cancel=None)
+
+    assert time.monotonic() - started < 0.9
+    assert result.ok
+    assert result.output == "started\n"
+
+
+def test_run_command_uses_cwd_and_env(tmp_path: Path) -> None:
+    result = run_command("sh -c 'pwd; echo $SHIPLINE_TEST_VALUE; echo $HOME'", {},
+                         timeout=10, cancel=None, cwd=tmp_path,
+                         env={"SHIPLINE_TEST_VALUE": "from env"})
+
+    assert result.output == f"{tmp_path}\nfrom env\n{os.environ.get('HOME', '')}\n"
+
+
+def test_run_command_missing_cwd(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+
+    result = run_command("true", {}, timeout=10, cancel=None, cwd=missing)
+
+    assert not result.ok
+    assert result.message == f"working directory not found: '{missing}'"
+
+
+def test_run_command_unknown_placeholder_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+
+    with pytest.raises(TemplateError):
+        run_command(f"touch {marker} {{foo}}", {}, timeout=10, cancel=None)
+
+    assert not marker.exists()
+
+
+def test_run_command_parallel_runs_overlap() -> None:
+    results = []
+
+    def run() -> None:
+        results.append(run_command("sleep 0.2", {}, timeout=10, cancel=None))
+
+    threads = [threading.Thread(target=run) for _ in range(20)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert time.monotonic() - started < 1.0
+    assert all(result.ok for result in results)
+
+
+def test_last_line_skips_blank_lines() -> None:
+    assert last_line("first\nsecond  \n\n  \n") == "second"
+
+
+def test_last_line_cuts_long_line() -> None:
+    assert last_line("x" * 300, limit=10) == "xxxxxxx..."
