@@ -13,14 +13,15 @@ passes only the ones they name. Built-in behaviour is written against these same
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
     import argparse
 
+    from pipeline.analysis import MetricProvider
     from pipeline.config import Config
     from pipeline.context import RunContext
     from pipeline.diagnostics import Diagnostic
@@ -159,6 +160,23 @@ def shipline_make_router(environment: Environment, context: RunContext) -> Route
 
     Called at most once per environment and run. Return ``None`` unless
     ``environment.router["type"]`` is yours. The first non-``None`` result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def shipline_make_provider(
+    name: str, options: Mapping[str, Any], context: RunContext
+) -> MetricProvider | None:
+    """Create the metric provider for one run of an analysis whose ``provider`` is ``name``.
+
+    Called once per analysis run, before its first measurement. When the run ends, the
+    provider's ``close()`` is called if it has one. ``options`` is the whole analysis
+    mapping (template or inline), already validated against the provider's schema
+    fragment. The provider reads its own keys and may ignore the common ones
+    (``interval``, ``count``, conditions...), because :mod:`pipeline.analysis` applies
+    them. Return ``None`` unless ``name`` is yours. Raise
+    :class:`~pipeline.analysis.AnalysisError` for options that cannot work, and the
+    analysis ends with the verdict ``error``. The first non-``None`` result wins.
     """
 
 
