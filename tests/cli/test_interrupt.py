@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ stages:
   - name: ship
     environment: prod
     steps:
-      - deploy: {strategy: record, version: "2.0", wait: 30}
+      - deploy: {strategy: record, version: "2.0", wait: 30, marker: started}
       - gate: {uses: pass}
   - name: after
     when: always
@@ -42,9 +43,11 @@ def test_interrupt_rolls_back_and_exits_130(tmp_path: Path, signum: int) -> None
          "--junitxml", "report.xml"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    assert process.stdout is not None
-    first_line = process.stdout.readline()
-    assert first_line.startswith("stage ship")
+    marker = tmp_path / "started"
+    deadline = time.monotonic() + 20
+    while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert marker.exists()
 
     process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=20)

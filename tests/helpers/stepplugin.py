@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pipeline
@@ -46,6 +47,8 @@ def shipline_step_schemas() -> list[StepSchema]:
             "rollback_fails": {"type": "boolean", "title": "Rollback fails",
                                "description": "Make the rollback raise."},
             "wait": {"type": "number", "title": "Wait", "description": "Seconds to wait."},
+            "marker": {"type": "string", "title": "Marker file",
+                       "description": "Created when the wait starts."},
         }}),
         StepSchema("notify", "record", {"properties": {"message": _MESSAGE}}),
         StepSchema("target", "none", {"properties": {}}),
@@ -90,6 +93,8 @@ def shipline_run_deploy(step: Step, context: RunContext) -> StepReport | None:
     wait = float(step.options.get("wait", 0))
     if wait:
         WAITING.set()
+        if step.options.get("marker"):
+            Path(str(step.options["marker"])).touch()
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and not context.cancelled:
             time.sleep(0.01)
