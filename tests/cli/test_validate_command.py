@@ -1,0 +1,221 @@
+"""``shipline validate``: every kind of bad input gets one clear message and exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.exitcodes import ExitCode
+
+GOOD = """\
+version: 1
+name: shop
+stages:
+  - name: check
+    steps:
+      - gate: {uses: command, command: "true"}
+"""
+
+
+def test_validate_good_file(shipline_cli, write_pipeline, tmp_path):
+    write_pipeline(GOOD)
+    result = shipline_cli("validate", cwd=tmp_path)
+    assert result.exit_code == ExitCode.OK
+    assert result.stdout == "shipline.yml: valid pipeline 'shop' with 1 stage(s)\n"
+    assert result.stderr == ""
+
+
+def test_validate_yaml_extension_is_default_too(shipline_cli, write_pipeline, tmp_path):
+    write_pipeline(GOOD, "shipline.yaml")
+    result = shipline_cli("validate", cwd=tmp_path)
+    assert result.exit_code == ExitCode.OK
+    assert result.stdout == "shipline.yaml: valid pipeline 'shop' with 1 stage(s)\n"
+
+
+def test_validate_missing_default_file(shipline_cli, tmp_path):
+    result = shipline_cli("validate", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        f"shipline: error: no pipeline file found: neither {tmp_path}/shipline.yml nor "
+        f"{tmp_path}/shipline.yaml exists; create one or pass the pipeline file as an "
+        "argument\n"
+    )
+
+
+def test_validate_missing_named_file(shipline_cli, tmp_path):
+    result = shipline_cli("validate", "nope.yml", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == "shipline: error: nope.yml: file not found\n"
+
+
+def test_validate_directory(shipline_cli, tmp_path):
+    (tmp_path / "folder").mkdir()
+    result = shipline_cli("validate", "folder", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        "shipline: error: folder: is a directory, not a file; pass the pipeline file itself\n"
+    )
+
+
+def test_validate_empty_file(shipline_cli, write_pipeline, tmp_path):
+    write_pipeline("# only a comment\n")
+    result = shipline_cli("validate", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        "shipline: error: shipline.yml: the file is empty; a pipeline needs at least "
+        "'version', 'name' and 'stages'\n"
+    )
+
+
+def test_validate_binary_file(shipline_cli, tmp_path):
+    (tmp_path / "shipline.yml").write_bytes(b"version: 1\n\x00\x01\x02")
+    result = shipline_cli("validate", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        "shipline: error: shipline.yml: binary data (a NUL byte at byte offset 11); the "
+        "pipeline file must be UTF-8 text\n"
+    )
+
+
+def test_validate_not_utf8(shipline_cli, tmp_path):
+    (tmp_path / "shipline.yml").write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    result = shipline_cli("validate", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr.startswith("shipline: error: shipline.yml: ")
+    assert "UTF-8" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_validate_top_level_list(shipline_cli, write_pipeline, tmp_path):
+    write_pipeline("- name: a\n")
+    result = shipline_cli("validate", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        "shipline: error: shipline.yml: the top level must be a mapping of keys such as "
+        "'version', 'name' and 'stages', not a list\n"
+    )
+
+
+def test_validate_syntax_error_shows_caret(shipline_cli, write_pipeline, tmp_path):
+    write_pipeline("version: 1\nname: shop\nstages: [a, b\nother: 1\n")
+    result = shipline_cli("validate", cwd=tmp_path)
+    lines = result.stderr.splitlines()
+    assert result.exit_code == ExitCode.INVALID
+    assert lines[0].startswith("shipline.yml:4:")
+    assert lines[-1].strip() == "^"
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_duplicate_key_names_both_lines(shipline_cli, write_pipeline, tmp_path):
+    write_pipeline(GOOD + "name: again\n")
+    result = shipline_cli("validate", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        "shipline.yml:7:1: duplicate key 'name' (first defined on line 2; remove one of them)\n"
+    )
+
+
+def test_validate_python_tag_rejected(shipline_cli, write_pipeline, tmp_path):
+    tagged = 'command: !!python/object/apply:os.system ["id"]'
+    write_pipeline(GOOD.replace('command: "true"', tagged))
+    result = shipline_cli("validate", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        "shipline.yml:6:40: tag '!!python/object/apply:os.system' is not allowed (shipline "
+        "reads plain YAML data only; remove the tag)\n"
+    )
+
+
+def test_validate_billion_laughs_fails_fast(shipline_cli, tmp_path):
+    lines = ["version: 1", "name: x", 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol"]']
+    previous = "a"
+    for name in "bcdefghij":
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+        previous = name
+    (tmp_path / "shipline.yml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = shipline_cli("validate", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert "expands the document beyond" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_validate_deep_nesting_is_clear_error(shipline_cli, tmp_path):
+    text = "version: 1\nname: x\nstages: " + "[" * 5000 + "]" * 5000 + "\n"
+    (tmp_path / "shipline.yml").write_text(text, encoding="utf-8")
+    result = shipline_cli("validate", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert "nested deeper than 100 levels" in result.stderr
+    assert "RecursionError" not in result.stderr
+
+
+def test_validate_reports_every_error_sorted(shipline_cli, write_pipeline, tmp_path):
+    write_pipeline("""\
+        version: 1
+        name: shop
+        stages:
+          - name: check
+            neeeds: []
+            steps:
+              - gate: {uses: comand, command: "true"}
+          - name: ship
+            when: sometimes
+            steps: []
+        """)
+    result = shipline_cli("validate", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr.splitlines() == [
+        "shipline.yml:5:5: stages[0]: unknown key 'neeeds' (did you mean 'needs'?)",
+        "shipline.yml:7:22: stages[0].steps[0].gate.uses: 'comand' is not one of 'command', "
+        "'http' (did you mean 'command'?)",
+        "shipline.yml:9:11: stages[1].when: 'sometimes' is not one of 'on_success', "
+        "'on_failure', 'always'",
+        "shipline.yml:10:12: stages[1].steps: must not be empty",
+    ]
+
+
+def test_validate_version_number_kept_as_text(shipline_cli, write_pipeline, tmp_path):
+    write_pipeline(GOOD + "description: 1.10\n")
+    result = shipline_cli("plan", "--format", "json", cwd=tmp_path)
+    assert result.exit_code == ExitCode.OK
+
+
+@pytest.mark.parametrize("value", ["on", "off", "yes", "no", "y", "n"])
+def test_validate_yaml12_words_are_strings(shipline_cli, write_pipeline, tmp_path, value):
+    write_pipeline(GOOD.replace("name: check", f"name: {value}"))
+    result = shipline_cli("validate", cwd=tmp_path)
+    assert result.exit_code == ExitCode.OK
+
+
+def test_validate_unknown_option_is_usage_error(shipline_cli, tmp_path):
+    result = shipline_cli("validate", "--bogus", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        "shipline: error: unrecognized arguments: --bogus (see 'shipline --help')\n"
+    )
+
+
+def test_validate_unknown_command(shipline_cli, tmp_path):
+    result = shipline_cli("frobnicate", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr.startswith("shipline: error: argument COMMAND: invalid choice: ")
+
+
+def test_schema_command_prints_fragments(shipline_cli, tmp_path):
+    result = shipline_cli("schema", "-p", "helpers.stepplugin", cwd=tmp_path)
+    schema = json.loads(result.stdout)
+    assert result.exit_code == ExitCode.OK
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert "threshold" not in result.stdout
+    assert '"echo"' in result.stdout
+
+
+def test_module_entry_point_runs(tmp_path: Path):
+    (tmp_path / "shipline.yml").write_text(GOOD, encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "pipeline", "validate"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout == "shipline.yml: valid pipeline 'shop' with 1 stage(s)\n"
