@@ -1,0 +1,358 @@
+"""The ``rolling`` deploy strategy: update the serving instances in place, batch by batch.
+
+Options besides ``version``:
+
+``batch`` (default ``1``)
+    Instances per batch: a count, a percentage of all instances (rounded up), or a
+    list such as ``[1, "10%", "50%"]`` whose last entry repeats. After each batch its
+    instances must be healthy and the ``checks`` must pass before the next one starts.
+``max_unavailable`` (default: no limit beyond the batch size)
+    How many instances may be out of service at once: a count or a percentage of all
+    instances, rounded down. An in-place deploy takes an instance out of service from
+    the start of its deploy until it passes its health check, so this caps the updates
+    in flight inside a batch.
+``max_surge`` (default ``0``)
+    Updates allowed in flight on top of ``max_unavailable``: a count or a percentage,
+    rounded up. An in-place target has no spare instances to add, so shipline counts
+    as surge an update whose deploy keeps the old version serving until it switches
+    (a release directory behind an atomic symlink, a process started beside the old
+    one). Set it only for such targets. It has an effect only when ``max_unavailable``
+    is set: a batch then updates ``min(batch, max_unavailable + max_surge)`` instances
+    at once. Both set to 0 is an error. When percentages round both down to 0, one
+    instance is updated at a time.
+``pause`` (default ``0``)
+    Wait between two batches (a duration).
+``health`` (default ``{timeout: 60s, retries: 5, interval: 2s}``)
+    How long each updated instance may take to pass the target's health check, or
+    ``false`` to skip it.
+``checks`` (default none)
+    Check specs (``http`` or ``command``) run after each batch, with ``{version}``
+    filled in. A check that mentions ``{instance}`` runs once per updated instance of
+    the batch, and a failure counts against that instance. Any other check runs once,
+    and its failure fails the step.
+``max_failures`` (default ``0``)
+    Failed instances (deploy failed, unhealthy, or an instance check failed) tolerated
+    before the step fails: a count or a percentage of all instances, rounded down.
+    Tolerated failures stay as they are and are listed in the report.
+``previous_version``
+    What a rollback restores on an instance whose version the target cannot read.
+
+An instance that already runs the version is left alone. The rollback deploys the
+version each updated instance ran before, in parallel; it fails (exit 4) for an
+instance whose previous version is unknown.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipeline import hookimpl
+from pipeline.rollout import (
+    AMOUNT_SCHEMA,
+    DURATION_SCHEMA,
+    HealthPolicy,
+    OptionError,
+    Rollout,
+    StepFailed,
+    batch_sizes,
+    check_list_schema,
+    described,
+    environment_instance_count,
+    health_schema,
+    option_diagnostics,
+    option_duration,
+    parse_amount,
+    previous_version_schema,
+    restore_previous,
+    run_checks,
+    run_parallel,
+    serving_instances,
+    split_batches,
+)
+from pipeline.schema import StepSchema
+from pipeline.target import Capability
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
+    from pipeline.context import RunContext
+    from pipeline.diagnostics import Diagnostic
+    from pipeline.plan import Plan, Step
+    from pipeline.report import StepReport
+
+STRATEGY = "rolling"
+
+
+@dataclass(frozen=True)
+class RollingOptions:
+    """The options of a rolling deploy step, checked; amounts stay as written."""
+
+    batch: object = 1
+    max_unavailable: object | None = None
+    max_surge: object = 0
+    pause: float = 0.0
+    health: HealthPolicy = field(default_factory=HealthPolicy)
+    checks: tuple[Mapping[str, Any], ...] = ()
+    max_failures: object = 0
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> RollingOptions:
+        """Check the options; raise OptionError naming the first invalid one."""
+        parsed = cls(
+            batch=options.get("batch", 1),
+            max_unavailable=options.get("max_unavailable"),
+            max_surge=options.get("max_surge", 0),
+            pause=option_duration(options, "pause", 0.0),
+            health=HealthPolicy.parse(options.get("health")),
+            checks=tuple(options.get("checks") or ()),
+            max_failures=options.get("max_failures", 0),
+        )
+        parsed.in_flight(batch_size=1, total=100)
+        batch_sizes(100, parsed.batch)
+        parse_amount(parsed.max_failures, 100, option="max_failures", round_up=False)
+        return parsed
+
+    def in_flight(self, batch_size: int, total: int) -> int:
+        """Return how many instances of a batch of ``batch_size`` are updated at once."""
+        if self.max_unavailable is None:
+            parse_amount(self.max_surge, total, option="max_surge", round_up=True)
+            return batch_size
+
+        unavailable = parse_amount(self.max_unavailable, total, option="max_unavailable",
+                                   round_up=False)
+        surge = parse_amount(self.max_surge, total, option="max_surge", round_up=True)
+        if self.max_unavailable in (0, "0", "0%") and self.max_surge in (0, "0", "0%"):
+            raise OptionError(
+                "max_unavailable and max_surge are both 0, so no instance could be "
+                "updated: raise one of them"
+            )
+        return max(1, min(batch_size, unavailable + surge))
+
+
+class RollingStrategy:
+    """Updates instances in place, batch by batch; see the module documentation."""
+
+    def requires(self) -> frozenset[Capability]:
+        return frozenset()
+
+    def run(self, step: Step, context: RunContext) -> StepReport:
+        options = RollingOptions.parse(step.options)
+        rollout = Rollout.start(step, context)
+        return rollout.run(lambda r: _roll(r, options))
+
+
+def _roll(rollout: Rollout, options: RollingOptions) -> str:
+    """Update every serving instance batch by batch; return the success message."""
+    instances = serving_instances(rollout.target, rollout.router)
+    if not instances:
+        raise StepFailed(f"environment '{rollout.environment_name}' has no instances")
+    total = len(instances)
+    batches = split_batches(instances, options.batch)
+    limits = [options.in_flight(len(batch), total) for batch in batches]
+    allowed = parse_amount(options.max_failures, total, option="max_failures", round_up=False)
+    for instance in instances:
+        rollout.table.update(instance, result="not reached")
+    _register_rollback(rollout, workers=max(limits))
+
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=max(limits), thread_name_prefix="shipline-rolling") as pool:
+        for number, (batch, limit) in enumerate(zip(batches, limits, strict=True), start=1):
+            where = f"batch {number} of {len(batches)}"
+            rollout.check_cancelled(f"before {where}")
+            _update_batch(rollout, options, batch, limit=limit, stop=stop, allowed=allowed,
+                          pool=pool)
+            rollout.check_cancelled(f"during {where}")
+            _fail_beyond(rollout, total, allowed)
+
+            _run_batch_checks(rollout, options, batch, limit=limit, where=where, pool=pool)
+            _fail_beyond(rollout, total, allowed)
+
+            if number < len(batches) and options.pause > 0:
+                rollout.sleep(options.pause, f"during the pause after {where}")
+    return _success_message(rollout, total, len(batches), allowed)
+
+
+def _register_rollback(rollout: Rollout, workers: int) -> None:
+    target = rollout.target
+    context = rollout.context
+
+    def restore() -> str:
+        states = rollout.table.rows()
+        if not any(state.touched for state in states):
+            return "nothing to restore: no instance was changed"
+        return restore_previous(target, states, fallback=rollout.fallback,
+                                cancel=context.cancel, workers=workers)
+
+    context.add_rollback(rollout.step, f"restore the versions that ran before {rollout.version}",
+                         restore)
+
+
+def _update_batch(
+    rollout: Rollout,
+    options: RollingOptions,
+    batch: Sequence[str],
+    *,
+    limit: int,
+    stop: threading.Event,
+    allowed: int,
+    pool: ThreadPoolExecutor,
+) -> None:
+    """Update the instances of one batch, ``limit`` at a time.
+
+    Once more than ``allowed`` instances of the whole step have failed, instances of the
+    batch that have not started are left alone.
+    """
+    lock = threading.Lock()
+
+    def update(instance: str) -> None:
+        ok = rollout.update_instance(instance, options.health, stop)
+        if not ok:
+            with lock:
+                if _failures(rollout) > allowed:
+                    stop.set()
+
+    run_parallel(batch, update, workers=limit, pool=pool)
+
+
+def _run_batch_checks(
+    rollout: Rollout,
+    options: RollingOptions,
+    batch: Sequence[str],
+    *,
+    limit: int,
+    where: str,
+    pool: ThreadPoolExecutor,
+) -> None:
+    if not options.checks:
+        return
+    updated = [instance for instance in batch
+               if rollout.table.get(instance).result == "updated"]
+    runs = run_checks(options.checks, rollout.context, instances=updated,
+                      placeholders={"version": rollout.version}, workers=limit, pool=pool)
+    rollout.check_cancelled(f"during the checks after {where}")
+
+    for run in runs:
+        if run.ok:
+            continue
+        name = run.instance or run.label
+        rollout.table.add_output(name, run.label, run.output)
+        if run.instance is None:
+            raise StepFailed(f"{where}: {run.message}")
+        rollout.table.update(run.instance, result="check failed", message=run.message)
+
+
+def _failures(rollout: Rollout) -> int:
+    return len(rollout.table.failures())
+
+
+def _fail_beyond(rollout: Rollout, total: int, allowed: int) -> None:
+    failed = rollout.table.failures()
+    if len(failed) > allowed:
+        first = failed[0]
+        raise StepFailed(
+            f"{len(failed)} of {total} instances failed and max_failures allows {allowed}: "
+            f"{first.instance}: {first.message}"
+        )
+
+
+def _success_message(rollout: Rollout, total: int, batches: int, allowed: int) -> str:
+    updated = rollout.table.count("updated")
+    unchanged = rollout.table.count("unchanged")
+    failed = _failures(rollout)
+    plural = "batch" if batches == 1 else "batches"
+    message = f"{rollout.version} deployed to {updated} of {total} instances in {batches} {plural}"
+    if unchanged:
+        message += f"; {unchanged} already ran it"
+    if failed:
+        message += f"; {failed} failed, within max_failures ({allowed})"
+    return message
+
+
+# -- hooks -------------------------------------------------------------------------------
+
+
+def _schema() -> dict[str, Any]:
+    return {
+        "properties": {
+            "batch": {
+                "title": "Batch size",
+                "description": "Instances per batch: a count, a percentage of all instances "
+                "(rounded up), or a list such as [1, '10%', '50%'] whose last entry repeats "
+                "(default 1).",
+                "anyOf": [*AMOUNT_SCHEMA["anyOf"],
+                          {"type": "array", "items": AMOUNT_SCHEMA, "minItems": 1}],
+            },
+            "max_unavailable": described(
+                AMOUNT_SCHEMA, "Max unavailable",
+                "Instances that may be out of service at once, updating or not yet healthy: "
+                "a count or a percentage, rounded down (default: the batch size).",
+            ),
+            "max_surge": described(
+                AMOUNT_SCHEMA, "Max surge",
+                "Updates in flight on top of max_unavailable, for targets whose deploy keeps "
+                "the old version serving until it switches: a count or a percentage, rounded "
+                "up (default 0).",
+            ),
+            "pause": described(DURATION_SCHEMA, "Pause",
+                               "Wait between two batches (default 0)."),
+            "health": health_schema(),
+            "checks": check_list_schema(
+                "Checks", "Checks run after each batch. A check that mentions {instance} runs "
+                "once per updated instance; {version} is filled in.",
+            ),
+            "max_failures": described(
+                AMOUNT_SCHEMA, "Max failures",
+                "Failed instances tolerated before the step fails: a count or a percentage, "
+                "rounded down (default 0).",
+            ),
+            "previous_version": previous_version_schema(),
+        },
+    }
+
+
+@hookimpl
+def shipline_step_schemas() -> list[StepSchema]:
+    return [StepSchema(kind="deploy", type=STRATEGY, schema=_schema(),
+                       description="Update the instances in place, batch by batch.")]
+
+
+@hookimpl
+def shipline_strategy_requires(step: Step) -> frozenset[Capability] | None:
+    if step.type != STRATEGY:
+        return None
+    return frozenset()
+
+
+@hookimpl
+def shipline_make_strategy(step: Step) -> RollingStrategy | None:
+    if step.type != STRATEGY:
+        return None
+    return RollingStrategy()
+
+
+@hookimpl
+def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
+    return option_diagnostics(plan, STRATEGY, lambda step: RollingOptions.parse(step.options))
+
+
+@hookimpl
+def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
+    """Sum the health waits, checks and pauses of every batch.
+
+    Returns None when the pipeline file does not list the instances. Deploy commands
+    are not counted, because their time depends on the target.
+    """
+    if step.kind != "deploy" or step.type != STRATEGY:
+        return None
+    total = environment_instance_count(plan, step)
+    if total is None:
+        return None
+    from pipeline.checks import estimate_seconds
+
+    options = RollingOptions.parse(step.options)
+    batches = len(batch_sizes(total, options.batch))
+    per_batch = options.health.longest() + sum(estimate_seconds(c) for c in options.checks)
+    return batches * per_batch + max(batches - 1, 0) * options.pause
