@@ -424,9 +424,15 @@ def run_checks(
 
     A spec that mentions ``{instance}`` runs once per instance of ``instances``, with
     that instance filled in; any other spec runs once. ``placeholders`` fill in the
-    rest (``{version}``, ``{slot}``). Commands run in the pipeline file's folder.
+    rest (``{version}``, ``{slot}``), and ``{endpoint}`` is the router's URL when the
+    environment has a router that knows it. Commands run in the pipeline file's folder.
     """
     from pipeline.checks import describe_check, run_check
+
+    router = resolve_router(context)
+    endpoint = router.endpoint() if router is not None else None
+    if endpoint is not None:
+        placeholders = {"endpoint": endpoint, **placeholders}
 
     planned: list[tuple[str, Mapping[str, Any], str | None]] = []
     for index, spec in enumerate(specs):

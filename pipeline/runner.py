@@ -305,7 +305,7 @@ class Runner:
             outcome = Outcome.INTERRUPTED if self.interrupted else Outcome.FAILED
             return self._report(step, outcome, "interrupted" if self.interrupted else "cancelled")
         except ShiplineError as exc:
-            logger.error("step %s failed: %s", step.id, self.config.masker(str(exc)))
+            logger.info("step %s failed: %s", step.id, self.config.masker(str(exc)))
             return self._report(step, Outcome.FAILED, str(exc))
         except Exception as exc:
             return self._plugin_error(step, exc)
