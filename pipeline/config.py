@@ -38,6 +38,9 @@ class Config:
         """The hook relay: ``config.hook.shipline_<name>(...)``."""
         return self.registry.pluginmanager.hook
 
+    def __repr__(self) -> str:
+        return f"<Config command={self.option('command')!r} in {str(self.invocation_dir)!r}>"
+
     def option(self, name: str, default: Any = None) -> Any:
         """Return a parsed command-line option, or ``default`` if no parser defined it."""
         return getattr(self.options, name, default)

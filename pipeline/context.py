@@ -49,10 +49,10 @@ class Rollback:
 class RunContext:
     """Shared by every hook of one run; the runner sets ``stage`` and ``environment``."""
 
-    plan: Plan
-    config: Config
-    stage: Stage | None = None
-    environment: Environment | None = None
+    plan: Plan = field(repr=False)
+    config: Config = field(repr=False)
+    stage: Stage | None = field(default=None, repr=False)
+    environment: Environment | None = field(default=None, repr=False)
     #: Set when the run is interrupted or the current step times out. Steps that wait
     #: must use :meth:`sleep` or check this event, and stop soon after it is set.
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -61,10 +61,10 @@ class RunContext:
     changed_environments: set[str] = field(default_factory=set)
     #: Values for CI outputs (``deployed-version``, ``rolled-back``...).
     outputs: dict[str, str] = field(default_factory=dict)
-    _rollbacks: list[Rollback] = field(default_factory=list)
-    _targets: dict[str, Target] = field(default_factory=dict)
-    _routers: dict[str, Router | None] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _rollbacks: list[Rollback] = field(default_factory=list, repr=False)
+    _targets: dict[str, Target] = field(default_factory=dict, repr=False)
+    _routers: dict[str, Router | None] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def clock(self) -> Clock:

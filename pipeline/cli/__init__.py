@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -149,19 +150,20 @@ def _run(argv: Sequence[str]) -> ExitCode:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code."""
+    """Entry point of the console script; returns the process exit code.
+
+    With ``--debug``, every error is printed with its traceback first.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
         return int(_run(args))
     except PipelineError as exc:
-        if debug:
-            raise
+        _print_traceback(debug)
         print(exc, file=sys.stderr)
         return int(exc.exit_code)
     except ShiplineError as exc:
-        if debug:
-            raise
+        _print_traceback(debug)
         print(f"shipline: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
@@ -169,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
     except Exception as exc:
         if debug:
-            raise
+            _print_traceback(debug)
+            print(f"shipline: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return int(ExitCode.INTERNAL_ERROR)
         path = write_crash_report(exc, args)
         print(
             f"shipline: internal error: {type(exc).__name__}: {exc}\n"
@@ -178,3 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return int(ExitCode.INTERNAL_ERROR)
+
+
+def _print_traceback(debug: bool) -> None:
+    if debug:
+        traceback.print_exc(file=sys.stderr)

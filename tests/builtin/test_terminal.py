@@ -1,0 +1,63 @@
+"""Terminal progress lines, colour and verbosity."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from pipeline.builtin.terminal import TerminalReporter, use_colour
+from pipeline.report import Outcome, StepReport
+
+
+class TtyStream(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def report(outcome: Outcome, **fields: object) -> StepReport:
+    return StepReport("s/1", "smoke", "gate", outcome, **fields)  # type: ignore[arg-type]
+
+
+def test_use_colour_on_tty():
+    assert use_colour(TtyStream())
+
+
+def test_use_colour_not_when_piped():
+    assert not use_colour(io.StringIO())
+
+
+def test_use_colour_respects_no_color(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not use_colour(TtyStream())
+
+
+def test_terminal_failed_step_in_red():
+    out = io.StringIO()
+    TerminalReporter(out, verbosity=0, colour=True).shipline_step_report(
+        report(Outcome.FAILED, message="status 500", duration=1.5)
+    )
+    assert out.getvalue() == "  \x1b[31mFAILED  \x1b[0m smoke (1s500ms): status 500\n"
+
+
+def test_terminal_quiet_hides_passed():
+    out = io.StringIO()
+    reporter = TerminalReporter(out, verbosity=-1, colour=False)
+    reporter.shipline_step_report(report(Outcome.PASSED, message="fine"))
+    assert out.getvalue() == ""
+
+
+def test_terminal_details_only_for_failures_by_default():
+    out = io.StringIO()
+    reporter = TerminalReporter(out, verbosity=0, colour=False)
+    reporter.shipline_step_report(report(Outcome.PASSED, details="table"))
+    reporter.shipline_step_report(report(Outcome.FAILED, details="why"))
+    assert out.getvalue() == "  PASSED   smoke (0s)\n  FAILED   smoke (0s)\n      why\n"
+
+
+def test_terminal_verbose_shows_details_of_passed():
+    out = io.StringIO()
+    TerminalReporter(out, verbosity=1, colour=False).shipline_step_report(
+        report(Outcome.PASSED, details="table")
+    )
+    assert out.getvalue() == "  PASSED   smoke (0s)\n      table\n"

@@ -1,0 +1,74 @@
+"""Errors that are not the pipeline's fault: plugin bugs, crashes, --debug."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+from pipeline.exitcodes import ExitCode
+
+PIPELINE = """\
+version: 1
+name: shop
+stages:
+  - name: check
+    steps:
+      - gate: {uses: raise, message: exploded}
+"""
+
+CRASHING_PLUGIN = """\
+import pipeline
+
+
+@pipeline.hookimpl
+def shipline_configure(config):
+    raise RuntimeError("configure blew up")
+"""
+
+
+def write(folder: Path, name: str, text: str) -> None:
+    (folder / name).write_text(textwrap.dedent(text), encoding="utf-8")
+
+
+def test_debug_shows_plugin_traceback(shipline_cli, tmp_path):
+    write(tmp_path, "shipline.yml", PIPELINE)
+    result = shipline_cli("run", "-p", "helpers.stepplugin", "--debug", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INTERNAL_ERROR
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "ValueError: exploded" in result.stderr
+    assert "hook:   shipline_run_gate" in result.stderr
+
+
+def test_crash_writes_report_and_no_traceback(shipline_cli, tmp_path):
+    write(tmp_path, "shipline.yml", PIPELINE)
+    write(tmp_path, "shipline_plugins.py", CRASHING_PLUGIN)
+    result = shipline_cli("validate", cwd=tmp_path)
+    match = re.search(r"written to (\S+);", result.stderr)
+
+    assert result.exit_code == ExitCode.INTERNAL_ERROR
+    assert result.stderr.startswith(
+        "shipline: internal error: RuntimeError: configure blew up\n"
+    )
+    assert "Traceback" not in result.stderr
+    assert match is not None
+    report = Path(match.group(1)).read_text(encoding="utf-8")
+    assert "Traceback (most recent call last)" in report
+    assert "RuntimeError: configure blew up" in report
+    assert "python: " in report
+    Path(match.group(1)).unlink()
+
+
+def test_crash_with_debug_prints_traceback(shipline_cli, tmp_path):
+    write(tmp_path, "shipline.yml", PIPELINE)
+    write(tmp_path, "shipline_plugins.py", CRASHING_PLUGIN)
+    result = shipline_cli("validate", "--debug", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INTERNAL_ERROR
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "crash report" not in result.stderr
+
+
+def test_usage_error_with_debug_keeps_exit_code(shipline_cli, tmp_path):
+    result = shipline_cli("validate", "missing.yml", "--debug", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr.endswith("shipline: error: missing.yml: file not found\n")
