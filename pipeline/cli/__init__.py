@@ -135,7 +135,11 @@ def _run(argv: Sequence[str]) -> ExitCode:
     registry.check_pending()
 
     parser = build_parser(registry)
-    options = parser.parse_args(argv)
+    try:
+        options = parser.parse_args(argv)
+    except SystemExit as exc:
+        # --help and --version print and exit 0 through argparse.
+        return ExitCode(exc.code or 0)
     if options.command is None:
         parser.print_help()
         return ExitCode.INVALID

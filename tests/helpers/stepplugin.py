@@ -11,6 +11,7 @@ target type without options, for environments whose deploys use ``record``.
 
 from __future__ import annotations
 
+import argparse
 import threading
 import time
 from pathlib import Path
@@ -26,6 +27,16 @@ EVENTS: list[tuple[str, Any]] = []
 WAITING = threading.Event()
 
 _MESSAGE = {"type": "string", "title": "Message", "description": "Text of the report."}
+
+
+@pipeline.hookimpl
+def shipline_addoption(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--echo-prefix", default="", help="text put before echo messages")
+
+
+@pipeline.hookimpl
+def shipline_configure(config: Any) -> None:
+    EVENTS.append(("configure", config.option("echo_prefix")))
 
 
 @pipeline.hookimpl
