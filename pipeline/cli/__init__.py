@@ -139,7 +139,7 @@ def _run(argv: Sequence[str]) -> ExitCode:
         options = parser.parse_args(argv)
     except SystemExit as exc:
         # --help and --version print and exit 0 through argparse.
-        return ExitCode(exc.code or 0)
+        return ExitCode.OK if exc.code in (None, 0) else ExitCode.INVALID
     if options.command is None:
         parser.print_help()
         return ExitCode.INVALID

@@ -1,0 +1,373 @@
+"""Run one analysis: take measurements through its provider, judge each one, and stop at
+the first verdict that the analysis reaches.
+
+The verdict rules are described in :mod:`pipeline.analysis`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from pipeline.analysismodel import (
+    ERROR,
+    FAILED,
+    INCONCLUSIVE,
+    SUCCESSFUL,
+    AnalysisError,
+    AnalysisResult,
+    Measurement,
+    MeasurementRequest,
+    MetricProvider,
+)
+from pipeline.analysissettings import AnalysisSettings, resolve_analysis
+from pipeline.conditions import Condition, ConditionError
+from pipeline.context import Interrupted
+from pipeline.durations import format_duration
+
+if TYPE_CHECKING:
+    from pipeline.context import RunContext
+
+__all__ = ["judge", "run_analysis"]
+
+logger = logging.getLogger("shipline")
+
+#: How often a wait for a running measurement checks for cancellation, in seconds.
+_POLL_SECONDS = 0.05
+
+
+# -- judging one measurement -------------------------------------------------------------
+
+
+def judge(
+    values: Mapping[str, float | None],
+    success: Sequence[Condition],
+    failure: Sequence[Condition],
+) -> tuple[str, str]:
+    """Return the verdict and message of a measurement with ``values``.
+
+    Applies the rules for one measurement in :mod:`pipeline.analysis`. Raises
+    ConditionError when a condition reads a metric that ``values`` lacks.
+    """
+    failed, failure_decider = _any_true(failure, values)
+    passed, success_decider = _all_true(success, values)
+    metrics = _show_values(values, success, failure)
+
+    if failed:
+        return FAILED, f"failure condition {failure_decider} is true ({metrics})"
+    if failed is None:
+        return INCONCLUSIVE, f"no data for failure condition {failure_decider} ({metrics})"
+    if passed is None:
+        return INCONCLUSIVE, f"no data for success condition {success_decider} ({metrics})"
+    if not success:
+        return SUCCESSFUL, f"no failure condition is true ({metrics})"
+    if passed and len(success) > 1:
+        return SUCCESSFUL, f"success conditions {success_decider} are true ({metrics})"
+    if passed:
+        return SUCCESSFUL, f"success condition {success_decider} is true ({metrics})"
+    if not failure:
+        return FAILED, f"success condition {success_decider} is false ({metrics})"
+    return INCONCLUSIVE, (
+        f"success condition {success_decider} is false and no failure condition is true "
+        f"({metrics})"
+    )
+
+
+def _all_true(
+    conditions: Sequence[Condition], values: Mapping[str, float | None]
+) -> tuple[bool | None, str]:
+    """Kleene ``and`` over ``conditions``, with the quoted condition that decided it."""
+    results = [(condition.evaluate(values), repr(condition.text)) for condition in conditions]
+    for decisive in (False, None):
+        for result, text in results:
+            if result is decisive:
+                return decisive, text
+    return True, " and ".join(text for _, text in results)
+
+
+def _any_true(
+    conditions: Sequence[Condition], values: Mapping[str, float | None]
+) -> tuple[bool | None, str]:
+    """Kleene ``or`` over ``conditions``, with the quoted condition that decided it."""
+    results = [(condition.evaluate(values), repr(condition.text)) for condition in conditions]
+    for decisive in (True, None):
+        for result, text in results:
+            if result is decisive:
+                return decisive, text
+    return False, ""
+
+
+def _show_values(
+    values: Mapping[str, float | None],
+    success: Sequence[Condition],
+    failure: Sequence[Condition],
+) -> str:
+    names = sorted({name for condition in (*success, *failure) for name in condition.names})
+    return ", ".join(f"{name}={_show_number(values.get(name))}" for name in names)
+
+
+def _show_number(value: float | None) -> str:
+    return "no data" if value is None else f"{value:g}"
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+class _Timeout(Exception):
+    """A measurement ran past the analysis's ``timeout``."""
+
+
+def run_analysis(
+    ref: str | Mapping[str, Any],
+    context: RunContext,
+    *,
+    stable_version: str | None,
+    canary_version: str,
+    endpoint: str | None,
+) -> AnalysisResult:
+    """Run the analysis ``ref`` (template name or inline mapping) to its verdict.
+
+    Blocks for the whole analysis: waits go through ``context.sleep``, so a
+    :class:`~pipeline.clock.FakeClock` makes them instant, while each measurement's
+    ``timeout`` is real time. Configuration problems and failing measurements are
+    returned as a result with the verdict ``error``. Raises
+    :class:`~pipeline.context.Interrupted` when ``context.cancel`` is set, and lets an
+    unexpected exception from ``shipline_make_provider`` (a plugin bug) propagate.
+    """
+    label = ref if isinstance(ref, str) else "inline analysis"
+    try:
+        name, options = resolve_analysis(ref, context.plan.analyses)
+        label = name
+        settings = AnalysisSettings.from_options(name, options)
+        provider = _make_provider(settings, options, context)
+    except AnalysisError as exc:
+        logger.warning("analysis %r cannot run: %s", label, exc)
+        return AnalysisResult(label, ERROR, str(exc))
+
+    request = MeasurementRequest(
+        analysis=name, canary_version=canary_version, stable_version=stable_version,
+        endpoint=endpoint, timeout=settings.timeout,
+    )
+    try:
+        return _AnalysisRun(settings, provider, request, context).run()
+    finally:
+        _close(provider, name)
+
+
+def _make_provider(
+    settings: AnalysisSettings, options: Mapping[str, Any], context: RunContext
+) -> MetricProvider:
+    provider: MetricProvider | None = context.hook.shipline_make_provider(
+        name=settings.provider, options=options, context=context
+    )
+    if provider is None:
+        raise AnalysisError(
+            f"analysis {settings.name!r}: no plugin provides analysis provider "
+            f"{settings.provider!r}"
+        )
+    return provider
+
+
+def _close(provider: MetricProvider, name: str) -> None:
+    close = getattr(provider, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception:
+        logger.exception("analysis %r: closing its provider failed", name)
+
+
+class _AnalysisRun:
+    """The measurement loop of one analysis, and its tallies."""
+
+    def __init__(
+        self,
+        settings: AnalysisSettings,
+        provider: MetricProvider,
+        request: MeasurementRequest,
+        context: RunContext,
+    ) -> None:
+        self.settings = settings
+        self.provider = provider
+        self.request = request
+        self.context = context
+        self.measurements: list[Measurement] = []
+        self.tally = {SUCCESSFUL: 0, FAILED: 0, INCONCLUSIVE: 0, ERROR: 0}
+        self.consecutive_errors = 0
+
+    @property
+    def counted(self) -> int:
+        return self.tally[SUCCESSFUL] + self.tally[FAILED] + self.tally[INCONCLUSIVE]
+
+    def run(self) -> AnalysisResult:
+        self._wait(self.settings.initial_delay)
+
+        while True:
+            self.context.check_cancelled()
+            try:
+                measurement = self._measure(len(self.measurements) + 1)
+            except AnalysisError as exc:
+                self._record(Measurement(self.context.clock.time(), {}, ERROR, str(exc)))
+                return self._result(ERROR, str(exc))
+            self._record(measurement)
+
+            verdict, message = self._assess()
+            if verdict is not None:
+                return self._result(verdict, message)
+            self._wait(self.settings.wait_after(measurement.verdict))
+
+    def _measure(self, number: int) -> Measurement:
+        started = self.context.clock.time()
+        request = replace(self.request, number=number)
+        try:
+            raw = self._call_provider(request)
+            values = _clean_values(raw, self.settings.provider)
+        except _Timeout:
+            message = f"timed out after {format_duration(self.settings.timeout)}"
+            return Measurement(started, {}, ERROR, message)
+        except (AnalysisError, Interrupted):
+            raise
+        except Exception as exc:
+            logger.debug("analysis %r: measurement %d raised", request.analysis, number,
+                         exc_info=True)
+            return Measurement(started, {}, ERROR, f"{type(exc).__name__}: {exc}")
+
+        try:
+            verdict, message = judge(values, self.settings.success, self.settings.failure)
+        except ConditionError as exc:
+            raise AnalysisError(str(exc)) from exc
+        return Measurement(started, values, verdict, message)
+
+    def _call_provider(self, request: MeasurementRequest) -> Mapping[str, Any]:
+        """Run ``measure`` in a worker thread, bounded by the timeout and the run's cancel.
+
+        The worker is a daemon thread: if the provider ignores its cancel event, the
+        analysis still goes on, and the thread ends with the process at the latest.
+        """
+        stop = threading.Event()
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["values"] = self.provider.measure(request, stop)
+            except BaseException as exc:
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        worker = threading.Thread(
+            target=work, name=f"analysis {request.analysis} #{request.number}", daemon=True
+        )
+        worker.start()
+        deadline = time.monotonic() + request.timeout
+        while not done.wait(max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))):
+            if self.context.cancelled:
+                stop.set()
+                raise Interrupted("interrupted")
+            if time.monotonic() >= deadline:
+                stop.set()
+                raise _Timeout
+
+        if "error" in outcome:
+            raise outcome["error"]
+        values: Mapping[str, Any] = outcome["values"]
+        return values
+
+    def _record(self, measurement: Measurement) -> None:
+        self.measurements.append(measurement)
+        self.tally[measurement.verdict] += 1
+        if measurement.verdict == ERROR:
+            self.consecutive_errors += 1
+        else:
+            self.consecutive_errors = 0
+
+        level = logging.WARNING if measurement.verdict == ERROR else logging.INFO
+        logger.log(
+            level,
+            "analysis %r: measurement %d (%d of %d counted): %s: %s",
+            self.settings.name, len(self.measurements), self.counted, self.settings.count,
+            measurement.verdict, measurement.message,
+        )
+
+    def _assess(self) -> tuple[str | None, str]:
+        """Return the analysis verdict once one is reached, else ``None``."""
+        settings = self.settings
+        last = self.measurements[-1].message
+        failed = self.tally[FAILED]
+        inconclusive = self.tally[INCONCLUSIVE]
+
+        if failed > settings.failure_limit:
+            return FAILED, (
+                f"{_plural(failed, 'measurement')} failed, more than failure_limit "
+                f"{settings.failure_limit}; last: {last}"
+            )
+        if inconclusive > settings.inconclusive_limit:
+            return INCONCLUSIVE, (
+                f"{_plural(inconclusive, 'measurement')} inconclusive, more than "
+                f"inconclusive_limit {settings.inconclusive_limit}; last: {last}"
+            )
+        if self.consecutive_errors > settings.consecutive_error_limit:
+            return ERROR, (
+                f"{_plural(self.consecutive_errors, 'measurement')} in a row had errors, "
+                f"more than consecutive_error_limit {settings.consecutive_error_limit}; "
+                f"last: {last}"
+            )
+        if self.counted >= settings.count:
+            taken = _plural(len(self.measurements), "measurement")
+            return SUCCESSFUL, f"{taken} taken: {self._summary()}"
+        return None, ""
+
+    def _summary(self) -> str:
+        parts = [
+            f"{self.tally[verdict]} {verdict}"
+            for verdict in (SUCCESSFUL, FAILED, INCONCLUSIVE)
+            if self.tally[verdict]
+        ]
+        if self.tally[ERROR]:
+            parts.append(_plural(self.tally[ERROR], "error"))
+        return ", ".join(parts)
+
+    def _wait(self, seconds: float) -> None:
+        if seconds > 0 and not self.context.sleep(seconds):
+            raise Interrupted("interrupted")
+
+    def _result(self, verdict: str, message: str) -> AnalysisResult:
+        logger.info("analysis %r %s: %s", self.settings.name, verdict, message)
+        return AnalysisResult(self.settings.name, verdict, message, list(self.measurements))
+
+
+def _clean_values(raw: Any, provider: str) -> dict[str, float | None]:
+    """Check a provider's return value; NaN becomes ``None`` (no data).
+
+    Raises TypeError, which makes the measurement an ``error``, for anything but a
+    mapping from names to numbers or ``None``.
+    """
+    if not isinstance(raw, Mapping):
+        raise TypeError(
+            f"provider {provider!r} returned {type(raw).__name__}, expected a mapping of "
+            f"metric values"
+        )
+    values: dict[str, float | None] = {}
+    for name, value in raw.items():
+        if value is None:
+            values[str(name)] = None
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            values[str(name)] = None if math.isnan(value) else float(value)
+        else:
+            raise TypeError(
+                f"provider {provider!r} returned {value!r} for metric {name!r}, expected "
+                f"a number or no data"
+            )
+    return values
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
