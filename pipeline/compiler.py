@@ -46,7 +46,7 @@ def compile_document(
         data,
         document.source,
         environ=environ,
-        variables=data.get("vars") or {},
+        variables=_variables_as_written(document),
         secret_names=data.get("secrets") or (),
     )
     compiler = _Compiler(document, interpolated.data, owners)
@@ -193,6 +193,17 @@ class _Compiler:
             placed.add(ready.name)
             remaining.remove(ready)
         return ordered
+
+
+def _variables_as_written(document: Document) -> dict[str, Any]:
+    """Return ``vars:`` with unquoted numbers as the user wrote them (``1.10``, not ``1.1``)."""
+    variables = dict(document.data.get("vars") or {})
+    for name, value in variables.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            text = document.source.plain_text(("vars", name))
+            if text is not None:
+                variables[name] = text
+    return variables
 
 
 def _find_cycle(stages: Sequence[Stage]) -> list[str]:

@@ -99,12 +99,12 @@ class RunContext:
         with self._lock:
             self._rollbacks.append(Rollback(step, description, action))
 
-    def take_rollbacks(self) -> list[Rollback]:
-        """Remove and return the pending rollbacks, newest first."""
+    def take_rollbacks(self, step: Step | None = None) -> list[Rollback]:
+        """Remove and return the pending rollbacks of ``step`` (or all), newest first."""
         with self._lock:
-            pending = list(reversed(self._rollbacks))
-            self._rollbacks.clear()
-        return pending
+            taken = [r for r in self._rollbacks if step is None or r.step is step]
+            self._rollbacks = [r for r in self._rollbacks if r not in taken]
+        return list(reversed(taken))
 
     def target(self, environment: Environment | None = None) -> Target:
         """Return the target of ``environment`` (default: the stage's), creating it once."""

@@ -7,6 +7,9 @@ often reappears in output:
 - each line of a multi-line value, with surrounding whitespace stripped, so a private
   key printed line by line or a token read from a file with its trailing newline
   stays hidden;
+- each whitespace-separated word of a value, because a value interpolated unquoted
+  into a command template is split into several arguments that error messages and
+  reports then show one by one;
 - the URL-encoded form (``urllib.parse.quote`` with ``safe=""``), as in a query string;
 - the JSON-escaped forms (``json.dumps`` with and without ``ensure_ascii``, quotes
   removed), as in a JSON report or request body.
@@ -54,6 +57,7 @@ def _masked_forms(secret: str) -> set[str]:
     """Compute every text to mask for ``secret``, leaving out forms that are too short."""
     bases = {secret}
     bases.update(line.strip() for line in secret.splitlines())
+    bases.update(secret.split())
 
     forms: set[str] = set()
     for base in bases:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping
@@ -88,11 +89,18 @@ def load_plan(path: Path, config: Config, environ: Mapping[str, str] | None = No
 
     diagnostics: list[Diagnostic] = []
     for found in config.hook.shipline_check_plan(plan=compiled.plan, config=config):
-        diagnostics.extend(found)
+        diagnostics.extend(_with_mark(diagnostic, document) for diagnostic in found)
     if diagnostics:
         raise PipelineError(diagnostics)
     logger.debug("compiled %s: %d stages", path, len(compiled.plan.stages))
     return LoadedPlan(compiled.plan, document, schema)
+
+
+def _with_mark(diagnostic: Diagnostic, document: Document) -> Diagnostic:
+    """Give a plugin's diagnostic the position of its path when the plugin left it out."""
+    if diagnostic.mark is not None or not diagnostic.path:
+        return diagnostic
+    return dataclasses.replace(diagnostic, mark=document.source.value_mark(diagnostic.path))
 
 
 def _load_pipeline_plugins(document: Document, config: Config) -> None:

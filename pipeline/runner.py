@@ -43,8 +43,9 @@ class StageResult:
     skipped_reason: str | None = None
     #: Seconds.
     duration: float = 0.0
-    #: True when this stage or one it depends on failed (drives ``when: on_failure``).
-    failure_upstream: bool = False
+    #: The stage that failed, this one or one it depends on directly or through others;
+    #: ``None`` when none did. Drives ``when: on_failure`` and skip reasons.
+    failed_stage: str | None = None
 
 
 @dataclass
@@ -119,48 +120,53 @@ class Runner:
     # -- stages ---------------------------------------------------------------------------
 
     def _run_or_skip(self, stage: Stage, results: dict[str, StageResult]) -> StageResult:
-        reason, failure_upstream = self._skip_reason(stage, results)
+        reason, failed_stage = self._skip_reason(stage, results)
         if reason is not None:
-            return self._skip_stage(stage, reason, failure_upstream)
+            return self._skip_stage(stage, reason, failed_stage)
         result = self._run_stage(stage)
-        result.failure_upstream = result.failure_upstream or failure_upstream
+        result.failed_stage = result.failed_stage or failed_stage
         return result
 
     def _skip_reason(
         self, stage: Stage, results: dict[str, StageResult]
-    ) -> tuple[str | None, bool]:
-        """Return why ``stage`` must not run (or ``None``) and whether anything upstream failed.
+    ) -> tuple[str | None, str | None]:
+        """Return why ``stage`` must not run (or ``None``) and the failed stage upstream.
 
-        A stage without ``needs:`` depends on the stage before it in the plan.
+        A stage without ``needs:`` depends on the stage before it in the plan. A failure
+        stays upstream through stages that ran anyway (``always``, ``on_failure``), so
+        ``on_success`` stages after them are skipped too.
         """
         if self.interrupted:
-            return "the run was interrupted", False
+            return "the run was interrupted", None
         needs = stage.needs or self._previous_stage(stage)
         upstream = [results[name] for name in needs if name in results]
-        failed = [r.stage.name for r in upstream if r.failure_upstream]
+        failed = [r for r in upstream if r.failed_stage is not None]
+        origin = failed[0].failed_stage if failed else None
         if stage.when is When.ALWAYS:
-            return None, bool(failed)
+            return None, origin
         if stage.when is When.ON_FAILURE:
             if failed:
-                return None, True
-            return "'when: on_failure' and no stage it depends on failed", False
+                return None, origin
+            return "'when: on_failure' and no stage it depends on failed", None
         if failed:
-            return f"needs '{failed[0]}', which failed", True
+            need = failed[0].stage.name
+            if need == origin:
+                return f"needs '{need}', which failed", origin
+            return f"needs '{need}', which comes after stage '{origin}' failed", origin
         skipped = [r.stage.name for r in upstream if r.outcome is Outcome.SKIPPED]
         if skipped and stage.needs:
-            return f"needs '{skipped[0]}', which was skipped", False
-        return None, False
+            return f"needs '{skipped[0]}', which was skipped", None
+        return None, None
 
     def _previous_stage(self, stage: Stage) -> tuple[str, ...]:
         names = [s.name for s in self.plan.stages]
         index = names.index(stage.name)
         return (names[index - 1],) if index > 0 else ()
 
-    def _skip_stage(self, stage: Stage, reason: str, failure_upstream: bool) -> StageResult:
+    def _skip_stage(self, stage: Stage, reason: str, failed_stage: str | None) -> StageResult:
         reports = [self._skipped(step, reason) for step in stage.steps]
         result = StageResult(
-            stage, Outcome.SKIPPED, reports, skipped_reason=reason,
-            failure_upstream=failure_upstream,
+            stage, Outcome.SKIPPED, reports, skipped_reason=reason, failed_stage=failed_stage,
         )
         self.context.stage = stage
         for report in reports:
@@ -178,6 +184,7 @@ class Runner:
         logger.info("stage %s started", stage.name)
         self.config.hook.shipline_stage_start(stage=stage, context=context)
 
+        deadline = None if stage.timeout is None else time.monotonic() + stage.timeout
         reports: list[StepReport] = []
         failed_step: StepReport | None = None
         for step in stage.steps:
@@ -186,11 +193,14 @@ class Runner:
             elif failed_step is not None:
                 report = self._skipped(step, f"step '{failed_step.name}' failed")
             else:
-                report = self._run_step(step)
+                report = self._run_step(step, stage, deadline)
                 if report.outcome.is_failure and not step.continue_on_error:
                     failed_step = report
             reports.append(report)
             self._publish(report)
+            if report.outcome.is_failure and step.continue_on_error:
+                # The stage goes on, but what the failed step changed is undone now.
+                reports += self._roll_back(step)
 
         if failed_step is not None or self.interrupted:
             reports += self._roll_back()
@@ -201,7 +211,7 @@ class Runner:
         result = StageResult(
             stage, outcome, reports,
             duration=self.config.clock.monotonic() - started,
-            failure_upstream=outcome.is_failure,
+            failed_stage=stage.name if outcome.is_failure else None,
         )
         logger.info("stage %s finished: %s", stage.name, outcome.value)
         self.config.hook.shipline_stage_finish(stage=stage, result=result, context=context)
@@ -222,7 +232,8 @@ class Runner:
 
     # -- steps ----------------------------------------------------------------------------
 
-    def _run_step(self, step: Step) -> StepReport:
+    def _run_step(self, step: Step, stage: Stage, deadline: float | None) -> StepReport:
+        """Run one step within its own timeout and what is left of the stage's."""
         context = self.context
         context.cancel.clear()
         if self.interrupted:
@@ -234,13 +245,12 @@ class Runner:
                     step.plugin)
         started_wall = self.config.clock.time()
         started = time.monotonic()
-        report, timed_out = self._call_in_thread(step)
+        timeout, timeout_message = self._step_timeout(step, stage, deadline, started)
+        report, timed_out = self._call_in_thread(step, timeout)
         duration = time.monotonic() - started
 
         if timed_out and not self.interrupted:
-            report = self._report(
-                step, Outcome.FAILED, f"timed out after {format_duration(step.timeout or 0)}"
-            )
+            report = self._report(step, Outcome.FAILED, timeout_message)
         elif self.interrupted and not report.outcome.is_failure:
             report = self._report(step, Outcome.INTERRUPTED, "interrupted")
         blocking = step.kind in ("scan", "gate") and not context.changed_environments
@@ -252,7 +262,22 @@ class Runner:
         logger.info("step %s finished: %s", step.id, report.outcome.value)
         return report
 
-    def _call_in_thread(self, step: Step) -> tuple[StepReport, bool]:
+    @staticmethod
+    def _step_timeout(
+        step: Step, stage: Stage, deadline: float | None, now: float
+    ) -> tuple[float | None, str]:
+        """Return the seconds the step may run and the message used if it runs out."""
+        step_message = f"timed out after {format_duration(step.timeout or 0)}"
+        if deadline is None:
+            return step.timeout, step_message
+        remaining = max(deadline - now, 0.0)
+        stage_message = (f"stage '{stage.name}' timed out after "
+                         f"{format_duration(stage.timeout or 0)}")
+        if step.timeout is not None and step.timeout <= remaining:
+            return step.timeout, step_message
+        return remaining, stage_message
+
+    def _call_in_thread(self, step: Step, timeout: float | None) -> tuple[StepReport, bool]:
         """Run the step's hook in a worker thread; return its report and whether it timed out."""
         box: dict[str, StepReport] = {}
         finished = threading.Event()
@@ -268,7 +293,7 @@ class Runner:
         thread = threading.Thread(target=work, name=f"shipline step {step.id}", daemon=True)
         thread.start()
 
-        deadline = None if step.timeout is None else time.monotonic() + step.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         timed_out = False
         while not finished.is_set():
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -360,11 +385,12 @@ class Runner:
 
     # -- rollback -------------------------------------------------------------------------
 
-    def _roll_back(self) -> list[StepReport]:
-        """Run every pending rollback, newest first, even when the run was interrupted."""
+    def _roll_back(self, only: Step | None = None) -> list[StepReport]:
+        """Run pending rollbacks (of step ``only``, or all), newest first, even when the run
+        was interrupted."""
         reports = []
         self.context.cancel.clear()
-        for rollback in self.context.take_rollbacks():
+        for rollback in self.context.take_rollbacks(only):
             step = rollback.step
             started = time.monotonic()
             logger.info("rollback of step %s started: %s", step.id, rollback.description)

@@ -159,3 +159,12 @@ def test_compile_interpolates_and_collects_secrets():
     )
     assert compiled.plan.stages[0].steps[0].options["message"] == "to https://hooks.invalid/abc123"
     assert compiled.masker.mask("x https://hooks.invalid/abc123") == "x ***"
+
+
+def test_compile_vars_numbers_kept_as_written():
+    compiled = compile_text(
+        "version: 1\nname: p\nvars: {RELEASE: 1.10, MODE: 0755}\n"
+        "stages:\n"
+        "  - {name: a, steps: [{gate: {uses: pass, message: '${RELEASE} ${MODE}'}}]}\n"
+    )
+    assert compiled.plan.stages[0].steps[0].options["message"] == "1.10 0755"

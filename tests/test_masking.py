@@ -332,3 +332,8 @@ def test_masking_filter_on_handler_only(logger: logging.Logger) -> None:
     logger.error("%s", "hunter22")
 
     assert stream.getvalue() == f"ERROR {MASK}\n"
+
+
+def test_mask_each_word_of_a_value_with_spaces():
+    masker = Masker(["pw:with space"])
+    assert masker.mask("args: ['pw:with', 'space']") == "args: ['***', '***']"

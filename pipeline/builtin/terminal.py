@@ -46,6 +46,9 @@ class TerminalReporter:
         self.out = out
         self.verbosity = verbosity
         self.colour = colour
+        #: True between a stage's start and finish; steps of a skipped stage arrive
+        #: outside it and are summed up by one "stage X: skipped" line instead.
+        self.in_stage = False
 
     def paint(self, text: str, code: str | None) -> str:
         if not self.colour or code is None:
@@ -57,6 +60,7 @@ class TerminalReporter:
 
     @hookimpl
     def shipline_stage_start(self, stage: Stage) -> None:
+        self.in_stage = True
         if self.verbosity < 0:
             return
         where = f" -> {stage.environment}" if stage.environment else ""
@@ -66,6 +70,8 @@ class TerminalReporter:
     def shipline_step_report(self, report: StepReport) -> None:
         failed = report.outcome.is_failure
         if self.verbosity < 0 and not failed:
+            return
+        if not self.in_stage and self.verbosity <= 0:
             return
         label = report.outcome.value.upper().replace("_", " ")
         code = _RED if failed else _COLOURS.get(report.outcome)
@@ -82,6 +88,7 @@ class TerminalReporter:
 
     @hookimpl
     def shipline_stage_finish(self, stage: Stage, result: StageResult) -> None:
+        self.in_stage = False
         if result.skipped_reason is not None and self.verbosity >= 0:
             self.write(self.paint(f"stage {stage.name}: skipped ({result.skipped_reason})",
                                   "33"))

@@ -34,9 +34,9 @@ def test_use_colour_respects_no_color(monkeypatch: pytest.MonkeyPatch):
 
 def test_terminal_failed_step_in_red():
     out = io.StringIO()
-    TerminalReporter(out, verbosity=0, colour=True).shipline_step_report(
-        report(Outcome.FAILED, message="status 500", duration=1.5)
-    )
+    reporter = TerminalReporter(out, verbosity=0, colour=True)
+    reporter.in_stage = True
+    reporter.shipline_step_report(report(Outcome.FAILED, message="status 500", duration=1.5))
     assert out.getvalue() == "  \x1b[31mFAILED  \x1b[0m smoke (1s500ms): status 500\n"
 
 
@@ -50,6 +50,7 @@ def test_terminal_quiet_hides_passed():
 def test_terminal_details_only_for_failures_by_default():
     out = io.StringIO()
     reporter = TerminalReporter(out, verbosity=0, colour=False)
+    reporter.in_stage = True
     reporter.shipline_step_report(report(Outcome.PASSED, details="table"))
     reporter.shipline_step_report(report(Outcome.FAILED, details="why"))
     assert out.getvalue() == "  PASSED   smoke (0s)\n  FAILED   smoke (0s)\n      why\n"
@@ -61,3 +62,11 @@ def test_terminal_verbose_shows_details_of_passed():
         report(Outcome.PASSED, details="table")
     )
     assert out.getvalue() == "  PASSED   smoke (0s)\n      table\n"
+
+
+def test_terminal_skipped_stage_steps_hidden_by_default():
+    out = io.StringIO()
+    TerminalReporter(out, verbosity=0, colour=False).shipline_step_report(
+        report(Outcome.SKIPPED, message="needs 'build', which failed")
+    )
+    assert out.getvalue() == ""

@@ -263,3 +263,63 @@ def test_run_help_lists_plugin_option(shipline_cli, tmp_path):
     result = shipline_cli("run", *PLUGIN, "--help", cwd=tmp_path)
     assert result.exit_code == ExitCode.OK
     assert "--echo-prefix" in result.stdout
+
+
+def test_run_continue_on_error_still_rolls_back_the_step(shipline_cli, write_pipeline):
+    path = write_pipeline("""\
+        version: 1
+        name: shop
+        environments:
+          prod: {target: {type: none}}
+        stages:
+          - name: ship
+            environment: prod
+            steps:
+              - deploy: {strategy: record, version: "2.0", fail: true}
+                continue_on_error: true
+              - gate: {uses: echo, message: still running}
+        """)
+    result = run(shipline_cli, path)
+    changes = [event for event in stepplugin.EVENTS if event[0] in ("deploy", "rollback")]
+    assert result.exit_code == ExitCode.FAILED
+    assert changes == [("deploy", "2.0"), ("rollback", "2.0")]
+    assert ": still running" in result.stdout
+
+
+def test_run_stage_timeout_cancels_step(shipline_cli, write_pipeline):
+    path = write_pipeline("""\
+        version: 1
+        name: shop
+        stages:
+          - name: check
+            timeout: 300ms
+            steps:
+              - gate: {uses: pass}
+              - gate: {uses: wait, seconds: 30}
+              - gate: {uses: pass}
+        """)
+    result = run(shipline_cli, path)
+    assert result.exit_code == ExitCode.BLOCKED
+    assert "BLOCKED  gate wait (" in result.stdout
+    assert "): stage 'check' timed out after 300ms" in result.stdout
+    assert "SKIPPED  gate pass: step 'gate wait' failed" in result.stdout
+
+
+def test_run_skip_reason_names_the_failed_stage(shipline_cli, write_pipeline):
+    path = write_pipeline("""\
+        version: 1
+        name: shop
+        stages:
+          - name: build
+            steps: [{gate: {uses: fail}}]
+          - name: report
+            when: always
+            steps: [{gate: {uses: pass}}]
+          - name: ship
+            steps: [{gate: {uses: pass}}]
+        """)
+    result = run(shipline_cli, path)
+    assert result.exit_code == ExitCode.BLOCKED
+    assert "stage ship: skipped (needs 'report', which comes after stage 'build' failed)" in (
+        result.stdout
+    )
