@@ -8,8 +8,9 @@ Syntax, in every string value (mapping keys are left alone):
   ``$`` and a ``${`` is an error, because references do not nest.
 - ``$$`` is a literal ``$``, so ``$${NAME}`` produces the text ``${NAME}``.
 - Any other ``$`` is kept as it is: ``$HOME`` stays ``$HOME``. Only the braced form is
-  a reference, so shell commands in a step keep their own ``$VAR``. A shell command
-  that needs ``${VAR}`` for the shell writes ``$${VAR}``.
+  a reference, so shell commands in a step keep their own ``$VAR``; prefer that form
+  there, because in a command template ``$${VAR}`` leaves ``{VAR}``, which the command
+  target then reads as a placeholder.
 
 ``NAME`` is letters, digits and ``_``, not starting with a digit. ``${}``,
 ``${bad-name}``, other sh forms such as ``${NAME-x}`` and an unclosed ``${`` are
