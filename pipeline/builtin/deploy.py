@@ -46,7 +46,7 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
                 diagnostics.append(Diagnostic(
                     f"strategy '{step.type}' needs {' and '.join(missing)}, which environment "
                     f"'{environment.name}' does not provide",
-                    step.mark, (*step.path, "deploy", "strategy"),
+                    None, (*step.path, "deploy", "strategy"),
                     hint=_capability_hint(missing),
                 ))
     return diagnostics
@@ -54,10 +54,10 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
 
 def _capability_hint(missing: list[str]) -> str:
     hints = {
-        Capability.WEIGHTS.value: "add a 'router:' to the environment, or a 'set_weight' "
-        "command to a command target",
-        Capability.SLOTS.value: "give the target two slots ('slots:' with a 'switch' command "
-        "for a command target)",
+        Capability.SLOTS.value: "a command target gets slots from 'slots:', 'switch' and "
+        "'active_slot'; the local target has them",
+        Capability.WEIGHTS.value: "add a 'router:' to the environment, or 'set_weight' to a "
+        "command target with slots",
     }
     return "; ".join(hints[name] for name in missing if name in hints)
 
