@@ -143,6 +143,11 @@ def shipline_stage_start(stage: Stage, context: RunContext) -> None:
     """Called when a stage starts running (not for skipped stages)."""
 
 
+@hookspec
+def shipline_step_start(step: Step, context: RunContext) -> None:
+    """Called when a step starts running (not for skipped steps), in the runner's thread."""
+
+
 @hookspec(firstresult=True)
 def shipline_make_target(environment: Environment, context: RunContext) -> Target | None:
     """Create the target that runs versions for ``environment``.
@@ -226,6 +231,17 @@ def shipline_notify(notification: Notification, context: RunContext) -> Delivery
     Called for every ``notify`` step and for every subscription under
     ``notifications:`` whose ``on`` list names the event. Every implementation is
     called; return ``None`` for notifications that are not yours.
+    """
+
+
+@hookspec
+def shipline_notification_sent(
+    notification: Notification, delivery: Delivery, context: RunContext
+) -> None:
+    """Called once per notifier after it tried to send ``notification``, failed or not.
+
+    May be called from a notification worker thread, at any time until the run has
+    drained its notification queue; implementations must be thread-safe.
     """
 
 

@@ -41,6 +41,13 @@ class Notification:
     #: Seconds since the run started.
     duration: float = 0.0
     required: bool = False
+    #: Who started the run and where to see its CI job, from the CI's variables.
+    actor: str | None = None
+    job_url: str | None = None
+    #: Unique per notification and subscription, so receivers can drop repeats.
+    idempotency_key: str = ""
+    #: Unix time the event happened.
+    time: float = 0.0
     facts: Mapping[str, Any] = field(default_factory=dict)
 
 

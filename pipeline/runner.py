@@ -243,6 +243,7 @@ class Runner:
 
         logger.info("step %s started (%s '%s', plugin %s)", step.id, step.kind, step.type,
                     step.plugin)
+        self.config.hook.shipline_step_start(step=step, context=context)
         started_wall = self.config.clock.time()
         started = time.monotonic()
         timeout, timeout_message = self._step_timeout(step, stage, deadline, started)
