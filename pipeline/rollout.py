@@ -605,6 +605,10 @@ def restore_previous(
         if previous is None:
             return _Restored(state.instance, None, False,
                              "previous version unknown: set 'previous_version' on the step")
+        # A deploy that failed before changing anything (a command not found, say) left
+        # the previous version in place; deploying it again would fail the same way.
+        if state.before is not None and _running_version(target, state.instance) == previous:
+            return _Restored(state.instance, previous, True, "still on the previous version")
         result = call_target("deploy", state.instance,
                              lambda: target.deploy(state.instance, previous, cancel))
         message = "restored" if result.ok else f"restore failed: {result.message}"
@@ -619,6 +623,15 @@ def restore_previous(
             _restore_table(target, states, results, workers),
         )
     return f"restored the previous version ({_versions(results)}) on {_count(touched)}"
+
+
+def _running_version(target: Target, instance: str) -> str | None:
+    """Read the version ``instance`` runs; ``None`` when the target cannot say."""
+    try:
+        return target.version(instance)
+    except Exception:
+        logger.warning("reading the version of %s failed", instance, exc_info=True)
+        return None
 
 
 def _restore_table(
@@ -737,10 +750,11 @@ class Rollout:
         try:
             message = body(self)
         except StepFailed as exc:
-            logger.error("step %s failed: %s", self.step.id, exc)
+            # INFO, as for every step failure: the terminal report already shows it.
+            logger.info("step %s failed: %s", self.step.id, exc)
             return self.report(Outcome.FAILED, str(exc))
         except Interrupted as exc:
-            logger.warning("step %s stopped: %s", self.step.id, exc)
+            logger.info("step %s stopped: %s", self.step.id, exc)
             return self.report(Outcome.INTERRUPTED, str(exc))
 
         self.context.outputs["deployed-version"] = self.version

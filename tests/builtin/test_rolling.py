@@ -200,8 +200,9 @@ def test_rolling_failure_rollback_report() -> None:
     [rollback] = run.rollbacks
     assert rollback.outcome is Outcome.PASSED
     assert rollback.message == "restored the previous version (1.0) on 4 instances"
+    # web-3's failed deploy left it on 1.0, so the rollback does not deploy it again.
     assert sorted(c.instance or "" for c in target.operations("deploy")
-                  if c.argument == "1.0") == WEB[:4]
+                  if c.argument == "1.0") == ["web-1", "web-2", "web-4"]
 
 
 def test_rolling_failure_in_last_batch() -> None:
@@ -271,7 +272,7 @@ def test_rolling_rollback_fails() -> None:
         "instance  expected  running  result\n"
         "web-1     1.0       1.0      restored\n"
         "web-2     1.0       2.0      restore failed: disk full\n"
-        "web-3     1.0       1.0      restored"
+        "web-3     1.0       1.0      still on the previous version"
     )
 
 
@@ -493,3 +494,13 @@ def test_rolling_command_not_found(tmp_path: Path) -> None:
     )
     assert deploy.data["instances"][1]["result"] == "not reached"
     assert rollback.message == "1 of 1 instances could not be restored to their previous version"
+
+
+def test_rolling_rollback_skips_instance_still_on_previous() -> None:
+    target = MemoryTarget(WEB[:2])
+    target.fail("deploy", "web-1", "2.0")
+    target.fail("deploy", "web-1", "1.0")
+    run = rolling(target, batch=1)
+    [rollback] = run.rollbacks
+    assert rollback.outcome is Outcome.PASSED
+    assert target.versions == dict.fromkeys(WEB[:2], "1.0")
