@@ -887,6 +887,27 @@ def option_duration(
         raise OptionError(f"{name}: {exc}") from exc
 
 
+#: Longest a single deploy of one instance can take, per built-in target type, in
+#: seconds: the command target's per-command ``timeout`` (default 5m), and the local
+#: target's ``start_timeout`` (default 10s) plus the time to stop the old process.
+_DEPLOY_LIMITS = {"command": ("timeout", 300.0), "local": ("start_timeout", 15.0)}
+
+
+def deploy_time_limit(plan: Plan, step: Step) -> float | None:
+    """Return the longest one instance's deploy can take on the step's target, in
+    seconds, or None for a target type whose limit is unknown (a plugin's)."""
+    stage = plan.stage(step.stage)
+    if stage.environment is None or stage.environment not in plan.environments:
+        return None
+    options = plan.environments[stage.environment].target
+    known = _DEPLOY_LIMITS.get(str(options.get("type")))
+    if known is None:
+        return None
+    key, default = known
+    value = options.get(key)
+    return default if value is None else parse_duration(value)
+
+
 def environment_instance_count(plan: Plan, step: Step) -> int | None:
     """Return how many instances serve traffic in the step's environment, read from the
     target's ``instances`` option (a list or a count) or from its ``slots`` (the size of

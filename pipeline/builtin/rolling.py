@@ -60,6 +60,7 @@ from pipeline.rollout import (
     StepFailed,
     batch_sizes,
     check_list_schema,
+    deploy_time_limit,
     described,
     environment_instance_count,
     health_schema,
@@ -340,19 +341,23 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
 
 @hookimpl
 def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
-    """Sum the health waits, checks and pauses of every batch.
+    """Sum, for every batch, the deploys at their time limit, the health waits and checks,
+    plus the pauses between batches.
 
-    Returns None when the pipeline file does not list the instances. Deploy commands
-    are not counted, because their time depends on the target.
+    Returns None when the pipeline file does not list the instances or the target's
+    deploy time limit is unknown.
     """
     if step.kind != "deploy" or step.type != STRATEGY:
         return None
     total = environment_instance_count(plan, step)
-    if total is None:
+    deploy_limit = deploy_time_limit(plan, step)
+    if total is None or deploy_limit is None:
         return None
     from pipeline.checks import estimate_seconds
 
     options = RollingOptions.parse(step.options)
-    batches = len(batch_sizes(total, options.batch))
-    per_batch = options.health.longest() + sum(estimate_seconds(c) for c in options.checks)
-    return batches * per_batch + max(batches - 1, 0) * options.pause
+    sizes = batch_sizes(total, options.batch)
+    per_wave = deploy_limit + options.health.longest()
+    waves = sum(-(-size // max(options.in_flight(size, total), 1)) for size in sizes)
+    checks = len(sizes) * sum(estimate_seconds(c) for c in options.checks)
+    return waves * per_wave + checks + max(len(sizes) - 1, 0) * options.pause

@@ -416,8 +416,23 @@ def test_rolling_estimate_duration() -> None:
     step = make_step("rolling", {"version": "2.0", "batch": 2, "pause": "1m",
                                  "health": {"timeout": "30s", "retries": 2, "interval": "5s"},
                                  "checks": [{"command": {"command": "true", "timeout": "2s"}}]})
-    plan = make_plan([step], target={"type": "command", "instances": WEB[:6]})
-    assert shipline_estimate_duration(step=step, plan=plan) == 3 * (10 + 2) + 2 * 60
+    plan = make_plan([step], target={"type": "command", "instances": WEB[:6], "timeout": "1m"})
+    # 3 batches of 2 deployed at once: each a deploy at its 1m limit plus 10s of health
+    # checks, then the 2s check; a 1m pause between batches.
+    assert shipline_estimate_duration(step=step, plan=plan) == 3 * (60 + 10) + 3 * 2 + 2 * 60
+
+
+def test_rolling_estimate_counts_waves_of_a_batch() -> None:
+    step = make_step("rolling", {"version": "2.0", "batch": 4, "max_unavailable": 1,
+                                 "health": False})
+    plan = make_plan([step], target={"type": "command", "instances": WEB[:4], "timeout": "30s"})
+    assert shipline_estimate_duration(step=step, plan=plan) == 4 * 30
+
+
+def test_rolling_estimate_unknown_target_limit() -> None:
+    step = make_step("rolling", {"version": "2.0"})
+    plan = make_plan([step], target={"type": "plugin-target", "instances": WEB[:2]})
+    assert shipline_estimate_duration(step=step, plan=plan) is None
 
 
 def test_rolling_estimate_unknown_count() -> None:
