@@ -288,13 +288,13 @@ class _AnalysisRun:
         else:
             self.consecutive_errors = 0
 
-        level = logging.WARNING if measurement.verdict == ERROR else logging.INFO
-        logger.log(
-            level,
-            "analysis %r: measurement %d (%d of %d counted): %s: %s",
-            self.settings.name, len(self.measurements), self.counted, self.settings.count,
-            measurement.verdict, measurement.message,
-        )
+        line = (f"analysis '{self.settings.name}': measurement {len(self.measurements)} "
+                f"({self.counted} of {self.settings.count} counted): {measurement.verdict}: "
+                f"{measurement.message}")
+        if measurement.verdict == ERROR:
+            logger.warning("%s", line)
+        # Shown in the terminal too: an analysis can run for minutes.
+        self.context.progress(line)
 
     def _assess(self) -> tuple[str | None, str]:
         """Return the analysis verdict once one is reached, else ``None``."""

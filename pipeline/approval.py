@@ -150,6 +150,11 @@ def wait_for_approval(
     started = context.clock.monotonic()
     logger.info("waiting up to %s for approval: %s", format_duration(parsed.timeout),
                 parsed.describe())
+    if _approval_reason(parsed, base) is None:
+        waiting = (f"waiting up to {format_duration(parsed.timeout)} for approval: "
+                   f"{parsed.describe()}")
+        context.progress(waiting)
+        context.notify_paused(waiting)
 
     while True:
         waited = context.clock.monotonic() - started

@@ -61,6 +61,8 @@ class RunContext:
     changed_environments: set[str] = field(default_factory=set)
     #: Values for CI outputs (``deployed-version``, ``rolled-back``...).
     outputs: dict[str, str] = field(default_factory=dict)
+    #: Set by the runner: queues the ``paused`` notification. See :meth:`notify_paused`.
+    on_paused: Callable[[str], None] | None = field(default=None, repr=False)
     _rollbacks: list[Rollback] = field(default_factory=list, repr=False)
     _targets: dict[str, Target] = field(default_factory=dict, repr=False)
     _routers: dict[str, Router | None] = field(default_factory=dict, repr=False)
@@ -90,6 +92,20 @@ class RunContext:
     def sleep(self, seconds: float) -> bool:
         """Wait on the run's clock; return ``False`` if cancelled before the end."""
         return self.clock.sleep(seconds, self.cancel)
+
+    def progress(self, message: str) -> None:
+        """Tell the user what a running step is waiting for: one line in the terminal and
+        the log. For waits and phases that take long enough to look like a hang."""
+        logger.info("%s", message)
+        self.hook.shipline_step_progress(message=self.masker.mask(message), context=self)
+
+    def notify_paused(self, message: str) -> None:
+        """Send the ``paused`` run event, for a step that starts waiting for a person.
+
+        Returns at once: the notification is queued. Does nothing outside a runner.
+        """
+        if self.on_paused is not None:
+            self.on_paused(message)
 
     def add_rollback(self, step: Step, description: str, action: Callable[[], str]) -> None:
         """Record how to undo a change that ``step`` just made.

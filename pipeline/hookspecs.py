@@ -148,6 +148,12 @@ def shipline_step_start(step: Step, context: RunContext) -> None:
     """Called when a step starts running (not for skipped steps), in the runner's thread."""
 
 
+@hookspec
+def shipline_step_progress(message: str, context: RunContext) -> None:
+    """Called when a running step reports progress worth a line in a CI log, such as the
+    start of a long pause or of a wait for approval (``context.progress``)."""
+
+
 @hookspec(firstresult=True)
 def shipline_make_target(environment: Environment, context: RunContext) -> Target | None:
     """Create the target that runs versions for ``environment``.

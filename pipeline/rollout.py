@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("shipline")
 
+#: Waits of at least this many seconds are announced, so a CI log does not look hung.
+PROGRESS_AFTER = 1.0
+
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
 
@@ -776,7 +779,13 @@ class Rollout:
             raise Interrupted(f"interrupted {during}")
 
     def sleep(self, seconds: float, during: str) -> None:
-        """Wait on the run's clock; raise Interrupted if the run is cancelled meanwhile."""
+        """Wait on the run's clock; raise Interrupted if the run is cancelled meanwhile.
+
+        ``during`` completes "interrupted ..." and "waiting 30s ...", as in "during the
+        pause of step 2".
+        """
+        if seconds >= PROGRESS_AFTER:
+            self.context.progress(f"waiting {format_duration(seconds)} {during}")
         if not self.context.sleep(seconds):
             raise Interrupted(f"interrupted {during}")
 

@@ -7,6 +7,7 @@ step's details.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, TextIO
 
@@ -29,6 +30,8 @@ _COLOURS = {
 }
 _RED = "31"
 
+logger = logging.getLogger("shipline")
+
 EXIT_MEANINGS = {
     ExitCode.OK: "every stage passed or was skipped by its condition",
     ExitCode.FAILED: "a step failed and its changes were rolled back",
@@ -49,6 +52,7 @@ class TerminalReporter:
         #: True between a stage's start and finish; steps of a skipped stage arrive
         #: outside it and are summed up by one "stage X: skipped" line instead.
         self.in_stage = False
+        self.closed = False
 
     def paint(self, text: str, code: str | None) -> str:
         if not self.colour or code is None:
@@ -56,7 +60,18 @@ class TerminalReporter:
         return f"\x1b[{code}m{text}\x1b[0m"
 
     def write(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+        """Print a line; a closed output (``shipline run | head``) silences the reporter.
+
+        Output is never worth stopping a deploy or its rollback for, so the error is
+        logged once and the run goes on.
+        """
+        if self.closed:
+            return
+        try:
+            print(line, file=self.out, flush=True)
+        except (BrokenPipeError, ValueError, OSError) as exc:
+            self.closed = True
+            logger.warning("terminal output stopped: %s; the run goes on", exc)
 
     @hookimpl
     def shipline_stage_start(self, stage: Stage) -> None:
@@ -85,6 +100,11 @@ class TerminalReporter:
         if report.details and (failed or self.verbosity > 0):
             for detail in report.details.splitlines()[: 40 if self.verbosity <= 0 else None]:
                 self.write(f"      {detail}")
+
+    @hookimpl
+    def shipline_step_progress(self, message: str) -> None:
+        if self.verbosity >= 0:
+            self.write(f"      ... {message}")
 
     @hookimpl
     def shipline_stage_finish(self, stage: Stage, result: StageResult) -> None:
