@@ -7,10 +7,12 @@ elements; see :mod:`pipeline.junit` for the format and its limits.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
+from pipeline.errors import UsageError
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -32,12 +34,31 @@ class JUnitReporter:
             SuiteRecord(stage.stage.name, stage.reports, stage.skipped_reason)
             for stage in result.stages
         ]
-        write_junit(self.path, result.plan.name, suites, mask=self.config.masker.mask)
+        try:
+            write_junit(self.path, result.plan.name, suites, mask=self.config.masker.mask)
+        except OSError as exc:
+            # The run has happened; losing the report must not turn it into a crash.
+            logger.error("could not write the JUnit report %s: %s", self.path, exc)
+            return
         logger.info("wrote JUnit report %s", self.path)
+
+
+def check_report_path(path: Path) -> None:
+    """Reject a report path that cannot be written, before the run changes anything."""
+    if path.is_dir():
+        raise UsageError(f"--junitxml {path}: is a directory; give a file name")
+    parent = path.parent
+    if not parent.exists():
+        return  # write_junit creates missing folders
+    if not parent.is_dir():
+        raise UsageError(f"--junitxml {path}: '{parent}' is not a directory")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"--junitxml {path}: the folder '{parent}' is not writable")
 
 
 @hookimpl
 def shipline_configure(config: Config) -> None:
     path = config.option("junitxml")
     if path:
+        check_report_path(Path(path))
         config.pluginmanager.register(JUnitReporter(Path(path), config), name="junitreporter")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 from pipeline.exitcodes import ExitCode
+
+TESTS = Path(__file__).resolve().parents[1]
 
 PIPELINE = """\
 version: 1
@@ -72,3 +77,51 @@ def test_usage_error_with_debug_keeps_exit_code(shipline_cli, tmp_path):
     result = shipline_cli("validate", "missing.yml", "--debug", cwd=tmp_path)
     assert result.exit_code == ExitCode.INVALID
     assert result.stderr.endswith("shipline: error: missing.yml: file not found\n")
+
+
+def test_junitxml_path_that_is_a_directory(shipline_cli, tmp_path):
+    write(tmp_path, "shipline.yml", PIPELINE)
+    result = shipline_cli("run", "-p", "helpers.stepplugin", "--junitxml", ".", cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == "shipline: error: --junitxml .: is a directory; give a file name\n"
+
+
+def test_junitxml_parent_that_is_a_file(shipline_cli, tmp_path):
+    write(tmp_path, "shipline.yml", PIPELINE)
+    write(tmp_path, "afile", "")
+    result = shipline_cli("run", "-p", "helpers.stepplugin", "--junitxml", "afile/r.xml",
+                          cwd=tmp_path)
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        "shipline: error: --junitxml afile/r.xml: 'afile' is not a directory\n"
+    )
+
+
+def test_closed_stdout_does_not_stop_rollback(tmp_path):
+    write(tmp_path, "shipline.yml", """\
+        version: 1
+        name: shop
+        environments:
+          prod: {target: {type: none}}
+        stages:
+          - name: ship
+            environment: prod
+            steps:
+              - deploy: {strategy: record, version: "2.0"}
+              - gate: {uses: fail, message: smoke failed}
+        """)
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "-p", "helpers.stepplugin",
+         "--junitxml", "report.xml"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=60)
+    report = (tmp_path / "report.xml").read_text(encoding="utf-8")
+
+    assert process.returncode == ExitCode.FAILED
+    assert b"terminal output stopped" in stderr
+    assert b"Traceback" not in stderr
+    assert 'name="rollback: deploy 2.0 (record)"' in report
