@@ -86,6 +86,7 @@ class _Compiler:
             notifications=freeze(self.data.get("notifications") or []),
             state=freeze(self.data.get("state") or {}),
             plugins=tuple(self.data.get("plugins") or ()),
+            notify_timeout=_seconds(self.data.get("notify_timeout")),
         )
 
     def _environments(self) -> dict[str, Environment]:

@@ -91,6 +91,8 @@ class Plan:
     state: Mapping[str, Any]
     plugins: tuple[str, ...] = ()
     description: str = ""
+    #: Seconds the run waits at the end for queued notifications; ``None`` for the default.
+    notify_timeout: float | None = None
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:

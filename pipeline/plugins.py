@@ -36,9 +36,17 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("blue-green", "pipeline.builtin.bluegreen"),
     ("canary", "pipeline.builtin.canary"),
     ("probe", "pipeline.builtin.probe"),
+    ("notifications", "pipeline.notifications"),
+    ("webhook", "pipeline.builtin.webhook"),
+    ("slack", "pipeline.builtin.slack"),
+    ("teams", "pipeline.builtin.teams"),
+    ("github", "pipeline.builtin.github"),
+    ("email", "pipeline.builtin.smtp_email"),
     ("local", "pipeline.builtin.local_target"),
     ("terminal", "pipeline.builtin.terminal"),
     ("junitxml", "pipeline.builtin.junitxml"),
+    ("eventlog", "pipeline.builtin.eventlog"),
+    ("metrics", "pipeline.builtin.metrics"),
 )
 
 ENTRY_POINT_GROUP = "shipline"

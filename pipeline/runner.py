@@ -23,7 +23,7 @@ from pipeline.context import Interrupted, RollbackFailed, RunContext
 from pipeline.durations import format_duration
 from pipeline.errors import ShiplineError
 from pipeline.exitcodes import ExitCode, most_severe
-from pipeline.notification import Delivery, Notification
+from pipeline.notifications import NotificationCenter
 from pipeline.plan import Plan, Stage, Step, When
 from pipeline.report import Outcome, StepReport
 
@@ -58,6 +58,8 @@ class RunResult:
     #: Seconds.
     duration: float
     interrupted: bool = False
+    #: Problems that did not fail the run, one masked line each: failed notifications.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def reports(self) -> list[StepReport]:
@@ -71,7 +73,13 @@ class Runner:
         self.plan = plan
         self.config = config
         self.context = RunContext(plan=plan, config=config)
+        self.notifications = NotificationCenter(plan, config, self.context)
+        self.context.on_paused = self.notifications.paused
         self._interrupted = threading.Event()
+        self._interrupt_reason = ""
+        self._interrupt_logged = False
+        self._rolling_back = threading.Event()
+        self._signals_during_rollback = 0
         self._wake = threading.Event()
         self._started = 0.0
 
@@ -80,16 +88,37 @@ class Runner:
         return self._interrupted.is_set()
 
     def interrupt(self, reason: str = "interrupted") -> None:
-        """Stop starting new steps and cancel the running one. Safe from a signal handler."""
-        if not self._interrupted.is_set():
-            logger.warning("run %s interrupted: %s", self.plan.name, reason)
+        """Stop starting new steps and cancel the running one. Safe from a signal handler.
+
+        During a rollback the signal is counted but cancels nothing: a rollback stopped
+        halfway leaves the environment in a worse state than either version. It only
+        sets flags, because logging from a signal handler can deadlock on the logging
+        lock; :meth:`_report_signals` logs what happened later.
+        """
+        self._interrupt_reason = self._interrupt_reason or reason
         self._interrupted.set()
+        if self._rolling_back.is_set():
+            self._signals_during_rollback += 1
+            return
         self.context.cancel.set()
         self._wake.set()
+
+    def _report_signals(self) -> None:
+        """Log the interrupt once, and any signal that arrived during a rollback."""
+        if self.interrupted and not self._interrupt_logged:
+            self._interrupt_logged = True
+            logger.warning("run %s interrupted (%s): rolling back the change in progress",
+                           self.plan.name, self._interrupt_reason)
+        if self._signals_during_rollback:
+            logger.warning("%d more signal(s) arrived during the rollback, which was "
+                           "finished first; SIGKILL stops shipline without rolling back",
+                           self._signals_during_rollback)
+            self._signals_during_rollback = 0
 
     def run(self) -> RunResult:
         hook = self.config.hook
         self._started = self.config.clock.monotonic()
+        self.notifications.start(self._started)
         logger.info("run of pipeline %s started", self.plan.name)
 
         with self._signals_handled():
@@ -103,16 +132,15 @@ class Runner:
                 self.context.close_targets()
 
         stages = list(results.values())
-        exit_code = self._exit_code(stages)
+        exit_code = self._finish_notifications(self._exit_code(stages))
         result = RunResult(
             plan=self.plan,
             stages=stages,
             exit_code=exit_code,
             duration=self.config.clock.monotonic() - self._started,
             interrupted=self.interrupted,
+            warnings=list(self.notifications.warnings),
         )
-        final = "succeeded" if exit_code == ExitCode.OK else "failed"
-        self._notify(final, message=f"{self.plan.name}: run {final} (exit {int(exit_code)})")
         hook.shipline_run_finish(result=result, context=self.context)
         logger.info("run of pipeline %s finished with exit code %d", self.plan.name, exit_code)
         return result
@@ -137,6 +165,7 @@ class Runner:
         ``on_success`` stages after them are skipped too.
         """
         if self.interrupted:
+            self._report_signals()
             return "the run was interrupted", None
         needs = stage.needs or self._previous_stage(stage)
         upstream = [results[name] for name in needs if name in results]
@@ -198,6 +227,7 @@ class Runner:
                     failed_step = report
             reports.append(report)
             self._publish(report)
+            self.notifications.step_finished(step, report)
             if report.outcome.is_failure and step.continue_on_error:
                 # The stage goes on, but what the failed step changed is undone now.
                 reports += self._roll_back(step)
@@ -216,7 +246,8 @@ class Runner:
         logger.info("stage %s finished: %s", stage.name, outcome.value)
         self.config.hook.shipline_stage_finish(stage=stage, result=result, context=context)
         event = "stage_failed" if outcome.is_failure else "stage_succeeded"
-        self._notify(event, stage=stage, message=f"stage {stage.name}: {outcome.value}")
+        self._notify(event, stage=stage, message=f"stage {stage.name}: {outcome.value}",
+                     outcome=outcome.value)
         return result
 
     @staticmethod
@@ -347,17 +378,9 @@ class Runner:
         return self._report(step, Outcome.ERROR, message, details=details, plugin=plugin)
 
     def _notify_step(self, step: Step) -> StepReport:
-        notification = self._notification("step", step.type, step.options,
-                                          message=str(step.options.get("message", "")))
-        deliveries = self._deliver(notification)
-        if not deliveries:
-            return self._report(step, Outcome.ERROR, f"no plugin sends notifications of type "
-                                f"'{step.type}'")
-        failed = [d for d in deliveries if not d.ok]
-        if failed and step.options.get("required", False):
-            return self._report(step, Outcome.FAILED, failed[0].message or "delivery failed")
-        message = f"delivery failed: {failed[0].message}" if failed else "sent"
-        return self._report(step, Outcome.PASSED, message)
+        """Queue the step's notification; wait for it only when the step sets ``required``."""
+        outcome, message = self.notifications.send_step(step, self.context.cancel)
+        return self._report(step, outcome, message)
 
     def _complete(self, step: Step, report: StepReport) -> StepReport:
         report.step_id = report.step_id or step.id
@@ -389,8 +412,20 @@ class Runner:
     def _roll_back(self, only: Step | None = None) -> list[StepReport]:
         """Run pending rollbacks (of step ``only``, or all), newest first, even when the run
         was interrupted."""
-        reports = []
+        self._report_signals()
+        self._rolling_back.set()
         self.context.cancel.clear()
+        try:
+            reports = self._run_rollbacks(only)
+        finally:
+            self._rolling_back.clear()
+        if self.interrupted:
+            self.context.cancel.set()
+        self._report_signals()
+        return reports
+
+    def _run_rollbacks(self, only: Step | None) -> list[StepReport]:
+        reports = []
         for rollback in self.context.take_rollbacks(only):
             step = rollback.step
             started = time.monotonic()
@@ -416,49 +451,29 @@ class Runner:
             self._publish(report)
             self.context.outputs["rolled-back"] = "true"
             event = "rolled_back" if outcome is Outcome.PASSED else "rollback_failed"
-            self._notify(event, stage=self.context.stage, message=f"{step.name}: {message}")
-        if self.interrupted:
-            self.context.cancel.set()
+            self._notify(event, stage=self.context.stage, message=f"{step.name}: {message}",
+                         outcome=outcome.value, facts={"step": step.name})
         return reports
 
     # -- notifications --------------------------------------------------------------------
 
-    def _notify(self, event: str, *, message: str, stage: Stage | None = None) -> None:
-        for subscription in self.plan.notifications:
-            if event not in subscription.get("on", ()):
-                continue
-            notification = self._notification(
-                event, str(subscription["uses"]), subscription, message=message, stage=stage
-            )
-            for delivery in self._deliver(notification):
-                if not delivery.ok:
-                    logger.warning("notification %s via %s failed: %s", event, delivery.uses,
-                                   delivery.message)
+    def _notify(self, event: str, *, message: str, stage: Stage | None = None,
+                outcome: str | None = None, facts: dict[str, object] | None = None) -> None:
+        """Queue ``event`` for its subscribers and return at once."""
+        self.notifications.notify(event, message=message, stage=stage, outcome=outcome,
+                                  facts=facts)
 
-    def _notification(self, event: str, uses: str, options: object, *, message: str,
-                      stage: Stage | None = None) -> Notification:
-        stage = stage or self.context.stage
-        environment = stage.environment if stage else None
-        return Notification(
-            event=event, uses=uses,
-            options=options if isinstance(options, dict) else dict(options),  # type: ignore[call-overload]
-            pipeline=self.plan.name, message=self.config.masker(message),
-            stage=stage.name if stage else None, environment=environment,
-            version=self.context.outputs.get("deployed-version"),
-            duration=self.config.clock.monotonic() - self._started,
-        )
-
-    def _deliver(self, notification: Notification) -> list[Delivery]:
-        try:
-            results = self.config.hook.shipline_notify(
-                notification=notification, context=self.context
-            )
-        except Exception as exc:
-            plugin = self.config.registry.plugin_of_traceback(exc.__traceback__) or "?"
-            logger.error("notifier plugin '%s' raised %s: %s", plugin, type(exc).__name__,
-                         self.config.masker(str(exc)))
-            return [Delivery(notification.uses, False, f"plugin '{plugin}' raised {exc}")]
-        return [d for d in results if d is not None and d.uses == notification.uses]
+    def _finish_notifications(self, exit_code: ExitCode) -> ExitCode:
+        """Send the run's last event, wait up to the notify timeout for the queue, and
+        return the exit code, raised to 1 when a ``required`` subscription failed."""
+        self.notifications.run_finished(exit_code)
+        self.notifications.finish()
+        failures = self.notifications.required_failures
+        if not failures:
+            return exit_code
+        logger.error("the run fails because %d required notification(s) failed; the first: "
+                     "%s", len(failures), failures[0])
+        return most_severe([exit_code, ExitCode.FAILED])
 
     # -- exit code and signals ------------------------------------------------------------
 

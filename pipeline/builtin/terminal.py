@@ -115,6 +115,8 @@ class TerminalReporter:
 
     @hookimpl
     def shipline_run_finish(self, result: RunResult) -> None:
+        for warning in result.warnings:
+            self.write(self.paint(f"warning: {warning}", "33"))
         counts: dict[str, int] = {}
         for stage in result.stages:
             counts[stage.outcome.value] = counts.get(stage.outcome.value, 0) + 1
