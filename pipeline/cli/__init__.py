@@ -60,11 +60,15 @@ def common_options() -> argparse.ArgumentParser:
         help="load the plugin module NAME; 'no:NAME' blocks the plugin registered as NAME",
     )
     group.add_argument("-v", "--verbose", action="count", default=0,
-                       help="print more: step details, and the log at INFO level")
+                       help="print more: -v adds each step's details, -vv also the log at "
+                       "INFO level")
     group.add_argument("-q", "--quiet", action="count", default=0,
                        help="print less: only failures and the summary")
     group.add_argument("--debug", action="store_true",
                        help="show tracebacks and trace every hook call on stderr")
+    group.add_argument("--log-format", choices=("text", "json"), default="text",
+                       help="format of the log on stderr: 'text' (default) or 'json', one "
+                       "JSON object per line with time, level, message and logger")
     return parent
 
 
@@ -108,8 +112,13 @@ def _prescan_plugins(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def _configure_logging(options: argparse.Namespace, config: Config) -> None:
+    from pipeline.logformat import JsonFormatter
+
     handler = logging.StreamHandler(config.stderr)
-    handler.setFormatter(logging.Formatter("shipline: %(levelname)s: %(message)s"))
+    if options.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("shipline: %(levelname)s: %(message)s"))
     handler.addFilter(MaskingFilter(config.masker))
     logger.handlers[:] = [handler]
     logger.propagate = False
@@ -173,6 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("shipline: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`shipline plan | head`): nothing is wrong with the
+        # command, so stop quietly. Python would report the pipe again when it flushes
+        # stdout at exit, so point stdout at /dev/null first.
+        _silence_stdout()
+        return int(ExitCode.OK)
     except Exception as exc:
         if debug:
             _print_traceback(debug)
@@ -186,6 +201,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return int(ExitCode.INTERNAL_ERROR)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _print_traceback(debug: bool) -> None:
