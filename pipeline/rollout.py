@@ -23,7 +23,6 @@ import math
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -35,6 +34,8 @@ from pipeline.report import Outcome, StepReport
 from pipeline.target import Capability, InstanceResult, Router, Target
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from pipeline.context import RunContext
     from pipeline.diagnostics import Diagnostic
     from pipeline.plan import Plan, Step
@@ -245,6 +246,8 @@ def run_parallel(
     items not started yet are dropped, and the first exception is raised once the
     calls already running have returned.
     """
+    from concurrent.futures import ThreadPoolExecutor  # Imported here to keep start-up fast.
+
     if not items:
         return []
     workers = max(1, min(workers, len(items)))
@@ -263,6 +266,8 @@ def _run_lanes(
     workers: int,
 ) -> list[ResultT]:
     """Run ``workers`` lanes in ``pool`` that each take the next item until none is left."""
+    from concurrent.futures import wait
+
     results: list[ResultT | None] = [None] * len(items)
     pending = iter(enumerate(items))
     lock = threading.Lock()
@@ -609,8 +614,10 @@ def restore_previous(
             return _Restored(state.instance, None, False,
                              "previous version unknown: set 'previous_version' on the step")
         # A deploy that failed before changing anything (a command not found, say) left
-        # the previous version in place; deploying it again would fail the same way.
-        if state.before is not None and _running_version(target, state.instance) == previous:
+        # the previous version in place; deploying it again would fail the same way. The
+        # health check guards against a deploy that stopped the service and then failed
+        # with the old version still recorded.
+        if state.before is not None and _still_serving(target, state.instance, previous, cancel):
             return _Restored(state.instance, previous, True, "still on the previous version")
         result = call_target("deploy", state.instance,
                              lambda: target.deploy(state.instance, previous, cancel))
@@ -628,13 +635,14 @@ def restore_previous(
     return f"restored the previous version ({_versions(results)}) on {_count(touched)}"
 
 
-def _running_version(target: Target, instance: str) -> str | None:
-    """Read the version ``instance`` runs; ``None`` when the target cannot say."""
+def _still_serving(target: Target, instance: str, version: str, cancel: threading.Event) -> bool:
+    """Return whether ``instance`` runs ``version`` and passes its health check."""
     try:
-        return target.version(instance)
+        return target.version(instance) == version and target.health(instance, cancel).ok
     except Exception:
-        logger.warning("reading the version of %s failed", instance, exc_info=True)
-        return None
+        logger.warning("checking whether %s still serves %s failed", instance, version,
+                       exc_info=True)
+        return False
 
 
 def _restore_table(

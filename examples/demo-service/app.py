@@ -258,8 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-class _Stopped(Exception):
-    """Raised by the signal handler to leave ``serve_forever`` at once."""
+class _Stopped(BaseException):
+    """Raised by the signal handler to leave ``serve_forever`` at once.
+
+    A BaseException, because socketserver catches Exception while it hands a request to
+    its thread, which would swallow the signal and leave the service running.
+    """
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
