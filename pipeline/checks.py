@@ -11,14 +11,13 @@ The waits between attempts start at ``backoff`` and double each time, up to
 :data:`MAX_BACKOFF` seconds. They go through the run's clock, so tests with a fake
 clock do not wait and an interrupt cuts a wait short.
 
-``requests`` is imported only when an HTTP check runs, to keep start-up fast.
+``requests`` and ``ssl`` are imported only when an HTTP check runs, to keep start-up fast.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -587,6 +586,8 @@ def _request_failed(exc: requests.RequestException, request: _HttpRequest) -> _A
 
 def _connection_reason(exc: BaseException) -> str:
     """Name the root cause of a connection error in a few words."""
+    import ssl
+
     causes = list(_causes(exc))
     for cause in causes:
         if isinstance(cause, ssl.SSLCertVerificationError):

@@ -11,7 +11,7 @@ Every notifier that talks HTTP sends through :func:`send_json`, so they all beha
   ``Location``, because replaying a POST to another URL would send the message (and any
   token in its headers) somewhere the pipeline file never named;
 - TLS certificates are always verified, against :attr:`HttpOptions.ca_bundle` when set and
-  the system trust store otherwise.
+  otherwise against requests' default bundle (certifi's, or ``REQUESTS_CA_BUNDLE``).
 
 ``requests`` is imported inside the functions, so importing this module costs nothing and
 ``shipline validate`` stays fast.
@@ -63,7 +63,8 @@ HTTP_OPTIONS_PROPERTIES: dict[str, Any] = {
     "ca_bundle": {
         "title": "CA bundle",
         "description": "Path of a PEM file with the certificate authorities that sign the "
-                       "endpoint's certificate; without it the system trust store is used. "
+                       "endpoint's certificate; without it, requests' default bundle "
+                       "(certifi, or the REQUESTS_CA_BUNDLE variable) is used. "
                        "Certificates are always verified.",
         "type": "string",
         "minLength": 1,
@@ -84,7 +85,7 @@ class HttpOptions:
     backoff: float = 0.5
     #: Seconds, the cap on a wait that ``Retry-After`` requests.
     max_retry_after: float = 30.0
-    #: PEM file of trusted CAs; None means the system trust store.
+    #: PEM file of trusted CAs; None means requests' default bundle.
     ca_bundle: str | None = None
 
     @classmethod
@@ -314,6 +315,10 @@ def _retry_class() -> Callable[..., Retry]:
         The cap is kept here rather than in ``retry_after_max`` because that argument
         only exists in recent urllib3 releases.
         """
+
+        # urllib3 retries 413 too when it carries Retry-After; a 4xx other than 429
+        # means the request itself is wrong, so it is never retried.
+        RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
 
         def __init__(self, *args: Any, max_retry_after: float = 30.0, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)

@@ -22,7 +22,6 @@ import argparse
 import itertools
 import logging
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +74,10 @@ def notify_timeout(plan: Plan, config: Config) -> float:
     return DEFAULT_NOTIFY_TIMEOUT if plan.notify_timeout is None else plan.notify_timeout
 
 
+#: Events about the whole run rather than one stage.
+RUN_EVENTS = frozenset({"started", "succeeded", "failed", "blocked"})
+
+
 class NotificationCenter:
     """Builds, queues and accounts for the notifications of one run; see the module docstring.
 
@@ -84,6 +87,8 @@ class NotificationCenter:
     def __init__(self, plan: Plan, config: Config, context: RunContext, *,
                  environ: Mapping[str, str] | None = None,
                  queue: NotifyQueue | None = None) -> None:
+        import uuid  # Imported here: it imports platform, which start-up does not need.
+
         self.plan = plan
         self.config = config
         self.context = context
@@ -181,8 +186,13 @@ class NotificationCenter:
     def build(self, event: str, uses: str, options: Mapping[str, Any], *, message: str,
               stage: Stage | None = None, outcome: str | None = None,
               facts: Mapping[str, Any] | None = None, required: bool = False) -> Notification:
-        """Return a notification for ``event`` with the run's facts; ``message`` is masked."""
-        stage = stage or self.context.stage
+        """Return a notification for ``event`` with the run's facts; ``message`` is masked.
+
+        Run-level events (``started``, ``succeeded``, ``failed``, ``blocked``) belong to
+        no stage, so they carry none, whichever stage ran last.
+        """
+        if event not in RUN_EVENTS:
+            stage = stage or self.context.stage
         with self._lock:
             number = next(self._numbers)
         return Notification(

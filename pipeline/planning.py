@@ -43,32 +43,54 @@ def resolve_pipeline_path(argument: str | None, invocation_dir: Path) -> Path:
 
 def collect_fragments(config: Config) -> list[StepSchema]:
     """Ask every plugin for its step schemas, tagging each with the plugin's name."""
-    fragments: list[StepSchema] = []
+    return [fragment for _, fragment in _declared_fragments(config)]
+
+
+def full_schema(config: Config) -> tuple[dict[str, Any], dict[tuple[str, str], str]]:
+    """Return the schema with every plugin fragment, and the owner of each step type.
+
+    The fragments of built-in plugins are not checked against the metaschema, because
+    that check was the largest single cost of start-up (see docs/benchmarks.md) and
+    ``tests/test_plugins.py`` checks them. Every other fragment is checked.
+    """
+    declared = _declared_fragments(config)
+    fragments = [fragment for _, fragment in declared]
+    owners = {(f.kind, f.type): f.plugin for f in fragments}
+    unchecked = _unchecked_plugins(config, declared)
+    return build_schema(fragments, unchecked_plugins=unchecked), owners
+
+
+def _declared_fragments(config: Config) -> list[tuple[str, StepSchema]]:
+    """Return (name of the declaring plugin, fragment tagged with its plugin) pairs."""
+    declared: list[tuple[str, StepSchema]] = []
     hook = config.hook.shipline_step_schemas
     for impl in hook.get_hookimpls():
         try:
-            declared = impl.function()
+            fragments = impl.function()
         except Exception as exc:
             raise PluginError(
                 f"plugin '{impl.plugin_name}' failed in shipline_step_schemas: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        for fragment in declared or ():
-            fragments.append(
-                StepSchema(
-                    kind=fragment.kind, type=fragment.type, schema=fragment.schema,
-                    plugin=fragment.plugin or impl.plugin_name,
-                    description=fragment.description,
-                )
+        for fragment in fragments or ():
+            tagged = StepSchema(
+                kind=fragment.kind, type=fragment.type, schema=fragment.schema,
+                plugin=fragment.plugin or impl.plugin_name,
+                description=fragment.description,
             )
-    return fragments
+            declared.append((impl.plugin_name, tagged))
+    return declared
 
 
-def full_schema(config: Config) -> tuple[dict[str, Any], dict[tuple[str, str], str]]:
-    """Return the schema with every plugin fragment, and the owner of each step type."""
-    fragments = collect_fragments(config)
-    owners = {(f.kind, f.type): f.plugin for f in fragments}
-    return build_schema(fragments), owners
+def _unchecked_plugins(config: Config, declared: list[tuple[str, StepSchema]]) -> frozenset[str]:
+    """Return the built-in plugin names whose fragments skip the metaschema check.
+
+    A name that a plugin which is not built in also puts on its fragments stays
+    checked, so such a fragment cannot skip the check by borrowing a built-in's name.
+    """
+    built_in = config.registry.builtin_names()
+    borrowed = {fragment.plugin for owner, fragment in declared if owner not in built_in}
+    return built_in - borrowed
 
 
 def load_plan(path: Path, config: Config, environ: Mapping[str, str] | None = None) -> LoadedPlan:

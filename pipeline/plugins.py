@@ -11,10 +11,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType, TracebackType
 
@@ -49,6 +49,9 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("metrics", "pipeline.builtin.metrics"),
 )
 
+#: The ``PluginInfo.origin`` of the plugins in :data:`BUILTIN_PLUGINS`.
+BUILTIN_ORIGIN = "built-in"
+
 ENTRY_POINT_GROUP = "shipline"
 LOCAL_PLUGIN_FILE = "shipline_plugins.py"
 
@@ -78,11 +81,25 @@ class PluginRegistry:
         for name in names:
             self.pluginmanager.set_blocked(name)
 
+    def builtin_names(self) -> frozenset[str]:
+        """Return the names of the loaded plugins registered with the built-in origin."""
+        return frozenset(info.name for info in self.loaded if info.origin == BUILTIN_ORIGIN)
+
     def load_builtins(self) -> None:
         for name, module in BUILTIN_PLUGINS:
-            self.import_and_register(module, name=name, origin="built-in")
+            self.import_and_register(module, name=name, origin=BUILTIN_ORIGIN)
 
     def load_entry_points(self) -> None:
+        """Register every entry point of the ``shipline`` group that is not blocked.
+
+        importlib.metadata is imported only when :func:`may_declare_entry_points` finds
+        that an installed distribution may declare the group.
+        """
+        if not may_declare_entry_points(ENTRY_POINT_GROUP, sys.path, sys.meta_path):
+            logger.debug("no installed distribution declares %s entry points", ENTRY_POINT_GROUP)
+            return
+        from importlib.metadata import entry_points
+
         for entry_point in entry_points(group=ENTRY_POINT_GROUP):
             if self.pluginmanager.is_blocked(entry_point.name):
                 continue
@@ -180,6 +197,65 @@ class PluginRegistry:
             if location and plugin is not None:
                 files[location] = name
         return files
+
+
+def may_declare_entry_points(
+    group: str, paths: Sequence[str], finders: Sequence[object]
+) -> bool:
+    """Tell whether an installed distribution may declare entry points in ``group``.
+
+    Importing importlib.metadata (with the email package, zipfile and csv) costs more
+    of shipline's start-up than any other import, and most installations have no
+    plugin. This function reads, as importlib.metadata does on Python 3.10-3.13, the
+    ``entry_points.txt`` of each ``*.dist-info`` and ``*.egg-info`` folder directly in
+    ``paths`` (``sys.path``) and looks for a ``[group]`` section header.
+
+    It returns False only when no distribution can declare the group. Whatever it does
+    not read itself counts as a possible declaration: a path that is a file (a zip
+    archive), an ``.egg`` folder, a folder or file that cannot be read, and any finder
+    in ``finders`` (``sys.meta_path``) besides the standard path finder that can find
+    distributions.
+    """
+    from importlib.machinery import PathFinder
+
+    for finder in finders:
+        if finder is not PathFinder and hasattr(finder, "find_distributions"):
+            return True
+
+    for path in paths:
+        if not isinstance(path, str) or os.path.basename(path).lower().endswith(".egg"):
+            return True
+        try:
+            children = os.listdir(path or ".")
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return True
+        for child in children:
+            if not child.lower().endswith((".dist-info", ".egg-info")):
+                continue
+            if _declares_group(os.path.join(path or ".", child, "entry_points.txt"), group):
+                return True
+    return False
+
+
+def _declares_group(entry_points_file: str, group: str) -> bool:
+    """Tell whether ``entry_points_file`` has a ``[group]`` section or cannot be read.
+
+    A section header is parsed as importlib.metadata parses it: a stripped line that
+    starts with ``[`` and ends with ``]``, the name being the line without the brackets.
+    """
+    try:
+        with open(entry_points_file, encoding="utf-8") as lines:
+            for line in lines:
+                header = line.strip()
+                if header.startswith("[") and header.endswith("]") and header.strip("[]") == group:
+                    return True
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except (OSError, UnicodeDecodeError):
+        return True
+    return False
 
 
 def _import_file(path: Path) -> ModuleType:

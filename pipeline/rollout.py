@@ -24,7 +24,6 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pipeline.context import Interrupted, RollbackFailed
@@ -162,6 +161,8 @@ def parse_amount(
             raise OptionError(f"{option}: {value!r} is not valid: use {lowest} or more")
         return count
 
+    from fractions import Fraction  # Imported here: it imports decimal, slow to import.
+
     match = _PERCENT.fullmatch(value.strip())
     if match is None:
         raise OptionError(
@@ -222,6 +223,8 @@ def instances_for_weight(weight: int, total: int) -> int:
 
     The share rounds up, so any weight above 0 gets at least one instance.
     """
+    from fractions import Fraction
+
     if not 0 <= weight <= 100:
         raise OptionError(f"set_weight: {weight} is not valid: use 0 to 100")
     return math.ceil(Fraction(weight * total, 100))

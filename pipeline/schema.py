@@ -26,7 +26,9 @@ Each problem becomes one diagnostic, ``file:line:col: path: message (hint)``:
 A valid document never reaches jsonschema, which is too slow for large pipelines.
 A check compiled from the schema into plain Python closures decides validity first
 (see :mod:`pipeline.schemacheck`). jsonschema runs only on an invalid document, and
-:mod:`pipeline.schemamessages` words each of its errors as a diagnostic.
+:mod:`pipeline.schemamessages` words each of its errors as a diagnostic. jsonschema is
+imported only then, and when a fragment is checked against the metaschema, because
+importing it takes about 55 ms of a command's start.
 """
 
 from __future__ import annotations
@@ -35,15 +37,12 @@ import copy
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError, relevance
 
 from pipeline.diagnostics import Diagnostic, DocPath, Mark
 from pipeline.errors import PipelineError, PluginError
@@ -57,6 +56,7 @@ from pipeline.schemamessages import (
 )
 
 if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
     from jsonschema.protocols import Validator
 
     from pipeline.loader import Document
@@ -150,7 +150,9 @@ def _load_core() -> dict[str, Any]:
     raise FileNotFoundError(f"{_CORE_FILE} is missing from {here} and {here.parent / 'schemas'}")
 
 
-def build_schema(fragments: Sequence[StepSchema]) -> dict[str, Any]:
+def build_schema(
+    fragments: Sequence[StepSchema], *, unchecked_plugins: Collection[str] = ()
+) -> dict[str, Any]:
     """Return the core schema with every fragment merged in.
 
     For each kind, the selector key accepts exactly the registered types (an ``enum``,
@@ -159,16 +161,23 @@ def build_schema(fragments: Sequence[StepSchema]) -> dict[str, Any]:
     keys that neither the core nor the selected fragment declares. A fragment's
     ``$defs`` move to the root ``$defs`` as ``<kind>.<type>.<name>``.
 
+    Each fragment is checked against the draft 2020-12 metaschema, except those whose
+    ``plugin`` is in ``unchecked_plugins``. That check takes most of the time of this
+    function. :func:`pipeline.planning.full_schema` passes the built-in plugins here,
+    because their fragments are fixed and a test checks them.
+
     Raises PluginError, naming the plugin, for an unknown kind, an empty type, two
-    plugins registering the same kind and type, or a fragment that is not a valid
-    JSON Schema.
+    plugins registering the same kind and type, or a checked fragment that is not a
+    valid JSON Schema.
     """
     schema = core_schema()
     registered = _index_fragments(fragments)
 
     for kind, (selector, def_names) in _SELECTORS.items():
         options = {
-            type_name: _prepare_fragment(fragment, schema["$defs"])
+            type_name: _prepare_fragment(
+                fragment, schema["$defs"], check=fragment.plugin not in unchecked_plugins
+            )
             for type_name, fragment in sorted(registered.get(kind, {}).items())
         }
         for def_name in def_names:
@@ -202,8 +211,13 @@ def _index_fragments(fragments: Sequence[StepSchema]) -> dict[str, dict[str, Ste
     return by_kind
 
 
-def _prepare_fragment(fragment: StepSchema, root_defs: dict[str, Any]) -> dict[str, Any]:
-    """Check the fragment, move its ``$defs`` into ``root_defs`` and return the rest."""
+def _prepare_fragment(
+    fragment: StepSchema, root_defs: dict[str, Any], *, check: bool
+) -> dict[str, Any]:
+    """Copy the fragment, move its ``$defs`` into ``root_defs`` and return the rest.
+
+    With ``check``, the fragment is first checked against the metaschema.
+    """
     noun = f"{_KIND_NOUNS[fragment.kind]} {fragment.type!r}"
     label = f"{_plugin_label(fragment)} registers an invalid schema for the {noun}"
     try:
@@ -213,10 +227,8 @@ def _prepare_fragment(fragment: StepSchema, root_defs: dict[str, Any]) -> dict[s
     if not isinstance(plain, dict):
         raise PluginError(f"{label}: expected a JSON Schema object, got {type(plain).__name__}")
 
-    try:
-        Draft202012Validator.check_schema(plain)
-    except SchemaError as exc:
-        raise PluginError(f"{label}: {exc.message} (at {exc.json_path})") from exc
+    if check:
+        _check_metaschema(plain, label)
 
     namespace = f"{fragment.kind}.{fragment.type}."
     own_defs = plain.pop("$defs", {})
@@ -232,6 +244,17 @@ def _prepare_fragment(fragment: StepSchema, root_defs: dict[str, Any]) -> dict[s
     if fragment.description and "description" not in plain:
         plain["description"] = fragment.description
     return plain
+
+
+def _check_metaschema(fragment: dict[str, Any], label: str) -> None:
+    """Raise PluginError, starting with ``label``, if ``fragment`` breaks the metaschema."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(fragment)
+    except SchemaError as exc:
+        raise PluginError(f"{label}: {exc.message} (at {exc.json_path})") from exc
 
 
 def _to_json(value: Any) -> Any:
@@ -350,11 +373,19 @@ def _passes_fast_check(compiled: _CompiledSchema, document: Document) -> bool:
 
 @dataclass(frozen=True)
 class _CompiledSchema:
-    """A schema with its jsonschema validator and its fast check, if it has one."""
+    """A schema with its fast check, if it has one, and its jsonschema validator."""
 
     schema: Mapping[str, Any]
-    validator: Validator
     fast: FastCheck | None
+
+    @cached_property
+    def validator(self) -> Validator:
+        """The jsonschema validator, created on first use: a valid document needs none."""
+        from jsonschema import Draft202012Validator
+
+        if self.fast is None:
+            return Draft202012Validator(self.schema)
+        return skipping_validator(self.fast, self.schema)
 
 
 #: Compiled schemas by ``id`` of the schema. Each entry keeps its schema alive, so no
@@ -368,9 +399,7 @@ def _compiled(schema: Mapping[str, Any]) -> _CompiledSchema:
     if cached is not None and cached.schema is schema:
         return cached
 
-    fast = compile_fast_check(schema)
-    validator = Draft202012Validator(schema) if fast is None else skipping_validator(fast, schema)
-    compiled = _CompiledSchema(schema, validator, fast)
+    compiled = _CompiledSchema(schema, compile_fast_check(schema))
     if len(_compiled_schemas) >= _MAX_COMPILED_SCHEMAS:
         _compiled_schemas.pop(next(iter(_compiled_schemas)))
     _compiled_schemas[id(schema)] = compiled
@@ -399,6 +428,8 @@ def _failures(validator: Validator, data: Any) -> list[ValidationError]:
 
 
 def _most_relevant(error: ValidationError) -> ValidationError:
+    from jsonschema.exceptions import relevance
+
     # jsonschema's best_match stops at a oneOf when its sub-errors are equally
     # relevant; going on to the first of them gives a concrete message instead.
     while error.context and not exactly_one_keys(error):

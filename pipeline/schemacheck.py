@@ -32,15 +32,11 @@ import operator
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
-from jsonschema.validators import extend as extend_validator
-
 if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
     from jsonschema.protocols import Validator
 
 logger = logging.getLogger("shipline")
@@ -67,7 +63,10 @@ _FAST_KEYWORDS = frozenset(
         "uniqueItems",
     }
 )
-_JSONSCHEMA_KEYWORDS = frozenset(Draft202012Validator.VALIDATORS)
+#: The assertion and applicator keywords of draft 2020-12, as jsonschema 4.26 lists them
+#: in ``Draft202012Validator.VALIDATORS``. The set is written out so that a valid
+#: document never imports jsonschema. A test fails when jsonschema's set differs.
+DRAFT_2020_12_KEYWORDS = _FAST_KEYWORDS | {"$dynamicRef", "unevaluatedItems"}
 
 
 class _UnsupportedSchemaError(Exception):
@@ -110,6 +109,9 @@ def skipping_validator(fast: FastCheck, schema: Mapping[str, Any]) -> Validator:
     ``unevaluatedProperties`` is not affected: jsonschema finds evaluated keys by
     reading the schema, not by calling these keyword functions.
     """
+    from jsonschema import Draft202012Validator
+    from jsonschema.validators import extend as extend_validator
+
     plain_items = Draft202012Validator.VALIDATORS["items"]
 
     def failing(subschema: Any, value: Any) -> bool:
@@ -168,7 +170,7 @@ class _FastCheckCompiler:
             raise _UnsupportedSchemaError(f"{schema!r} is not a schema")
         if "$id" in schema and schema is not self.root:
             raise _UnsupportedSchemaError("an embedded $id changes how references resolve")
-        unsupported = (schema.keys() & _JSONSCHEMA_KEYWORDS) - _FAST_KEYWORDS
+        unsupported = (schema.keys() & DRAFT_2020_12_KEYWORDS) - _FAST_KEYWORDS
         if unsupported:
             raise _UnsupportedSchemaError(f"keywords {sorted(unsupported)}")
 
@@ -560,6 +562,8 @@ def _assert_multiple_of(divisor: Any, schema: Mapping[str, Any]) -> _Assertion:
             try:
                 return bool(int(quotient) == quotient)
             except OverflowError:
+                from fractions import Fraction  # Imported here: it imports decimal.
+
                 return (Fraction(value) / Fraction(divisor)).denominator == 1
         return not value % divisor
 

@@ -21,12 +21,11 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from jsonschema.exceptions import ValidationError
-
 from pipeline.diagnostics import Diagnostic, DocPath
 from pipeline.durations import DURATION_HELP, DURATION_PATTERN
 
 if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
     from jsonschema.protocols import Validator
 
     from pipeline.loader import Document

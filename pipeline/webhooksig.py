@@ -28,12 +28,13 @@ A receiver verifies the raw body, before parsing it, with :func:`verify_signatur
 
 Receivers that do not run Python compute the same HMAC: hex-encoded HMAC-SHA256 of
 ``f"{t}.".encode() + body`` with the secret as the key, compared in constant time.
+
+``hashlib`` and ``hmac`` are imported on the first signature, not at start-up, because
+the webhook plugin imports this module in every shipline command.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 
 #: Name of the header that carries the timestamp and the signature.
@@ -60,6 +61,8 @@ def verify_signature(secret: bytes | str, header: str, body: bytes, *,
     with an old and a new secret while the secret is being changed. The comparison takes
     the same time wherever the values differ.
     """
+    import hmac
+
     timestamp, signatures = _parse(header)
     if timestamp is None or not signatures:
         return False
@@ -77,6 +80,9 @@ def verify_signature(secret: bytes | str, header: str, body: bytes, *,
 
 
 def _digest(secret: bytes | str, body: bytes, timestamp: int) -> str:
+    import hashlib
+    import hmac
+
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
     return hmac.new(key, f"{timestamp}.".encode("ascii") + body, hashlib.sha256).hexdigest()
 

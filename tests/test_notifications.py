@@ -146,8 +146,8 @@ def test_run_success_events(shipline_cli, project) -> None:
     ]
     last = notifications()[-1]
     assert last.pipeline == "shop"
-    assert last.stage == "ship"
-    assert last.environment == "prod"
+    assert last.stage is None
+    assert last.environment is None
     assert last.version == "2.0"
     assert last.actor == "jdoe"
     assert last.job_url == "https://gitlab.example.com/acme/shop/-/jobs/42"

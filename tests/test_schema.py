@@ -340,6 +340,22 @@ def test_build_schema_invalid_fragment() -> None:
     )
 
 
+def test_build_schema_unchecked_plugin_skips_metaschema() -> None:
+    unchecked = StepSchema("gate", "example", {"properties": {"n": {"type": "integr"}}}, "ok")
+    schema = build_schema([unchecked], unchecked_plugins={"ok"})
+    assert schema["$defs"]["gate"]["properties"]["uses"]["enum"] == ["example"]
+
+
+def test_build_schema_unchecked_plugins_leave_others_checked() -> None:
+    broken = StepSchema("gate", "example", {"properties": {"retries": {"type": "integr"}}}, "bad")
+    with pytest.raises(PluginError) as raised:
+        build_schema([broken], unchecked_plugins={"ok"})
+    assert str(raised.value) == (
+        "plugin 'bad' registers an invalid schema for the gate 'example': "
+        "'integr' is not valid under any of the given schemas (at $.properties.retries.type)"
+    )
+
+
 def test_build_schema_fragment_not_object() -> None:
     broken = StepSchema("gate", "example", ["url"], "bad")  # type: ignore[arg-type]
     with pytest.raises(PluginError) as raised:
@@ -910,6 +926,7 @@ def test_validate_notification_options_from_fragment() -> None:
         notifications:
           - uses: slack
             channel: "#deploys"
+            on: [failed]
         stages:
           - name: scan
             steps: [{gate: {uses: http}}]
@@ -917,6 +934,20 @@ def test_validate_notification_options_from_fragment() -> None:
     assert problems(pipeline) == [
         "shipline.yml:4:5: notifications[0]: missing required key 'url'",
         "shipline.yml:5:5: notifications[0]: unknown key 'channel'",
+    ]
+
+
+def test_validate_notification_needs_events() -> None:
+    pipeline = """        version: 1
+        name: shop
+        notifications:
+          - {uses: slack, url: "https://hooks.slack.invalid/x"}
+        stages:
+          - name: scan
+            steps: [{gate: {uses: http, url: "http://127.0.0.1:1/"}}]
+        """
+    assert problems(pipeline) == [
+        "shipline.yml:4:5: notifications[0]: missing required key 'on'",
     ]
 
 

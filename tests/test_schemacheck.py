@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from pipeline.schemacheck import compile_fast_check
+from pipeline.schemacheck import DRAFT_2020_12_KEYWORDS, compile_fast_check
 
 #: (schema, instance) pairs covering each keyword the fast check implements.
 KEYWORD_CASES: list[tuple[Any, Any]] = [
@@ -151,3 +151,9 @@ def test_fast_check_cases_include_both_verdicts() -> None:
 )
 def test_fast_check_declines_unsupported(schema: dict[str, Any]) -> None:
     assert compile_fast_check(schema) is None
+
+
+def test_draft_2020_12_keywords_match_jsonschema() -> None:
+    # A keyword that jsonschema applies but the list lacks would be ignored by the
+    # fast check, which could then accept a document that jsonschema rejects.
+    assert frozenset(Draft202012Validator.VALIDATORS) == DRAFT_2020_12_KEYWORDS

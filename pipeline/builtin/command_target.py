@@ -144,7 +144,7 @@ COMMAND_TARGET_SCHEMA: Mapping[str, Any] = {
             "title": "Endpoint",
             "description": "The URL clients use, for probe traffic during a canary "
             "analysis.",
-            "type": "string", "pattern": "^https?://",
+            "type": "string", "pattern": "^(https?://|\\$\\{)",
         },
         "shell": {
             "title": "Shell",

@@ -10,7 +10,8 @@ Each step writes ``step_start``, then the ``measurement`` and ``analysis`` lines
 in its report's ``data``, then ``step_finish``. A skipped step writes only
 ``step_finish``. Each rollback writes one ``rollback`` line. ``notification_sent`` and
 ``notification_failed`` come from the notification worker whenever a delivery ends, so
-they can appear between any two lines, and after ``run_finish`` until the command ends.
+they can appear between any two lines before ``run_finish``: the run waits for pending
+deliveries (at most ``notify_timeout``) before it finishes.
 
 Every line is masked with the run's secrets, written and flushed as it happens, so a
 run that is killed leaves every line written before the kill. ``-`` writes to standard
@@ -24,7 +25,6 @@ import json
 import logging
 import math
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -175,6 +175,8 @@ class EventLog:
 
     def __init__(self, stream: IO[str], name: str, masker: Masker, clock: Clock,
                  *, owns_stream: bool) -> None:
+        import uuid  # Imported here: it imports platform, which start-up does not need.
+
         self.stream = stream
         self.name = name
         self.masker = masker

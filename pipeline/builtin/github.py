@@ -125,7 +125,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "The URL where the deployed environment can be visited, shown "
             "on GitHub with each status.",
             "type": "string",
-            "pattern": "^https?://",
+            "pattern": "^(https?://|\\$\\{)",
         },
         "production_environment": {
             "title": "Production environment",
@@ -145,7 +145,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "Base URL of the GitHub REST API; for GitHub Enterprise Server "
             "use https://HOST/api/v3.",
             "type": "string",
-            "pattern": "^https?://",
+            "pattern": "^(https?://|\\$\\{)",
             "default": DEFAULT_API_URL,
         },
         "state": {

@@ -20,24 +20,23 @@ Each deploy starts the command with ``{port}`` set to a free loopback port,
 pipeline file's folder as working directory. The instance joins the router once its
 health path returns status 200. Every process is stopped when the run ends, and by an
 ``atexit`` handler if the run does not end normally.
+
+The modules that only a running target needs (:mod:`pipeline.localrouter`,
+``http.client``, ``socket``, ``tempfile``, ...) are imported where they are used,
+because every shipline command imports this plugin at start-up.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import http.client
 import logging
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,12 +45,12 @@ from pipeline import hookimpl
 from pipeline.commands import DEFAULT_MAX_OUTPUT, build_argv, check_template, last_line
 from pipeline.durations import DURATION_PATTERN, format_duration, parse_duration
 from pipeline.errors import ShiplineError
-from pipeline.localrouter import Backend, LocalRouter
 from pipeline.schema import StepSchema
 from pipeline.target import Capability, InstanceResult
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
+    from pipeline.localrouter import LocalRouter
     from pipeline.plan import Environment
 
 logger = logging.getLogger("shipline")
@@ -207,6 +206,10 @@ class LocalTarget:
     """
 
     def __init__(self, settings: LocalSettings, router: LocalRouter | None = None) -> None:
+        import tempfile
+
+        from pipeline.localrouter import LocalRouter
+
         self.settings = settings
         self.router = router or LocalRouter(SLOTS, settings.router_port)
         self._names = {
@@ -237,6 +240,8 @@ class LocalTarget:
         return target
 
     def _start_stable(self, cancel: threading.Event) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         try:
             self.router.start()
         except OSError as exc:
@@ -352,6 +357,8 @@ class LocalTarget:
 
     def close(self) -> None:
         """Stop every process and the router, and delete the logs. Safe to call twice."""
+        import shutil
+
         with self._lock:
             if self._closed:
                 return
@@ -384,6 +391,8 @@ class LocalTarget:
 
     def _start(self, instance: str, slot: str, version: str,
                cancel: threading.Event) -> InstanceResult:
+        from pipeline.localrouter import Backend
+
         port = _free_port()
         argv = build_argv(self.settings.command, {
             "port": str(port), "version": version, "instance": instance, "slot": slot,
@@ -533,6 +542,8 @@ def _free_port() -> int:
     NOTE: another program may take the port before the instance binds it. The deploy
     then fails with the instance's own error and can be retried.
     """
+    import socket
+
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -541,6 +552,8 @@ def _free_port() -> int:
 
 def _get(port: int, path: str, timeout: float) -> tuple[int | None, str]:
     """Send GET ``path`` to ``127.0.0.1:port``; return the status and body, or ``None`` and why."""
+    import http.client
+
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         connection.request("GET", path)

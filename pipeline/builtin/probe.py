@@ -49,7 +49,6 @@ import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -273,6 +272,8 @@ class ProbeProvider:
 
         Stops sending when ``cancel`` is set and returns the results gathered so far.
         """
+        from concurrent.futures import ThreadPoolExecutor  # Imported here to keep start-up fast.
+
         tickets = _Tickets(self.options.requests)
         workers = min(self.options.concurrency, self.options.requests)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe") as pool:

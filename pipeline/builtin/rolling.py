@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +77,8 @@ from pipeline.schema import StepSchema
 from pipeline.target import Capability
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from pipeline.config import Config
     from pipeline.context import RunContext
     from pipeline.diagnostics import Diagnostic
@@ -147,6 +148,8 @@ class RollingStrategy:
 
 def _roll(rollout: Rollout, options: RollingOptions) -> str:
     """Update every serving instance batch by batch; return the success message."""
+    from concurrent.futures import ThreadPoolExecutor  # Imported here to keep start-up fast.
+
     instances = serving_instances(rollout.target, rollout.router)
     if not instances:
         raise StepFailed(f"environment '{rollout.environment_name}' has no instances")

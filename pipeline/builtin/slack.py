@@ -63,7 +63,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "The Slack incoming webhook URL. It is a secret: pass it as "
             "${SLACK_WEBHOOK_URL} and list the variable under secrets.",
             "type": "string",
-            "pattern": "^https?://",
+            "pattern": "^(https?://|\\$\\{)",
         },
         "message": MESSAGE_PROPERTY,
         **HTTP_OPTIONS_PROPERTIES,

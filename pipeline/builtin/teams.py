@@ -64,7 +64,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "Teams webhook request is received\"). It is a secret: pass it as "
             "${TEAMS_WEBHOOK_URL} and list the variable under secrets.",
             "type": "string",
-            "pattern": "^https?://",
+            "pattern": "^(https?://|\\$\\{)",
         },
         "message": MESSAGE_PROPERTY,
         **HTTP_OPTIONS_PROPERTIES,

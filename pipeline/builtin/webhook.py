@@ -41,7 +41,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "title": "Webhook URL",
             "description": "The http or https URL that receives the POST.",
             "type": "string",
-            "pattern": "^https?://",
+            "pattern": "^(https?://|\\$\\{)",
         },
         "secret": {
             "title": "Signing secret",

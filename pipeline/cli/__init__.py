@@ -25,7 +25,6 @@ from pipeline.cli import (
     schema_command,
     validate_command,
 )
-from pipeline.cli.crash import write_crash_report
 from pipeline.config import Config
 from pipeline.errors import PipelineError, ShiplineError, UsageError
 from pipeline.exitcodes import ExitCode
@@ -193,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_traceback(debug)
             print(f"shipline: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
             return int(ExitCode.INTERNAL_ERROR)
+        # Imported here: the report needs tempfile and platform, which only a crash uses.
+        from pipeline.cli.crash import write_crash_report
+
         path = write_crash_report(exc, args)
         print(
             f"shipline: internal error: {type(exc).__name__}: {exc}\n"

@@ -8,7 +8,6 @@ from typing import Any
 from pipeline.config import Config
 from pipeline.exitcodes import ExitCode
 from pipeline.planning import load_plan, resolve_pipeline_path
-from pipeline.runner import Runner
 
 
 def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -24,6 +23,9 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
 
 
 def main(config: Config) -> ExitCode:
+    # Imported here, because every subcommand's module is imported at start-up.
+    from pipeline.runner import Runner
+
     path = resolve_pipeline_path(config.options.file, config.invocation_dir)
     loaded = load_plan(path, config)
     result = Runner(loaded.plan, config).run()

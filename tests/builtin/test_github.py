@@ -462,7 +462,7 @@ def test_github_statuses_follow_a_failed_run(shipline_cli: Any, write_pipeline: 
         ("in_progress", "shop: run started"),
         ("failure", "shop: rolled back in prod"),
         ("failure", "shop: stage failed in prod"),
-        ("failure", "shop: run failed in prod"),
+        ("failure", "shop: run failed"),
     ]
     assert {r.json()["log_url"] for r in requests[1:]} == {JOB_URL}
     assert TOKEN not in result.stdout + result.stderr

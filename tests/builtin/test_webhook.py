@@ -115,8 +115,8 @@ def test_webhook_body_fields(shipline_cli, write_pipeline, env) -> None:
     assert body["schema_version"] == 1
     assert body["event"] == "succeeded"
     assert body["pipeline"] == "shop"
-    assert body["stage"] == "ship"
-    assert body["environment"] == "prod"
+    assert body["stage"] is None
+    assert body["environment"] is None
     assert body["version"] == "2.0"
     assert body["outcome"] == "succeeded"
     assert body["message"] == "shop: run succeeded (exit 0)"
