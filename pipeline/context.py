@@ -61,6 +61,9 @@ class RunContext:
     changed_environments: set[str] = field(default_factory=set)
     #: Values for CI outputs (``deployed-version``, ``rolled-back``...).
     outputs: dict[str, str] = field(default_factory=dict)
+    #: The version the latest deploy step deploys, whether it succeeded or not, for
+    #: messages about a failure or a rollback.
+    version: str | None = None
     #: Set by the runner: queues the ``paused`` notification. See :meth:`notify_paused`.
     on_paused: Callable[[str], None] | None = field(default=None, repr=False)
     _rollbacks: list[Rollback] = field(default_factory=list, repr=False)

@@ -200,7 +200,7 @@ class NotificationCenter:
             message=self.config.masker.mask(message),
             stage=stage.name if stage else None,
             environment=stage.environment if stage else None,
-            version=self.context.outputs.get("deployed-version"),
+            version=self.context.outputs.get("deployed-version") or self.context.version,
             outcome=outcome,
             duration=max(self.config.clock.monotonic() - self._started, 0.0),
             required=required, actor=self.ci.actor, job_url=self.ci.job_url,
@@ -211,13 +211,13 @@ class NotificationCenter:
 
     # -- delivery -------------------------------------------------------------------------
 
-    def finish(self) -> DrainResult:
-        """Wait up to :attr:`timeout` for the queue to drain.
+    def finish(self, stop: threading.Event | None = None) -> DrainResult:
+        """Wait up to :attr:`timeout` for the queue to drain, or until ``stop`` is set.
 
         Each notification left is reported like a failed delivery: a warning, a line in
         :attr:`warnings` and a ``shipline_notification_sent`` call.
         """
-        self.drain_result = self.queue.drain(self.timeout)
+        self.drain_result = self.queue.drain(self.timeout, stop)
         return self.drain_result
 
     def _send(self, notification: Notification) -> Sequence[Delivery]:

@@ -103,6 +103,10 @@ class DrainResult:
         return not self.undelivered
 
 
+#: Seconds between checks of the stop event while draining.
+_STOP_POLL = 0.1
+
+
 class NotifyQueue:
     """Send notifications from bounded worker threads; see the module docstring.
 
@@ -215,8 +219,9 @@ class NotifyQueue:
             logger.exception("listener for notification %s via %s raised", notification.event,
                              notification.uses)
 
-    def drain(self, timeout: float) -> DrainResult:
-        """Wait up to ``timeout`` seconds for every queued notification to be handled.
+    def drain(self, timeout: float, stop: threading.Event | None = None) -> DrainResult:
+        """Wait up to ``timeout`` seconds for every queued notification to be handled, or
+        until ``stop`` is set (SIGINT or SIGTERM during the wait).
 
         Then close the queue: what is still waiting or being sent is reported to the
         listener as a failed delivery and returned as undelivered.
@@ -226,9 +231,10 @@ class NotifyQueue:
         with self._changed:
             while self._waiting or self._busy:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or (stop is not None and stop.is_set()):
                     break
-                self._changed.wait(remaining)
+                # Short waits, so that a signal setting ``stop`` is noticed soon.
+                self._changed.wait(min(remaining, _STOP_POLL))
             self._closed = True
             left = [*self._busy.values(), *self._waiting]
             self._waiting.clear()

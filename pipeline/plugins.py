@@ -204,17 +204,18 @@ def may_declare_entry_points(
 ) -> bool:
     """Tell whether an installed distribution may declare entry points in ``group``.
 
-    Importing importlib.metadata (with the email package, zipfile and csv) costs more
-    of shipline's start-up than any other import, and most installations have no
-    plugin. This function reads, as importlib.metadata does on Python 3.10-3.13, the
+    Importing importlib.metadata, which imports the email package, zipfile and csv,
+    added about 15 ms to each start in ``bench/startup.py`` (see docs/benchmarks.md),
+    and most installations have no plugin. So this function reads the
     ``entry_points.txt`` of each ``*.dist-info`` and ``*.egg-info`` folder directly in
-    ``paths`` (``sys.path``) and looks for a ``[group]`` section header.
+    ``paths`` (``sys.path``), where importlib.metadata of Python 3.10-3.13 finds them,
+    and looks for a ``[group]`` section header.
 
-    It returns False only when no distribution can declare the group. Whatever it does
-    not read itself counts as a possible declaration: a path that is a file (a zip
-    archive), an ``.egg`` folder, a folder or file that cannot be read, and any finder
-    in ``finders`` (``sys.meta_path``) besides the standard path finder that can find
-    distributions.
+    It returns False only when no distribution can declare the group. It returns True
+    for what it does not read itself: a path that is a file (a zip archive), an
+    ``.egg`` folder, and a folder or file that cannot be read. It also returns True
+    when ``finders`` (``sys.meta_path``) has a finder of distributions besides the
+    standard path finder.
     """
     from importlib.machinery import PathFinder
 

@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
@@ -269,8 +269,10 @@ class Runner:
         context.cancel.clear()
         if self.interrupted:
             context.cancel.set()
-        if step.kind == "deploy" and context.environment is not None:
-            context.changed_environments.add(context.environment.name)
+        if step.kind == "deploy":
+            context.version = str(step.options.get("version", "")) or None
+            if context.environment is not None:
+                context.changed_environments.add(context.environment.name)
 
         logger.info("step %s started (%s '%s', plugin %s)", step.id, step.kind, step.type,
                     step.plugin)
@@ -467,7 +469,11 @@ class Runner:
         """Send the run's last event, wait up to the notify timeout for the queue, and
         return the exit code, raised to 1 when a ``required`` subscription failed."""
         self.notifications.run_finished(exit_code)
-        self.notifications.finish()
+        # A CI runner that cancels the job during this wait must still get the reports:
+        # a signal here only cuts the wait short.
+        stop = threading.Event()
+        with self._signals_handled(stop.set):
+            self.notifications.finish(stop)
         failures = self.notifications.required_failures
         if not failures:
             return exit_code
@@ -484,13 +490,17 @@ class Runner:
         return most_severe(codes)
 
     @contextmanager
-    def _signals_handled(self) -> Iterator[None]:
+    def _signals_handled(self, action: Callable[[], None] | None = None) -> Iterator[None]:
+        """Route SIGINT and SIGTERM to :meth:`interrupt`, or to ``action`` when given."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def handle(signum: int, frame: FrameType | None) -> None:
-            self.interrupt(signal.Signals(signum).name)
+            if action is not None:
+                action()
+            else:
+                self.interrupt(signal.Signals(signum).name)
 
         previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:

@@ -27,8 +27,9 @@ A valid document never reaches jsonschema, which is too slow for large pipelines
 A check compiled from the schema into plain Python closures decides validity first
 (see :mod:`pipeline.schemacheck`). jsonschema runs only on an invalid document, and
 :mod:`pipeline.schemamessages` words each of its errors as a diagnostic. jsonschema is
-imported only then, and when a fragment is checked against the metaschema, because
-importing it takes about 55 ms of a command's start.
+imported only then, and to check a plugin's fragment against the metaschema, because
+its import was the largest single import of shipline's start-up (see
+docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -498,3 +498,38 @@ def test_center_idempotency_keys_unique_across_threads(tmp_path: Path) -> None:
         thread.join()
 
     assert len(set(keys)) == 800
+
+
+def test_signal_during_final_wait_keeps_reports(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    with Recorder() as recorder:
+        recorder.route("/hook", HANG)
+        (tmp_path / "shipline.yml").write_text(textwrap.dedent(f"""\
+            version: 1
+            name: shop
+            notifications:
+              - {{uses: webhook, url: "{recorder.url('/hook')}", secret: abcdefgh,
+                  on: [succeeded]}}
+            stages:
+              - name: check
+                steps: [{{gate: {{uses: command, command: "true"}}}}]
+            """), encoding="utf-8")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "run", "--junitxml", "report.xml",
+             "--notify-timeout", "60s"],
+            cwd=tmp_path, env=dict(os.environ), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+        recorder.wait_for(1, timeout=30)
+        time.sleep(0.2)
+        process.send_signal(2)
+        stdout, _ = process.communicate(timeout=30)
+
+    assert process.returncode == ExitCode.OK
+    assert (tmp_path / "report.xml").exists()
+    assert "warning: " in stdout
+    assert "exit 0" in stdout

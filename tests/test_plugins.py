@@ -1,4 +1,4 @@
-"""Tests for pipeline.plugins: the built-in fragments, and the look for entry points.
+"""Tests for pipeline.plugins: built-in schema fragments, and the quick search for entry points.
 
 At start-up the schema fragments of built-in plugins are not checked against the
 metaschema, so the first test here checks each of them instead.
@@ -109,7 +109,7 @@ def test_full_schema_checks_fragment_named_after_builtin() -> None:
     )
 
 
-# -- looking for entry points ------------------------------------------------------------
+# -- searching for entry points ----------------------------------------------------------
 
 
 def write_metadata(folder: Path, name: str, entry_points_text: str | None) -> Path:

@@ -259,7 +259,8 @@ def render_subject(template: str, notification: Notification,
         known = ", ".join(f"{{{name}}}" for name in SUBJECT_FIELDS)
         raise EmailError(f"subject has an unknown placeholder {{{unknown[0]}}}; use {known}")
 
-    subject = _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+    # The template itself may hold an interpolated secret, not only the values.
+    subject = mask(_PLACEHOLDER.sub(lambda match: values[match.group(1)], template))
     return truncate(" ".join(subject.split()), MAX_SUBJECT)
 
 

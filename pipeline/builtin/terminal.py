@@ -34,7 +34,7 @@ logger = logging.getLogger("shipline")
 
 EXIT_MEANINGS = {
     ExitCode.OK: "every stage passed or was skipped by its condition",
-    ExitCode.FAILED: "a step failed and its changes were rolled back",
+    ExitCode.FAILED: "a step or a required notification failed; changes were rolled back",
     ExitCode.INVALID: "invalid pipeline or command line",
     ExitCode.BLOCKED: "blocked before the environment was changed",
     ExitCode.ROLLBACK_FAILED: "a rollback failed: a person must look",

@@ -453,3 +453,11 @@ def test_email_schema_checks_options() -> None:
     assert not validator.is_valid({"host": "smtp.example.com", "from": "d@example.com"})
     assert not validator.is_valid({"host": "smtp.example.com", "from": "d@example.com",
                                    "to": ["ops@example.com"], "port": 0})
+
+
+def test_email_subject_template_text_masked(tmp_path: Path, server: SmtpServer) -> None:
+    masker = Masker(["pw-s3cr3t"])
+
+    send(tmp_path, email_options(server, subject="x pw-s3cr3t {event}"), masker)
+
+    assert server.inbox.received[0].message["Subject"].startswith("x *** ")
