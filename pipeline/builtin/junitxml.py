@@ -7,12 +7,11 @@ elements; see :mod:`pipeline.junit` for the format and its limits.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
-from pipeline.errors import UsageError
+from pipeline.reportpath import check_report_path
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -43,22 +42,9 @@ class JUnitReporter:
         logger.info("wrote JUnit report %s", self.path)
 
 
-def check_report_path(path: Path) -> None:
-    """Reject a report path that cannot be written, before the run changes anything."""
-    if path.is_dir():
-        raise UsageError(f"--junitxml {path}: is a directory; give a file name")
-    parent = path.parent
-    if not parent.exists():
-        return  # write_junit creates missing folders
-    if not parent.is_dir():
-        raise UsageError(f"--junitxml {path}: '{parent}' is not a directory")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"--junitxml {path}: the folder '{parent}' is not writable")
-
-
 @hookimpl
 def shipline_configure(config: Config) -> None:
     path = config.option("junitxml")
     if path:
-        check_report_path(Path(path))
+        check_report_path(Path(path), "--junitxml")
         config.pluginmanager.register(JUnitReporter(Path(path), config), name="junitreporter")

@@ -41,6 +41,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pipeline import hookimpl
 from pipeline.builtin.eventlog import analyses_in
 from pipeline.errors import UsageError
+from pipeline.reportpath import check_report_path
 
 if TYPE_CHECKING:
     from urllib.error import HTTPError
@@ -400,6 +401,8 @@ def shipline_configure(config: Config) -> None:
         if target.password:
             config.masker.add(target.password)
     path = config.invocation_dir / Path(str(metrics)) if metrics else None
+    if path is not None:
+        check_report_path(path, "--metrics")
     config.pluginmanager.register(MetricsReporter(path, target), name=REPORTER_NAME)
 
 

@@ -155,10 +155,10 @@ def test_metrics_file_unwritable(shipline_cli, write_pipeline, tmp_path):
     (tmp_path / "blocker").write_text("a file, not a folder", encoding="utf-8")
     result = shipline_cli("run", *PLUGINS, "--metrics", "blocker/metrics.txt", cwd=tmp_path)
 
-    assert result.exit_code == ExitCode.OK
+    assert result.exit_code == ExitCode.INVALID
     assert result.stderr == (
-        f"shipline: ERROR: writing the metrics file {tmp_path}/blocker/metrics.txt failed: "
-        f"[Errno 17] File exists: '{tmp_path}/blocker'\n"
+        f"shipline: error: --metrics {tmp_path}/blocker/metrics.txt: '{tmp_path}/blocker' "
+        "is not a directory\n"
     )
 
 
