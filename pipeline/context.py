@@ -1,4 +1,4 @@
-"""What a step sees while it runs: the plan, its stage, targets, and how to roll back."""
+"""The run state a step works with: the plan, its stage, targets, and how to roll back."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class Interrupted(ShiplineError):
 class RollbackFailed(Exception):
     """Raised by a rollback action that could not restore the previous state.
 
-    ``details`` says what is left where, for the person who must look.
+    ``details`` lists which instance runs which version, for the person who must look.
     """
 
     def __init__(self, message: str, details: str = "") -> None:

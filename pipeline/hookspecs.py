@@ -1,7 +1,7 @@
 """Hook specifications: every point where a plugin can change what shipline does.
 
 Plugins implement these with :data:`pipeline.hookimpl`. Hooks are grouped by phase:
-configure, load and compile, run, report. Each specification says when it is called,
+configure, load and compile, run, report. Each specification states when it is called,
 what it receives and what it returns. A ``firstresult`` hook stops at the first
 implementation that returns something other than ``None``; all other hooks call every
 implementation and collect the results in a list.
@@ -118,7 +118,7 @@ def shipline_capabilities(environment: Environment) -> frozenset[Capability] | N
 
     Called at validate time, without creating the target, so that a strategy that needs
     a router or two slots fails validation in an environment that lacks them. Every
-    implementation is called and the answers are combined.
+    implementation is called and the returned sets are joined.
     """
 
 

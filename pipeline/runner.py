@@ -35,7 +35,7 @@ CANCEL_GRACE = 30.0
 
 @dataclass
 class StageResult:
-    """How one stage ended: its outcome, and the reports of its steps and rollbacks."""
+    """The result of one stage: its outcome, and the reports of its steps and rollbacks."""
 
     stage: Stage
     outcome: Outcome
@@ -50,7 +50,7 @@ class StageResult:
 
 @dataclass
 class RunResult:
-    """How the whole run ended."""
+    """The result of the whole run."""
 
     plan: Plan
     stages: list[StageResult]
