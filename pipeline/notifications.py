@@ -30,7 +30,7 @@ from pipeline.cienv import CiJob, detect
 from pipeline.durations import DURATION_HELP, format_duration, parse_duration
 from pipeline.exitcodes import ExitCode
 from pipeline.notification import Delivery, Notification
-from pipeline.notifyqueue import DrainResult, NotifyQueue, Ticket
+from pipeline.notifyqueue import DEFAULT_WORKERS, DrainResult, NotifyQueue, Ticket
 from pipeline.report import Outcome
 
 if TYPE_CHECKING:
@@ -78,6 +78,22 @@ def notify_timeout(plan: Plan, config: Config) -> float:
 RUN_EVENTS = frozenset({"started", "succeeded", "failed", "blocked"})
 
 
+#: Most worker threads for one run's notifications.
+MAX_WORKERS = 16
+
+
+def _worker_count(plan: Plan) -> int:
+    """Return one worker per lane (subscription or notify step), within bounds.
+
+    With a worker per lane, endpoints that hang hold up only their own lanes, and a
+    healthy endpoint still gets its messages.
+    """
+    lanes = len(plan.notifications) + sum(
+        1 for stage in plan.stages for step in stage.steps if step.kind == "notify"
+    )
+    return max(DEFAULT_WORKERS, min(lanes, MAX_WORKERS))
+
+
 class NotificationCenter:
     """Builds, queues and accounts for the notifications of one run; see the module docstring.
 
@@ -94,7 +110,8 @@ class NotificationCenter:
         self.context = context
         self.timeout = notify_timeout(plan, config)
         self.ci: CiJob = detect(environ)
-        self.queue = queue or NotifyQueue(self._send, self._sent)
+        self.queue = queue or NotifyQueue(self._send, self._sent,
+                                          workers=_worker_count(plan))
         #: One masked line per failed, dropped or abandoned delivery, in order.
         self.warnings: list[str] = []
         #: The lines of :attr:`warnings` that belong to ``required: true`` subscriptions.
@@ -258,7 +275,8 @@ class NotificationCenter:
         line = self.config.masker.mask(
             f"notification '{notification.event}' via {delivery.uses} failed: "
             f"{delivery.message or 'no reason given'}")
-        logger.warning("%s", line)
+        # INFO, because the terminal summary lists every warning at the end already.
+        logger.info("%s", line)
         with self._lock:
             self.warnings.append(line)
             # A required notify step fails its own step, so only subscriptions count here.

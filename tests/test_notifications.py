@@ -250,8 +250,8 @@ def test_run_notifier_exception_is_warning(shipline_cli, project) -> None:
 
     assert result.exit_code == ExitCode.OK
     plugin = path.parent.resolve() / "shipline_plugins.py"
-    assert (f"shipline: WARNING: notification 'succeeded' via explode failed: plugin "
-            f"'{plugin}' raised ValueError: notifier bug\n") in result.stderr
+    assert (f"warning: notification 'succeeded' via explode failed: plugin "
+            f"'{plugin}' raised ValueError: notifier bug\n") in result.stdout
 
 
 def test_run_notifier_without_implementation(shipline_cli, project) -> None:
@@ -260,8 +260,8 @@ def test_run_notifier_without_implementation(shipline_cli, project) -> None:
     result = run(shipline_cli, path)
 
     assert result.exit_code == ExitCode.OK
-    assert ("shipline: WARNING: notification 'started' via ghost failed: no plugin sends "
-            "notifications of type 'ghost'\n") in result.stderr
+    assert ("warning: notification 'started' via ghost failed: no plugin sends "
+            "notifications of type 'ghost'\n") in result.stdout
 
 
 def test_run_notification_sent_hook(shipline_cli, project) -> None:
@@ -533,3 +533,24 @@ def test_signal_during_final_wait_keeps_reports(tmp_path: Path) -> None:
     assert (tmp_path / "report.xml").exists()
     assert "warning: " in stdout
     assert "exit 0" in stdout
+
+
+def test_hanging_lanes_do_not_starve_healthy_one(shipline_cli, tmp_path: Path) -> None:
+    with Recorder() as recorder:
+        recorder.route("/hang", HANG)
+        hanging = "".join(
+            f"  - {{uses: webhook, url: \"{recorder.url('/hang')}\", secret: abcdefgh, "
+            f"retries: 0, on: [started]}}\n" for _ in range(5)
+        )
+        healthy = (f"  - {{uses: webhook, url: \"{recorder.url('/ok')}\", secret: abcdefgh, "
+                   "on: [started]}\n")
+        (tmp_path / "shipline.yml").write_text(
+            "version: 1\nname: shop\nnotifications:\n" + hanging + healthy
+            + "stages: [{name: check, steps: [{gate: {uses: command, command: 'true'}}]}]\n",
+            encoding="utf-8",
+        )
+        result = shipline_cli("run", "--notify-timeout", "2s", cwd=tmp_path)
+        received = [r.path for r in recorder.requests]
+
+    assert result.exit_code == ExitCode.OK
+    assert "/ok" in received

@@ -141,7 +141,9 @@ def shipline_configure(config: Config) -> None:
     if config.option("command") != "run":
         return
     verbosity = int(config.option("verbose", 0)) - int(config.option("quiet", 0))
-    reporter = TerminalReporter(config.stdout, verbosity, use_colour(config.stdout))
+    # `--events -` owns standard output, so progress goes to standard error instead.
+    out = config.stderr if config.option("events") == "-" else config.stdout
+    reporter = TerminalReporter(out, verbosity, use_colour(out))
     config.pluginmanager.register(reporter, name="terminalreporter")
 
 

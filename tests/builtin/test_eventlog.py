@@ -619,3 +619,17 @@ def test_events_schema_covers_every_event(shipline_cli, write_pipeline, tmp_path
 
     assert seen == set(SCHEMA["properties"]["event"]["enum"])
 
+
+
+def test_eventlog_stdout_moves_progress_to_stderr(shipline_cli, write_pipeline, tmp_path):
+    write_pipeline("""\
+        version: 1
+        name: shop
+        stages: [{name: check, steps: [{gate: {uses: command, command: "true"}}]}]
+        """)
+    result = shipline_cli("run", "--events", "-", cwd=tmp_path)
+    lines = result.stdout.splitlines()
+
+    assert result.exit_code == ExitCode.OK
+    assert all(json.loads(line)["event"] for line in lines)
+    assert "stage check" in result.stderr

@@ -156,8 +156,8 @@ def test_webhook_failed_delivery_only_warns(shipline_cli, write_pipeline, env) -
         result = run(shipline_cli, path, env=env)
 
     assert result.exit_code == ExitCode.OK
-    assert (f"shipline: WARNING: notification 'succeeded' via webhook failed: POST "
-            f"http://127.0.0.1:{recorder.port} failed: HTTP 500: down") in result.stderr
+    assert (f"warning: notification 'succeeded' via webhook failed: POST "
+            f"http://127.0.0.1:{recorder.port} failed: HTTP 500: down") in result.stdout
 
 
 def test_webhook_required_subscription_fails_run(shipline_cli, write_pipeline, env) -> None:
@@ -211,7 +211,7 @@ def test_webhook_step_queued_not_waited(shipline_cli, write_pipeline, env) -> No
 
     assert result.exit_code == ExitCode.OK
     assert ": queued" in result.stdout
-    assert "notification 'step' via webhook failed" in result.stderr
+    assert "notification 'step' via webhook failed" in result.stdout
 
 
 def test_webhook_tls_with_ca_bundle(shipline_cli, write_pipeline, env) -> None:
