@@ -48,13 +48,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from pipeline import __version__, hookimpl
-from pipeline.builtin.notifyfacts import MESSAGE_PROPERTY, summarize, truncate
+from pipeline.builtin.notifyfacts import MESSAGE_PROPERTY, notifier_uses, summarize, truncate
 from pipeline.delivery import HTTP_OPTIONS_PROPERTIES, HttpOptions, HttpResult, send_json
+from pipeline.diagnostics import Diagnostic
 from pipeline.notification import Delivery, Notification
+from pipeline.notifications import RUN_EVENTS
 from pipeline.schema import StepSchema
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
+    from pipeline.plan import Plan
 
 #: The ``uses`` value of this notifier.
 NOTIFIER_TYPE = "github"
@@ -254,6 +257,21 @@ def shipline_step_schemas() -> list[StepSchema]:
         description="Create a GitHub deployment for the environment and post its "
         "statuses as the run goes on.",
     )]
+
+
+@hookimpl
+def shipline_check_plan(plan: Plan) -> list[Diagnostic]:
+    """Reject a subscription to run events without ``environment``: those events belong
+    to no stage, so the deployment would have no environment to be made in."""
+    found = []
+    for path, options in notifier_uses(plan, NOTIFIER_TYPE):
+        run_events = sorted(set(options.get("on", ())) & RUN_EVENTS)
+        if run_events and not options.get("environment"):
+            found.append(Diagnostic(
+                f"run events ({', '.join(run_events)}) belong to no environment: set the "
+                "'environment' option of this notification", None, path,
+            ))
+    return found
 
 
 @hookimpl

@@ -9,12 +9,16 @@ in a :class:`Summary` is masked, so a notifier can put it into a payload as it i
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.durations import format_duration
 from pipeline.notification import Notification
+
+if TYPE_CHECKING:
+    from pipeline.diagnostics import DocPath
+    from pipeline.plan import Plan
 
 #: Headline words per event. ``step`` is the event of a ``notify`` step.
 EVENT_TITLES = {
@@ -120,3 +124,15 @@ def truncate(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[: limit - len(ELLIPSIS)] + ELLIPSIS
+
+
+def notifier_uses(plan: Plan, uses: str) -> Iterator[tuple[DocPath, Mapping[str, Any]]]:
+    """Yield the document path and options of every subscription and notify step that
+    uses the notifier ``uses``, for checks at validate time."""
+    for index, subscription in enumerate(plan.notifications):
+        if subscription.get("uses") == uses:
+            yield ("notifications", index), subscription
+    for stage in plan.stages:
+        for step in stage.steps:
+            if step.kind == "notify" and step.type == uses:
+                yield (*step.path, "notify"), step.options

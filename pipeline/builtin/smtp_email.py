@@ -31,7 +31,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__, hookimpl
-from pipeline.builtin.notifyfacts import MESSAGE_PROPERTY, Summary, summarize, truncate
+from pipeline.builtin.notifyfacts import (
+    MESSAGE_PROPERTY,
+    Summary,
+    notifier_uses,
+    summarize,
+    truncate,
+)
+from pipeline.diagnostics import Diagnostic
 from pipeline.notification import Delivery, Notification
 from pipeline.schema import StepSchema
 
@@ -41,6 +48,7 @@ if TYPE_CHECKING:
     from email.message import EmailMessage
 
     from pipeline.context import RunContext
+    from pipeline.plan import Plan
 
 logger = logging.getLogger("shipline")
 
@@ -185,6 +193,18 @@ def shipline_step_schemas() -> list[StepSchema]:
         kind="notify", type=NOTIFIER_TYPE, schema=OPTIONS_SCHEMA,
         description="Send a plain-text email over SMTP with STARTTLS.",
     )]
+
+
+@hookimpl
+def shipline_check_plan(plan: Plan) -> list[Diagnostic]:
+    """Reject option combinations that could only fail when the mail is sent."""
+    found = []
+    for path, options in notifier_uses(plan, NOTIFIER_TYPE):
+        try:
+            SmtpSettings.from_options(options)
+        except EmailError as exc:
+            found.append(Diagnostic(str(exc), None, path))
+    return found
 
 
 @hookimpl

@@ -461,3 +461,21 @@ def test_email_subject_template_text_masked(tmp_path: Path, server: SmtpServer) 
     send(tmp_path, email_options(server, subject="x pw-s3cr3t {event}"), masker)
 
     assert server.inbox.received[0].message["Subject"].startswith("x *** ")
+
+
+def test_email_login_without_tls_invalid_at_validate(shipline_cli, write_pipeline,
+                                                     tmp_path: Path) -> None:
+    write_pipeline("""\
+        version: 1
+        name: shop
+        notifications:
+          - {uses: email, host: 127.0.0.1, from: a@example.com, to: [b@example.com],
+             username: ci, password: "${SMTP_PASSWORD}", starttls: false, on: [failed]}
+        stages: [{name: check, steps: [{gate: {uses: command, command: "true"}}]}]
+        """)
+    result = shipline_cli("validate", cwd=tmp_path, env={"SMTP_PASSWORD": "pw-s3cr3t"})
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "shipline.yml:4:5: notifications[0]: SMTP login without TLS is not allowed: set "
+        "starttls to true, or remove username and password\n"
+    )

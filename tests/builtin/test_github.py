@@ -466,3 +466,21 @@ def test_github_statuses_follow_a_failed_run(shipline_cli: Any, write_pipeline: 
     ]
     assert {r.json()["log_url"] for r in requests[1:]} == {JOB_URL}
     assert TOKEN not in result.stdout + result.stderr
+
+
+def test_github_run_events_need_environment(shipline_cli: Any, write_pipeline: Any,
+                                            tmp_path: Any) -> None:
+    write_pipeline("""\
+        version: 1
+        name: shop
+        notifications:
+          - {uses: github, token: "${GH_TOKEN}", repository: octo/shop,
+             on: [started, failed]}
+        stages: [{name: check, steps: [{gate: {uses: command, command: "true"}}]}]
+        """)
+    result = shipline_cli("validate", cwd=tmp_path, env={"GH_TOKEN": "t-s3cr3t"})
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "shipline.yml:4:5: notifications[0]: run events (failed, started) belong to no "
+        "environment: set the 'environment' option of this notification\n"
+    )
