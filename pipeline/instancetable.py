@@ -1,0 +1,131 @@
+"""The record of every instance a deploy looked at, and the plain-text tables built from it.
+
+The record becomes the details table, the captured output and the ``data`` of the step
+report, and rollbacks read from it which instances changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+#: Bytes of captured command output kept in one step report (the tail of the whole).
+MAX_REPORT_OUTPUT = 256 * 1024
+
+#: Text shown for a version that could not be read.
+UNKNOWN = "?"
+
+#: Results of an instance that count as failures of the deploy.
+FAILED_RESULTS = frozenset({"failed", "unhealthy", "check failed"})
+
+
+@dataclass
+class InstanceState:
+    """The record of one instance in a deploy: versions before and after, and the result.
+
+    ``before`` is the version read before the change (``None`` when unknown), and
+    ``after`` the version it runs now according to the deploy. ``touched`` is set as soon
+    as a change starts, so that a rollback restores the instance even if the change failed.
+    """
+
+    instance: str
+    slot: str | None = None
+    before: str | None = None
+    after: str | None = None
+    result: str = "pending"
+    message: str = ""
+    touched: bool = False
+
+
+class InstanceTable:
+    """A thread-safe record of every instance a deploy looked at, in the order first seen.
+
+    It provides the details table, the captured output and the ``instances`` data of
+    the step report. Rollbacks read from it which instances changed.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[str, InstanceState] = {}
+        self._outputs: list[str] = []
+        self._lock = threading.Lock()
+
+    def update(self, instance: str, **fields: Any) -> None:
+        """Record ``instance`` if it is new, then set ``fields`` on its state."""
+        with self._lock:
+            state = self._rows.setdefault(instance, InstanceState(instance))
+            for name, value in fields.items():
+                setattr(state, name, value)
+
+    def get(self, instance: str) -> InstanceState:
+        """Return a copy of the state of ``instance``; raise KeyError if it is unknown."""
+        with self._lock:
+            return copy.copy(self._rows[instance])
+
+    def rows(self) -> list[InstanceState]:
+        """Return copies of every state, in the order the instances were first seen."""
+        with self._lock:
+            return [copy.copy(state) for state in self._rows.values()]
+
+    def failures(self) -> list[InstanceState]:
+        """Return copies of the states whose result is one of :data:`FAILED_RESULTS`."""
+        with self._lock:
+            return [copy.copy(s) for s in self._rows.values() if s.result in FAILED_RESULTS]
+
+    def count(self, result: str) -> int:
+        return sum(1 for state in self.rows() if state.result == result)
+
+    def add_output(self, instance: str, operation: str, output: str) -> None:
+        """Keep the captured output of a failed operation for the report."""
+        if output.strip():
+            with self._lock:
+                self._outputs.append(f"--- {instance}: {operation} ---\n{output.rstrip()}\n")
+
+    def output(self) -> str:
+        """Return the captured output, at most :data:`MAX_REPORT_OUTPUT` bytes (the tail)."""
+        with self._lock:
+            text = "".join(self._outputs)
+        encoded = text.encode("utf-8", errors="replace")
+        if len(encoded) <= MAX_REPORT_OUTPUT:
+            return text
+        kept = encoded[-MAX_REPORT_OUTPUT:].decode("utf-8", errors="ignore")
+        return f"[earlier output dropped]\n{kept}"
+
+    def render(self) -> str:
+        """Return the table of instances: instance, slot (if any), before, after, result."""
+        rows = self.rows()
+        with_slots = any(state.slot for state in rows)
+        headers = ["instance", *(["slot"] if with_slots else []), "before", "after", "result"]
+        body = []
+        for state in rows:
+            result = f"{state.result}: {state.message}" if state.message else state.result
+            cells = [state.instance, *([state.slot or "-"] if with_slots else [])]
+            after = "-" if state.result == "removed" else show_version(state.after)
+            body.append([*cells, show_version(state.before), after, result])
+        return format_table(headers, body)
+
+    def data(self) -> list[dict[str, Any]]:
+        """Return the states as JSON data for the step report."""
+        return [asdict(state) for state in self.rows()]
+
+
+def show_version(version: str | None) -> str:
+    return UNKNOWN if version is None else version
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Format a plain-text table with columns padded to their widest cell."""
+    lines = [list(headers), *[list(row) for row in rows]]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(headers))]
+    formatted = []
+    for line in lines:
+        padded = [cell.ljust(width) for cell, width in zip(line[:-1], widths[:-1], strict=True)]
+        formatted.append("  ".join([*padded, line[-1]]).rstrip())
+    return "\n".join(formatted)
+
+
+def plural(count: int, noun: str) -> str:
+    """Return ``count`` with ``noun``, adding an ``s`` unless it is 1 (``3 attempts``)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

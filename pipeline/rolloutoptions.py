@@ -1,0 +1,168 @@
+"""Options of the deploy strategies: parsing, limits read from the plan, JSON Schema pieces
+and the diagnostics ``shipline validate`` reports for values the schema cannot check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pipeline.durations import DURATION_PATTERN, parse_duration
+from pipeline.errors import ShiplineError
+from pipeline.rollouterrors import OptionError
+
+if TYPE_CHECKING:
+    from pipeline.diagnostics import Diagnostic
+    from pipeline.plan import Plan, Step
+
+
+# -- options -----------------------------------------------------------------------------
+
+
+def option_duration(
+    options: Mapping[str, Any], key: str, default: float, prefix: str = ""
+) -> float:
+    """Return the duration option ``key`` in seconds, or ``default`` when it is missing.
+
+    Raises OptionError naming the option (``prefix.key``) for an invalid duration.
+    """
+    if key not in options:
+        return default
+    try:
+        return parse_duration(options[key])
+    except ValueError as exc:
+        name = f"{prefix}.{key}" if prefix else key
+        raise OptionError(f"{name}: {exc}") from exc
+
+
+#: Longest a single deploy of one instance can take, per built-in target type, in
+#: seconds: the command target's per-command ``timeout`` (default 5m), and the local
+#: target's ``start_timeout`` (default 10s) plus the time to stop the old process.
+_DEPLOY_LIMITS = {"command": ("timeout", 300.0), "local": ("start_timeout", 15.0)}
+
+
+def deploy_time_limit(plan: Plan, step: Step) -> float | None:
+    """Return the longest one instance's deploy can take on the step's target, in
+    seconds, or None for a target type whose limit is unknown (a plugin's)."""
+    stage = plan.stage(step.stage)
+    if stage.environment is None or stage.environment not in plan.environments:
+        return None
+    options = plan.environments[stage.environment].target
+    known = _DEPLOY_LIMITS.get(str(options.get("type")))
+    if known is None:
+        return None
+    key, default = known
+    value = options.get(key)
+    return default if value is None else parse_duration(value)
+
+
+def environment_instance_count(plan: Plan, step: Step) -> int | None:
+    """Return how many instances serve traffic in the step's environment, read from the
+    target's ``instances`` option (a list or a count) or from its ``slots`` (the size of
+    the largest slot). Return None when the pipeline file lists neither.
+    """
+    stage = plan.stage(step.stage)
+    if stage.environment is None or stage.environment not in plan.environments:
+        return None
+    options = plan.environments[stage.environment].target
+    instances = options.get("instances")
+    if isinstance(instances, int) and not isinstance(instances, bool):
+        return instances
+    if isinstance(instances, Sequence) and not isinstance(instances, str):
+        return len(instances)
+
+    slots = options.get("slots")
+    if isinstance(slots, Mapping):
+        sizes = [len(members) for members in slots.values()
+                 if isinstance(members, Sequence) and not isinstance(members, str)]
+        return max(sizes) if sizes else None
+    return None
+
+
+# -- schema pieces -----------------------------------------------------------------------
+
+#: A duration: seconds as a number, or a string such as ``500ms``, ``30s``, ``5m``.
+DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": DURATION_PATTERN},
+    ],
+}
+
+#: A count of instances or a percentage of them.
+AMOUNT_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0},
+        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?%$"},
+    ],
+}
+
+
+def described(schema: Mapping[str, Any], title: str, description: str) -> dict[str, Any]:
+    """Return a copy of ``schema`` with a title and a description, for option fragments."""
+    return {**schema, "title": title, "description": description}
+
+
+def health_schema() -> dict[str, Any]:
+    """Return the JSON Schema of the ``health`` option shared by the strategies."""
+    return {
+        "title": "Health check",
+        "description": "How long each updated instance may take to pass the target's "
+        "health check, or false to skip it.",
+        "anyOf": [
+            {"const": False},
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "timeout": described(DURATION_SCHEMA, "Health timeout",
+                                         "Time within which the instance must pass (default "
+                                         "60s)."),
+                    "retries": {"title": "Health retries",
+                                "description": "Failed attempts repeated before the instance "
+                                "counts as failed (default 5).",
+                                "type": "integer", "minimum": 0},
+                    "interval": described(DURATION_SCHEMA, "Health interval",
+                                          "Wait between two attempts (default 2s)."),
+                },
+            },
+        ],
+    }
+
+
+def check_list_schema(title: str, description: str) -> dict[str, Any]:
+    """Return the JSON Schema of a list of checks (``http`` or ``command``)."""
+    from pipeline.checks import CHECK_SCHEMA
+
+    return {"title": title, "description": description, "type": "array",
+            "items": dict(CHECK_SCHEMA)}
+
+
+def previous_version_schema() -> dict[str, Any]:
+    return {
+        "title": "Previous version",
+        "description": "The version a rollback restores on instances whose running "
+        "version the target cannot read. Without it, such a rollback fails (exit 4).",
+        "type": "string",
+    }
+
+
+def option_diagnostics(
+    plan: Plan, strategy: str, parse: Callable[[Step], object]
+) -> list[Diagnostic]:
+    """Parse the options of every deploy step of ``strategy`` in ``plan`` with ``parse``
+    and return one diagnostic per OptionError, so that ``shipline validate`` reports
+    what the JSON Schema cannot express (a percentage above 100, for example).
+    """
+    from pipeline.diagnostics import Diagnostic
+
+    diagnostics = []
+    for stage in plan.stages:
+        for step in stage.steps:
+            if step.kind != "deploy" or step.type != strategy:
+                continue
+            try:
+                parse(step)
+            except ShiplineError as exc:
+                diagnostics.append(Diagnostic(str(exc), step.mark, (*step.path, "deploy")))
+    return diagnostics
