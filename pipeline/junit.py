@@ -195,12 +195,16 @@ def render_junit(
     *,
     mask: Callable[[str], str] = _no_mask,
     max_text: int = DEFAULT_MAX_TEXT,
+    warnings: Sequence[str] = (),
 ) -> bytes:
     """Render the JUnit XML report of a run as UTF-8 bytes with an XML declaration.
 
     ``mask`` hides secrets in every name, message and text (see :func:`clean_text`).
     ``max_text`` is the maximum length in characters of each text body: the details of
-    a failure and the captured output. Raises ValueError if ``max_text`` is negative.
+    a failure and the captured output. ``warnings`` (failed notifications) go into the
+    ``<system-err>`` of a last ``<testsuite name="warnings">`` without test cases, so
+    they show in the report without counting as failed tests. Raises ValueError if
+    ``max_text`` is negative.
     """
     if max_text < 0:
         raise ValueError(f"max_text must be 0 or more, got {max_text}")
@@ -217,6 +221,12 @@ def render_junit(
     ]
     for suite, cases in cases_by_suite:
         lines.extend(_render_suite(pipeline, suite, cases, cleaner))
+    if warnings:
+        attributes = [("name", "warnings"), *_counts([])]
+        lines.append(f"  {_start_tag('testsuite', attributes)}>")
+        lines.append("    " + _text_element("system-err", [],
+                                            cleaner.text("\n".join(warnings))))
+        lines.append("  </testsuite>")
     lines.append("</testsuites>")
 
     return ("\n".join(lines) + "\n").encode("utf-8")
@@ -229,6 +239,7 @@ def write_junit(
     *,
     mask: Callable[[str], str] = _no_mask,
     max_text: int = DEFAULT_MAX_TEXT,
+    warnings: Sequence[str] = (),
 ) -> None:
     """Write the report of :func:`render_junit` to ``path``, replacing it atomically.
 
@@ -238,7 +249,8 @@ def write_junit(
     Raises OSError when the directory or the file cannot be written, and leaves no
     temporary file behind.
     """
-    data = render_junit(pipeline_name, suites, mask=mask, max_text=max_text)
+    data = render_junit(pipeline_name, suites, mask=mask, max_text=max_text,
+                        warnings=warnings)
 
     _write_atomic(path, data)
     logger.info("wrote JUnit report %s", path)

@@ -594,3 +594,17 @@ def test_write_junit_failure_leaves_no_temp_file(tmp_path: Path) -> None:
 
     assert os.listdir(tmp_path) == ["junit.xml"]
     assert path.is_dir()
+
+
+def test_render_junit_warnings_in_system_err() -> None:
+    warning = "notification 'failed' via slack failed"
+    data = render_junit("shop", sample_suites(), warnings=[warning])
+    root = parse(data)
+    for case in root.iter("testcase"):
+        case.attrib.pop("file", None)
+        case.attrib.pop("line", None)
+    [suite] = [s for s in root.iter("testsuite") if s.get("name") == "warnings"]
+
+    assert suite.get("tests") == "0"
+    assert suite.find("system-err").text == warning
+    assert schema_errors(root) == []

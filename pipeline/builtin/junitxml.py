@@ -34,7 +34,8 @@ class JUnitReporter:
             for stage in result.stages
         ]
         try:
-            write_junit(self.path, result.plan.name, suites, mask=self.config.masker.mask)
+            write_junit(self.path, result.plan.name, suites, mask=self.config.masker.mask,
+                        warnings=result.warnings)
         except OSError as exc:
             # The run has happened; losing the report must not turn it into a crash.
             logger.error("could not write the JUnit report %s: %s", self.path, exc)
