@@ -193,8 +193,10 @@ class NotificationCenter:
 
         deliveries = ticket.wait(self.timeout, cancel)
         if deliveries is None:
-            return Outcome.FAILED, (f"not delivered within {format_duration(self.timeout)} "
-                                    "(notify_timeout)")
+            message = f"not delivered within {format_duration(self.timeout)} (notify_timeout)"
+            # The step has waited its share: the end of the run must not wait again.
+            self.queue.give_up(ticket, message)
+            return Outcome.FAILED, message
         failed = [d for d in deliveries if not d.ok]
         if failed:
             return Outcome.FAILED, failed[0].message or "delivery failed"

@@ -53,6 +53,8 @@ class Ticket:
         self.notification = notification
         self.lane = lane
         self.deliveries: tuple[Delivery, ...] = ()
+        #: Set by :meth:`NotifyQueue.give_up`: nobody waits for this ticket any more.
+        self.given_up = False
         self._done = threading.Event()
 
     @property
@@ -167,6 +169,22 @@ class NotifyQueue:
                 return waiting
         return ticket
 
+    def give_up(self, ticket: Ticket, reason: str) -> None:
+        """Stop waiting for ``ticket``: drop it if it has not started, and let
+        :meth:`drain` ignore it if it is being sent, so nobody waits for it twice."""
+        with self._changed:
+            ticket.given_up = True
+            waiting = ticket in self._waiting
+            if waiting:
+                self._waiting.remove(ticket)
+            self._changed.notify_all()
+        if waiting:
+            self._abandon(ticket, reason)
+
+    def _pending_busy(self) -> list[Ticket]:
+        """Return the tickets being sent that someone still waits for."""
+        return [ticket for ticket in self._busy.values() if not ticket.given_up]
+
     def _abandon(self, ticket: Ticket, reason: str) -> None:
         """Finish ``ticket`` as failed; the listener logs it like any failed delivery."""
         notification = ticket.notification
@@ -229,14 +247,14 @@ class NotifyQueue:
         started = time.monotonic()
         deadline = started + max(timeout, 0.0)
         with self._changed:
-            while self._waiting or self._busy:
+            while self._waiting or self._pending_busy():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or (stop is not None and stop.is_set()):
                     break
                 # Short waits, so that a signal setting ``stop`` is noticed soon.
                 self._changed.wait(min(remaining, _STOP_POLL))
             self._closed = True
-            left = [*self._busy.values(), *self._waiting]
+            left = [*self._pending_busy(), *self._waiting]
             self._waiting.clear()
             self._changed.notify_all()
 

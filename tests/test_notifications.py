@@ -292,6 +292,8 @@ def test_run_required_step_times_out(shipline_cli, project) -> None:
 
     assert result.exit_code == ExitCode.FAILED
     assert "): not delivered within 200ms (notify_timeout)\n" in result.stdout
+    # The step waited its share; the end of the run does not wait for it again.
+    assert "when the run stopped waiting" not in result.stdout
 
 
 def test_run_required_step_bounded_by_step_timeout(shipline_cli, project) -> None:
