@@ -74,6 +74,8 @@ def restore_previous(
 
 def _still_serving(target: Target, instance: str, version: str, cancel: threading.Event) -> bool:
     """Return whether ``instance`` runs ``version`` and passes its health check."""
+    # NOTE: a command target without a `health` template reports every instance healthy,
+    # so there a deploy that stopped the service before failing is not restored.
     try:
         return target.version(instance) == version and target.health(instance, cancel).ok
     except Exception:
