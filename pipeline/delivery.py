@@ -141,7 +141,10 @@ def send_json(method: str, url: str, payload: Any, *, headers: Mapping[str, str]
         return HttpResult(False, None, "", masker(f"{target} failed: {problem}"))
 
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    from pipeline import __version__
+
+    all_headers = {"Content-Type": "application/json", "User-Agent": f"shipline/{__version__}",
+                   **(headers or {})}
     try:
         with _session(options) as session:
             response = session.request(

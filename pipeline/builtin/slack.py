@@ -119,7 +119,8 @@ def build_payload(summary: Summary) -> dict[str, Any]:
     blocks.extend(closing)
 
     fallback = f"{emoji} {summary.headline}"
-    if summary.message.strip():
+    # The default message repeats the headline, so it is added only when it says more.
+    if summary.message.strip() and summary.message.strip() not in summary.headline:
         fallback += f": {summary.message}"
     return {"text": escape_mrkdwn(fallback, MAX_FALLBACK_TEXT), "blocks": blocks}
 

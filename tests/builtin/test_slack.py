@@ -79,6 +79,7 @@ def test_slack_notify_posts_block_kit_message(tmp_path: Path, recorder: Recorder
     assert request.method == "POST"
     assert request.path == HOOK_PATH
     assert request.header("Content-Type") == "application/json"
+    assert request.header("User-Agent").startswith("shipline/")
     payload = request.json()
     validate(payload)
     assert payload["text"] == ":x: shop: rolled back in production: error rate 7% &gt; 1%"
