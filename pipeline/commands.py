@@ -78,7 +78,7 @@ class CommandFailed(ShiplineError):
 
 @dataclass(frozen=True)
 class CommandResult:
-    """What one command run produced.
+    """The result of one command run.
 
     ``output`` is stdout and stderr interleaved in the order they were read, ``stdout``
     is stdout alone. Both keep only their last ``max_output`` bytes, after a line that

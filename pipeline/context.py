@@ -70,6 +70,9 @@ class RunContext:
     _targets: dict[str, Target] = field(default_factory=dict, repr=False)
     _routers: dict[str, Router | None] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Held while a target or router is created, so that each is created once even when
+    #: several threads ask for it. Reentrant, because creating a router may need the target.
+    _create_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def clock(self) -> Clock:
@@ -127,7 +130,10 @@ class RunContext:
 
     def target(self, environment: Environment | None = None) -> Target:
         """Return the target of ``environment`` (default: the stage's), creating it once."""
-        env = self._require_environment(environment)
+        with self._create_lock:
+            return self._target(self._require_environment(environment))
+
+    def _target(self, env: Environment) -> Target:
         with self._lock:
             if env.name in self._targets:
                 return self._targets[env.name]
@@ -143,7 +149,10 @@ class RunContext:
 
     def router(self, environment: Environment | None = None) -> Router | None:
         """Return the router of ``environment``, or ``None`` if it has none."""
-        env = self._require_environment(environment)
+        with self._create_lock:
+            return self._router(self._require_environment(environment))
+
+    def _router(self, env: Environment) -> Router | None:
         with self._lock:
             if env.name in self._routers:
                 return self._routers[env.name]

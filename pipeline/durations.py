@@ -16,7 +16,7 @@ DURATION_PATTERN = (
     r"^(?=\d)(?:\d+(?:\.\d+)?h)?(?:\d+(?:\.\d+)?m)?(?:\d+(?:\.\d+)?s)?(?:\d+(?:\.\d+)?ms)?$"
 )
 
-#: What to write instead of an invalid duration; shared with the schema's error messages.
+#: The fix for an invalid duration, shared with the schema's error messages.
 DURATION_HELP = "use a number of seconds or a value like 500ms, 30s, 5m, 1h"
 
 _PARTS = re.compile(

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 
 class ExitCode(enum.IntEnum):
-    """What the CI runner learns from shipline's exit status."""
+    """The exit status of shipline, which tells the CI runner what happened."""
 
     #: Every stage passed or was skipped by its condition.
     OK = 0

@@ -3,7 +3,7 @@
 Plugins implement these with :data:`pipeline.hookimpl`. Hooks are grouped by phase:
 configure, load and compile, run, report. Each specification states when it is called,
 what it receives and what it returns. A ``firstresult`` hook stops at the first
-implementation that returns something other than ``None``; all other hooks call every
+implementation that returns something other than ``None``. All other hooks call every
 implementation and collect the results in a list.
 
 Implementations may accept fewer parameters than the specification lists; pluggy

@@ -12,7 +12,7 @@ Choices are deterministic so that tests and analyses can count them:
 - Within a slot, plain round robin over its backends.
 
 Every proxied response carries ``X-Shipline-Slot`` and ``X-Shipline-Version`` so that
-probe traffic can attribute each answer to a version. A slot without backends, or a
+probe traffic can attribute each response to a version. A slot without backends, or a
 backend that cannot be reached, gets a ``502`` with a one-line explanation.
 
 Only HTTP/1.1 requests with a ``Content-Length`` body (or none) are forwarded; a

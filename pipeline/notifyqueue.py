@@ -9,7 +9,7 @@ decide who goes next:
   creates something on ``started`` (a GitHub deployment) has it before later events.
   Lanes are sent in parallel, so one hanging endpoint holds up only its own lane, as long
   as fewer lanes than workers hang;
-- the queue holds at most ``maxsize`` notifications waiting to be sent. When it is full,
+- the queue contains at most ``maxsize`` notifications waiting to be sent. When it is full,
   the oldest waiting notification that is not ``required`` is dropped with a warning,
   because the newest events (failed, rolled back, the run's result) matter most. When
   every waiting notification is required, the new one is dropped instead, so the bound
@@ -53,7 +53,7 @@ class Ticket:
         self.notification = notification
         self.lane = lane
         self.deliveries: tuple[Delivery, ...] = ()
-        #: Set by :meth:`NotifyQueue.give_up`: nobody waits for this ticket any more.
+        #: Set by :meth:`NotifyQueue.give_up` when no caller waits for this ticket any more.
         self.given_up = False
         self._done = threading.Event()
 
@@ -171,7 +171,7 @@ class NotifyQueue:
 
     def give_up(self, ticket: Ticket, reason: str) -> None:
         """Stop waiting for ``ticket``: drop it if it has not started, and let
-        :meth:`drain` ignore it if it is being sent, so nobody waits for it twice."""
+        :meth:`drain` ignore it if it is being sent, so it is not waited for twice."""
         with self._changed:
             ticket.given_up = True
             waiting = ticket in self._waiting

@@ -2,7 +2,7 @@
 
 A :class:`Plan` is what ``shipline plan`` prints and what every run hook receives.
 Step options are frozen (mappings become read-only, lists become tuples) so that no
-plugin can change the plan another plugin sees.
+plugin can change the plan another plugin receives.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Step:
     """One step of a stage, resolved to the plugin that runs it.
 
     ``type`` is the strategy name for a deploy step and the ``uses`` value for the
-    other kinds. ``options`` holds every key of the step's body except the selector
+    other kinds. ``options`` contains every key of the step's body except the selector
     (``strategy`` or ``uses``), after variable interpolation.
     """
 

@@ -58,7 +58,7 @@ LOCAL_PLUGIN_FILE = "shipline_plugins.py"
 
 @dataclass(frozen=True)
 class PluginInfo:
-    """Where a registered plugin came from, for ``shipline plugins``."""
+    """The origin and location of a registered plugin, for ``shipline plugins``."""
 
     name: str
     origin: str

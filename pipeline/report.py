@@ -1,4 +1,4 @@
-"""What running a step produces: an outcome, timings, a message and details."""
+"""Step reports: the outcome, timings, message and details of running a step."""
 
 from __future__ import annotations
 

@@ -50,9 +50,8 @@ def restore_previous(
             return _Restored(state.instance, None, False,
                              "previous version unknown: set 'previous_version' on the step")
         # A deploy that failed before changing anything (a command not found, say) left
-        # the previous version in place; deploying it again would fail the same way. The
-        # health check guards against a deploy that stopped the service and then failed
-        # with the old version still recorded.
+        # the previous version in place, and deploying it again would fail the same way.
+        # The health check catches a deploy that stopped the service before it failed.
         if state.before is not None and _still_serving(target, state.instance, previous, cancel):
             return _Restored(state.instance, previous, True, "still on the previous version")
         result = call_target("deploy", state.instance,

@@ -245,7 +245,7 @@ def run_checks(
     A spec that mentions ``{instance}`` runs once per instance of ``instances``, with
     that instance filled in; any other spec runs once. ``placeholders`` fill in the
     rest (``{version}``, ``{slot}``), and ``{endpoint}`` is the router's URL when the
-    environment has a router that knows it. Commands run in the pipeline file's folder.
+    environment has a router that reports one. Commands run in the pipeline file's folder.
     """
     from pipeline.checks import describe_check, run_check
 

@@ -35,7 +35,7 @@ def option_duration(
         raise OptionError(f"{name}: {exc}") from exc
 
 
-#: Longest a single deploy of one instance can take, per built-in target type, in
+#: Maximum time a single deploy of one instance can take, per built-in target type, in
 #: seconds: the command target's per-command ``timeout`` (default 5m), and the local
 #: target's ``start_timeout`` (default 10s) plus the time to stop the old process.
 _DEPLOY_LIMITS = {"command": ("timeout", 300.0), "local": ("start_timeout", 15.0)}

@@ -13,7 +13,7 @@ The check applies the draft 2020-12 keywords with jsonschema's rules: a boolean 
 a number, 1 equals 1.0, 2.0 is an integer, ``format`` only annotates, ``pattern`` uses
 ``re.search``.
 
-Safety rule: the check must give jsonschema's verdict, because jsonschema never sees a
+Safety rule: the check must give jsonschema's verdict, because jsonschema never validates a
 document that the check accepts. A schema with any other keyword that jsonschema
 asserts (``unevaluatedItems``, ``$dynamicRef``, ...), an embedded ``$id`` or a ``$ref``
 outside the schema therefore gets no fast check: :func:`compile_fast_check` returns

@@ -39,7 +39,7 @@ class InstanceResult:
 
 @runtime_checkable
 class Target(Protocol):
-    """Where versions run. Methods may be called from several threads at once."""
+    """The place where versions run. Methods may be called from several threads at once."""
 
     def capabilities(self) -> frozenset[Capability]:
         """Return what this target can do besides deploying to instances."""

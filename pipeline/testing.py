@@ -25,7 +25,7 @@ from pipeline.clock import FakeClock
 
 @dataclass(frozen=True)
 class CliResult:
-    """What one in-process ``shipline`` invocation returned and printed."""
+    """The exit code and output of one in-process ``shipline`` invocation."""
 
     exit_code: int
     stdout: str

@@ -26,7 +26,7 @@ _LIBYAML_DEPTH_PROBLEM = "exceeded maximum nesting depth"
 
 
 class EventSource(Protocol):
-    """What the composer uses of either PyYAML parser."""
+    """The part of either PyYAML parser that the composer uses."""
 
     def get_event(self) -> Any: ...
 

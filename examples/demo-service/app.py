@@ -99,7 +99,7 @@ class DemoServer(ThreadingHTTPServer):
 class DemoHandler(BaseHTTPRequestHandler):
     server: DemoServer
     protocol_version = "HTTP/1.1"
-    # TCP_NODELAY: keep-alive answers would otherwise wait about 40 ms for delayed ACKs.
+    # TCP_NODELAY: keep-alive responses would otherwise wait about 40 ms for delayed ACKs.
     disable_nagle_algorithm = True
 
     def do_GET(self) -> None:

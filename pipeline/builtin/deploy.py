@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def environment_capabilities(environment: Environment, config: Config) -> frozenset[Capability]:
-    """Combine what the target and router plugins say the environment can do."""
+    """Combine the capabilities that the target and router plugins report for the environment."""
     found: frozenset[Capability] = frozenset()
     for answer in config.hook.shipline_capabilities(environment=environment):
         if answer:

@@ -63,7 +63,7 @@ ELLIPSIS = "…"
 
 @dataclass(frozen=True)
 class Summary:
-    """What a notifier shows about one notification, with every secret masked."""
+    """The facts a notifier shows about one notification, with every secret masked."""
 
     #: One line such as ``shop: rolled back in production``.
     headline: str

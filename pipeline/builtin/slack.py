@@ -119,7 +119,7 @@ def build_payload(summary: Summary) -> dict[str, Any]:
     blocks.extend(closing)
 
     fallback = f"{emoji} {summary.headline}"
-    # The default message repeats the headline, so it is added only when it says more.
+    # The default message repeats the headline, so it is added only when it adds information.
     if summary.message.strip() and summary.message.strip() not in summary.headline:
         fallback += f": {summary.message}"
     return {"text": escape_mrkdwn(fallback, MAX_FALLBACK_TEXT), "blocks": blocks}

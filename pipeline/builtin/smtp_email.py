@@ -346,7 +346,7 @@ def send(message: EmailMessage, settings: SmtpSettings) -> None:
     if refused:
         details = "; ".join(f"{address} ({code} {_text(reply)})"
                             for address, (code, reply) in refused.items())
-        raise EmailError(f"SMTP server {where} refused some recipients: {details}")
+        raise EmailError(f"SMTP server {where} rejected some recipients: {details}")
 
 
 def _start_session(smtp: smtplib.SMTP, settings: SmtpSettings, where: str) -> None:

@@ -1,4 +1,4 @@
-"""``shipline run [FILE]``: run the pipeline and exit with a code that says what happened."""
+"""``shipline run [FILE]``: run the pipeline and exit with a code that reports what happened."""
 
 from __future__ import annotations
 

@@ -378,7 +378,7 @@ def test_email_some_recipients_refused(tmp_path: Path, server: SmtpServer) -> No
 
     assert not delivery.ok
     assert delivery.message == (
-        f"SMTP server 127.0.0.1:{server.port} refused some recipients: "
+        f"SMTP server 127.0.0.1:{server.port} rejected some recipients: "
         "dev@example.com (550 5.1.1 no such user)"
     )
     assert server.inbox.received[0].envelope.rcpt_tos == ["ops@example.com"]
