@@ -58,7 +58,7 @@ class Expression:
 
 
 def compile_expression(source: str) -> Expression:
-    """Parse ``source``; raise :class:`CelError` with the column of a syntax error.
+    """Parse ``source``, or raise :class:`CelError` with the column of a syntax error.
 
     Names are not checked here: a name that the evaluation does not provide is an
     error of :func:`evaluate`, because macros such as ``all(x, ...)`` bind names of
@@ -144,7 +144,7 @@ def is_nan(value: JsonValue) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _shared_environment() -> celpy.Environment:
-    """Return one environment for every expression: creating it is the slow part."""
+    """Return the one environment that every expression shares, because creating it is slow."""
     import celpy
 
     return celpy.Environment()
