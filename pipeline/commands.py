@@ -31,15 +31,19 @@ import selectors
 import shlex
 import signal
 import string
-import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pipeline.childprocess import start_child
 from pipeline.durations import format_duration
 from pipeline.errors import ShiplineError
+
+if TYPE_CHECKING:
+    from pipeline.outputwatcher import Watch
 
 logger = logging.getLogger("shipline")
 
@@ -48,9 +52,6 @@ DEFAULT_MAX_OUTPUT = 64 * 1024
 
 #: Seconds between SIGTERM and SIGKILL when a command is stopped.
 KILL_GRACE = 2.0
-
-#: Seconds between checks of the cancel event while a command runs.
-_POLL_INTERVAL = 0.05
 
 #: Seconds to keep reading after the command exited while a background process it
 #: started keeps its output open.
@@ -290,6 +291,8 @@ def run_command(
     runs when the template cannot be filled in; every problem after that (not found,
     timeout, exit code) is in the result.
     """
+    from pipeline import outputwatcher  # Imported here to keep start-up fast.
+
     argv = build_argv(template, placeholders, shell=shell)
     if cwd is not None and not cwd.is_dir():
         return CommandResult(argv, None, error=f"working directory not found: '{cwd}'")
@@ -297,17 +300,32 @@ def run_command(
     started = time.monotonic()
     child_env = {**os.environ, **env} if env is not None else None
     try:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=cwd, env=child_env, start_new_session=True,
-        )
+        child = start_child(argv, cwd=cwd, env=child_env)
     except OSError as exc:
         return _start_failed(argv, exc, time.monotonic() - started)
+    logger.debug("started %s (pid %d)", argv[0], child.pid)
 
-    logger.debug("started %s (pid %d)", argv[0], process.pid)
-    supervisor = _Supervisor(process, argv, timeout=timeout, cancel=cancel,
-                             max_output=max_output, started=started)
-    return supervisor.run()
+    output, stdout = _Tail(max_output), _Tail(max_output)
+    try:
+        watch = outputwatcher.shared().watch(
+            child, deadline=started + timeout, cancel=cancel, output=output, stdout=stdout,
+            drain=_DRAIN_GRACE,
+        )
+        stopped = watch.outcome != outputwatcher.FINISHED
+        if stopped:
+            _Stopper(watch, argv).stop()
+        elif watch.abandoned_output:
+            logger.debug("%s exited but a background process keeps its output open; "
+                         "output after this point is not captured", argv[0])
+    finally:
+        child.close_pipes()
+
+    return CommandResult(
+        argv, None if stopped else child.poll(), output=output.text(), stdout=stdout.text(),
+        duration=time.monotonic() - started, timed_out=watch.outcome == outputwatcher.TIMED_OUT,
+        cancelled=watch.outcome == outputwatcher.CANCELLED, timeout=timeout,
+        stdout_truncated=stdout.dropped > 0, pid=child.pid,
+    )
 
 
 def _start_failed(argv: tuple[str, ...], exc: OSError, duration: float) -> CommandResult:
@@ -322,83 +340,25 @@ def _start_failed(argv: tuple[str, ...], exc: OSError, duration: float) -> Comma
     return CommandResult(argv, None, duration=duration, error=message)
 
 
-class _Supervisor:
-    """Reads one process's output and enforces its timeout and cancellation."""
+class _Stopper:
+    """Stops a command that timed out or was cancelled, and reads its last output."""
 
-    def __init__(self, process: subprocess.Popen[bytes], argv: tuple[str, ...], *,
-                 timeout: float, cancel: threading.Event | None, max_output: int,
-                 started: float) -> None:
-        self.process = process
+    def __init__(self, watch: Watch, argv: tuple[str, ...]) -> None:
+        self.child = watch.child
         self.argv = argv
-        self.timeout = timeout
-        self.cancel = cancel
-        self.started = started
-        self.deadline = started + timeout
-        self.output = _Tail(max_output)
-        self.stdout = _Tail(max_output)
+        self.reason = watch.outcome
+        self.output = watch.output
         self.selector = selectors.DefaultSelector()
-        self.timed_out = False
-        self.cancelled = False
+        for fd in watch.open_fds:
+            stdout = watch.stdout if fd == watch.child.stdout else None
+            self.selector.register(fd, selectors.EVENT_READ, stdout)
 
-    def run(self) -> CommandResult:
-        assert self.process.stdout is not None
-        assert self.process.stderr is not None
-        self.selector.register(self.process.stdout, selectors.EVENT_READ, self.stdout)
-        self.selector.register(self.process.stderr, selectors.EVENT_READ, None)
+    def stop(self) -> None:
         try:
-            self._read_until_exit()
-            if self.timed_out or self.cancelled:
-                self._stop()
-                self._drain(_DRAIN_GRACE)
+            self._stop()
+            self._drain(_DRAIN_GRACE)
         finally:
             self.selector.close()
-            self.process.stdout.close()
-            self.process.stderr.close()
-
-        exit_code = None if (self.timed_out or self.cancelled) else self.process.returncode
-        return CommandResult(
-            self.argv, exit_code, output=self.output.text(), stdout=self.stdout.text(),
-            duration=time.monotonic() - self.started, timed_out=self.timed_out,
-            cancelled=self.cancelled, timeout=self.timeout,
-            stdout_truncated=self.stdout.dropped > 0, pid=self.process.pid,
-        )
-
-    def _read_until_exit(self) -> None:
-        """Read output until the process exits and its pipes close, or it must stop."""
-        exited_at: float | None = None
-        while self.selector.get_map():
-            if self._must_stop():
-                return
-            now = time.monotonic()
-            wait = min(_POLL_INTERVAL, max(self.deadline - now, 0.0))
-            self._read_ready(wait)
-
-            if exited_at is None and self.process.poll() is not None:
-                exited_at = now
-            elif exited_at is not None and now - exited_at > _DRAIN_GRACE:
-                logger.debug("%s exited but a background process keeps its output open; "
-                             "output after this point is not captured", self.argv[0])
-                break
-
-        self._wait_for_exit()
-
-    def _wait_for_exit(self) -> None:
-        """Wait for the process after its output closed, still honouring the limits."""
-        while self.process.poll() is None:
-            if self._must_stop():
-                return
-            remaining = max(self.deadline - time.monotonic(), 0.0)
-            try:
-                self.process.wait(min(_POLL_INTERVAL, remaining))
-            except subprocess.TimeoutExpired:
-                continue
-
-    def _must_stop(self) -> bool:
-        if self.cancel is not None and self.cancel.is_set():
-            self.cancelled = True
-        elif time.monotonic() >= self.deadline:
-            self.timed_out = True
-        return self.cancelled or self.timed_out
 
     def _read_ready(self, wait: float) -> None:
         for key, _events in self.selector.select(wait):
@@ -424,15 +384,14 @@ class _Supervisor:
         period, gets SIGKILL. Zombies cannot serve as the test: where PID 1 does not
         reap orphans (in some containers) they stay in the group indefinitely.
         """
-        reason = "timed out" if self.timed_out else "cancelled"
-        logger.info("%s %s (pid %d); stopping its process group", self.argv[0], reason,
-                    self.process.pid)
-        group = self.process.pid
+        group = self.child.pid
+        logger.info("%s %s (pid %d); stopping its process group", self.argv[0], self.reason,
+                    group)
         _signal_group(group, signal.SIGTERM)
 
         end = time.monotonic() + KILL_GRACE
         while time.monotonic() < end:
-            if self.process.poll() is not None and not self.selector.get_map():
+            if self.child.poll() is not None and not self.selector.get_map():
                 break
             self._read_ready(0.02)
         else:
@@ -440,9 +399,7 @@ class _Supervisor:
                            self.argv[0], group, KILL_GRACE)
 
         _signal_group(group, signal.SIGKILL)
-        try:
-            self.process.wait(KILL_GRACE)
-        except subprocess.TimeoutExpired:
+        if self.child.wait(KILL_GRACE) is None:
             logger.error("%s (pid %d) did not exit after SIGKILL", self.argv[0], group)
 
 
