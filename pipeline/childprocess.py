@@ -34,6 +34,10 @@ _DEFAULT_SIGNALS = tuple(
 )
 
 
+#: Paths found by :func:`_find_executable`, by command name and search path.
+_found: dict[tuple[str, str], str] = {}
+
+
 class Child:
     """A started command: its process id, which is also its process group id, and the
     read ends of its stdout and stderr pipes.
@@ -115,7 +119,10 @@ def _is_current_directory(cwd: Path | None) -> bool:
     if cwd is None:
         return True
     try:
-        return os.path.realpath(cwd) == os.path.realpath(os.getcwd())
+        current = os.getcwd()
+        # abspath needs no system call: try it before resolving symbolic links.
+        return (os.path.abspath(cwd) == current
+                or os.path.realpath(cwd) == os.path.realpath(current))
     except OSError:
         return False
 
@@ -146,14 +153,22 @@ def _spawn(argv: Sequence[str], env: Mapping[str, str]) -> Child:
 def _find_executable(command: str, env: Mapping[str, str]) -> str:
     """Return the path to run for ``command``: as given when it contains a slash.
 
+    A command found once is not searched for again: a rolling deploy runs the same
+    command hundreds of times. If the file disappears later, posix_spawn reports it as
+    not found.
+
     NOTE: a file on PATH that exists but is not executable counts as not found here,
     where Popen would report permission denied.
     """
     if os.sep in command:
         return command
-    found = shutil.which(command, path=env.get("PATH", os.defpath))
+    search_path = env.get("PATH", os.defpath)
+    found = _found.get((command, search_path))
     if found is None:
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
+        found = shutil.which(command, path=search_path)
+        if found is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
+        _found[command, search_path] = found
     return found
 
 

@@ -385,3 +385,20 @@ def test_last_line_skips_blank_lines() -> None:
 
 def test_last_line_cuts_long_line() -> None:
     assert last_line("x" * 300, limit=10) == "xxxxxxx..."
+
+
+def test_run_command_env_adds_to_base_env() -> None:
+    base = {"PATH": os.environ["PATH"], "SHIPLINE_BASE": "base", "SHIPLINE_OVER": "base"}
+
+    result = run_command("sh -c 'echo $SHIPLINE_BASE $SHIPLINE_OVER $HOME'", {}, timeout=10,
+                         cancel=None, base_env=base, env={"SHIPLINE_OVER": "added"})
+
+    assert result.output == "base added\n"
+
+
+def test_build_argv_same_template_new_values() -> None:
+    first = build_argv("deploy.sh {instance}", {"instance": "web-1"})
+    second = build_argv("deploy.sh {instance}", {"instance": "web-2"})
+
+    assert first == ("deploy.sh", "web-1")
+    assert second == ("deploy.sh", "web-2")

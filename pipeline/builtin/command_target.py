@@ -21,6 +21,7 @@ command never passes through a shell (see :mod:`pipeline.commands`).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -257,6 +258,8 @@ class CommandTarget:
         self._slot_of = {i: slot for slot, items in settings.slots.items() for i in items}
         self._instances: tuple[str, ...] | None = None
         self._lock = threading.Lock()
+        # Copied once per run rather than once per command: see run_command's base_env.
+        self._environ = {**os.environ, **settings.env}
 
     def __repr__(self) -> str:
         return f"<CommandTarget {self.environment!r}>"
@@ -337,7 +340,7 @@ class CommandTarget:
         try:
             return run_command(
                 template, placeholders, timeout=self.settings.timeout, cancel=cancel,
-                shell=self.settings.shell, cwd=self.settings.cwd, env=self.settings.env,
+                shell=self.settings.shell, cwd=self.settings.cwd, base_env=self._environ,
                 max_output=max_output,
             )
         except TemplateError as exc:
