@@ -32,19 +32,15 @@ import selectors
 import shlex
 import signal
 import string
+import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pipeline.childprocess import start_child
 from pipeline.durations import format_duration
 from pipeline.errors import ShiplineError
-
-if TYPE_CHECKING:
-    from pipeline.outputwatcher import Watch
 
 logger = logging.getLogger("shipline")
 
@@ -53,6 +49,9 @@ DEFAULT_MAX_OUTPUT = 64 * 1024
 
 #: Seconds between SIGTERM and SIGKILL when a command is stopped.
 KILL_GRACE = 2.0
+
+#: Seconds between checks of the cancel event while a command runs.
+_POLL_INTERVAL = 0.05
 
 #: Seconds to keep reading after the command exited while a background process it
 #: started keeps its output open.
@@ -322,16 +321,15 @@ def run_command(
 
     ``timeout`` is in seconds; ``cancel``, when set, stops the command early. ``env``
     adds variables to ``base_env``, by default the environment that shipline itself
-    runs with at the time of the call. A caller that runs many commands passes a copy
-    of its environment as ``base_env``, because copying ``os.environ`` costs about as
-    much Python work as starting the process does. Processes that
-    the command leaves running in the background after it exits are not stopped, and
+    runs with at the time of the call. A caller that runs many commands with added
+    variables passes them merged into ``base_env`` once, because merging them into a
+    copy of ``os.environ`` for each command costs tens of microseconds of Python work.
+    Processes that the command leaves running in the background after it exits are not
+    stopped, and
     what they write after that is not captured. Raises TemplateError before anything
     runs when the template cannot be filled in; every problem after that (not found,
     timeout, exit code) is in the result.
     """
-    from pipeline import outputwatcher  # Imported here to keep start-up fast.
-
     argv = build_argv(template, placeholders, shell=shell)
     if cwd is not None and not cwd.is_dir():
         return CommandResult(argv, None, error=f"working directory not found: '{cwd}'")
@@ -341,32 +339,17 @@ def run_command(
     if env:
         child_env = {**(os.environ if base_env is None else base_env), **env}
     try:
-        child = start_child(argv, cwd=cwd, env=child_env)
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=cwd, env=child_env, start_new_session=True,
+        )
     except OSError as exc:
         return _start_failed(argv, exc, time.monotonic() - started)
-    logger.debug("started %s (pid %d)", argv[0], child.pid)
 
-    output, stdout = _Tail(max_output), _Tail(max_output)
-    try:
-        watch = outputwatcher.shared().watch(
-            child, deadline=started + timeout, cancel=cancel, output=output, stdout=stdout,
-            drain=_DRAIN_GRACE,
-        )
-        stopped = watch.outcome != outputwatcher.FINISHED
-        if stopped:
-            _Stopper(watch, argv).stop()
-        elif watch.abandoned_output:
-            logger.debug("%s exited but a background process keeps its output open; "
-                         "output after this point is not captured", argv[0])
-    finally:
-        child.close_pipes()
-
-    return CommandResult(
-        argv, None if stopped else child.poll(), output=output.text(), stdout=stdout.text(),
-        duration=time.monotonic() - started, timed_out=watch.outcome == outputwatcher.TIMED_OUT,
-        cancelled=watch.outcome == outputwatcher.CANCELLED, timeout=timeout,
-        stdout_truncated=stdout.dropped > 0, pid=child.pid,
-    )
+    logger.debug("started %s (pid %d)", argv[0], process.pid)
+    supervisor = _Supervisor(process, argv, timeout=timeout, cancel=cancel,
+                             max_output=max_output, started=started)
+    return supervisor.run()
 
 
 def _start_failed(argv: tuple[str, ...], exc: OSError, duration: float) -> CommandResult:
@@ -381,25 +364,83 @@ def _start_failed(argv: tuple[str, ...], exc: OSError, duration: float) -> Comma
     return CommandResult(argv, None, duration=duration, error=message)
 
 
-class _Stopper:
-    """Stops a command that timed out or was cancelled, and reads its last output."""
+class _Supervisor:
+    """Reads one process's output and enforces its timeout and cancellation."""
 
-    def __init__(self, watch: Watch, argv: tuple[str, ...]) -> None:
-        self.child = watch.child
+    def __init__(self, process: subprocess.Popen[bytes], argv: tuple[str, ...], *,
+                 timeout: float, cancel: threading.Event | None, max_output: int,
+                 started: float) -> None:
+        self.process = process
         self.argv = argv
-        self.reason = watch.outcome
-        self.output = watch.output
+        self.timeout = timeout
+        self.cancel = cancel
+        self.started = started
+        self.deadline = started + timeout
+        self.output = _Tail(max_output)
+        self.stdout = _Tail(max_output)
         self.selector = selectors.DefaultSelector()
-        for fd in watch.open_fds:
-            stdout = watch.stdout if fd == watch.child.stdout else None
-            self.selector.register(fd, selectors.EVENT_READ, stdout)
+        self.timed_out = False
+        self.cancelled = False
 
-    def stop(self) -> None:
+    def run(self) -> CommandResult:
+        assert self.process.stdout is not None
+        assert self.process.stderr is not None
+        self.selector.register(self.process.stdout, selectors.EVENT_READ, self.stdout)
+        self.selector.register(self.process.stderr, selectors.EVENT_READ, None)
         try:
-            self._stop()
-            self._drain(_DRAIN_GRACE)
+            self._read_until_exit()
+            if self.timed_out or self.cancelled:
+                self._stop()
+                self._drain(_DRAIN_GRACE)
         finally:
             self.selector.close()
+            self.process.stdout.close()
+            self.process.stderr.close()
+
+        exit_code = None if (self.timed_out or self.cancelled) else self.process.returncode
+        return CommandResult(
+            self.argv, exit_code, output=self.output.text(), stdout=self.stdout.text(),
+            duration=time.monotonic() - self.started, timed_out=self.timed_out,
+            cancelled=self.cancelled, timeout=self.timeout,
+            stdout_truncated=self.stdout.dropped > 0, pid=self.process.pid,
+        )
+
+    def _read_until_exit(self) -> None:
+        """Read output until the process exits and its pipes close, or it must stop."""
+        exited_at: float | None = None
+        while self.selector.get_map():
+            if self._must_stop():
+                return
+            now = time.monotonic()
+            wait = min(_POLL_INTERVAL, max(self.deadline - now, 0.0))
+            self._read_ready(wait)
+
+            if exited_at is None and self.process.poll() is not None:
+                exited_at = now
+            elif exited_at is not None and now - exited_at > _DRAIN_GRACE:
+                logger.debug("%s exited but a background process keeps its output open; "
+                             "output after this point is not captured", self.argv[0])
+                break
+
+        self._wait_for_exit()
+
+    def _wait_for_exit(self) -> None:
+        """Wait for the process after its output closed, still honouring the limits."""
+        while self.process.poll() is None:
+            if self._must_stop():
+                return
+            remaining = max(self.deadline - time.monotonic(), 0.0)
+            try:
+                self.process.wait(min(_POLL_INTERVAL, remaining))
+            except subprocess.TimeoutExpired:
+                continue
+
+    def _must_stop(self) -> bool:
+        if self.cancel is not None and self.cancel.is_set():
+            self.cancelled = True
+        elif time.monotonic() >= self.deadline:
+            self.timed_out = True
+        return self.cancelled or self.timed_out
 
     def _read_ready(self, wait: float) -> None:
         for key, _events in self.selector.select(wait):
@@ -425,14 +466,15 @@ class _Stopper:
         period, gets SIGKILL. Zombies cannot serve as the test: where PID 1 does not
         reap orphans (in some containers) they stay in the group indefinitely.
         """
-        group = self.child.pid
-        logger.info("%s %s (pid %d); stopping its process group", self.argv[0], self.reason,
-                    group)
+        reason = "timed out" if self.timed_out else "cancelled"
+        logger.info("%s %s (pid %d); stopping its process group", self.argv[0], reason,
+                    self.process.pid)
+        group = self.process.pid
         _signal_group(group, signal.SIGTERM)
 
         end = time.monotonic() + KILL_GRACE
         while time.monotonic() < end:
-            if self.child.poll() is not None and not self.selector.get_map():
+            if self.process.poll() is not None and not self.selector.get_map():
                 break
             self._read_ready(0.02)
         else:
@@ -440,7 +482,9 @@ class _Stopper:
                            self.argv[0], group, KILL_GRACE)
 
         _signal_group(group, signal.SIGKILL)
-        if self.child.wait(KILL_GRACE) is None:
+        try:
+            self.process.wait(KILL_GRACE)
+        except subprocess.TimeoutExpired:
             logger.error("%s (pid %d) did not exit after SIGKILL", self.argv[0], group)
 
 
