@@ -325,10 +325,9 @@ def run_command(
     variables passes them merged into ``base_env`` once, because merging them into a
     copy of ``os.environ`` for each command costs tens of microseconds of Python work.
     Processes that the command leaves running in the background after it exits are not
-    stopped, and
-    what they write after that is not captured. Raises TemplateError before anything
-    runs when the template cannot be filled in; every problem after that (not found,
-    timeout, exit code) is in the result.
+    stopped, and what they write after that is not captured. Raises TemplateError
+    before anything runs when the template cannot be filled in; every problem after
+    that (not found, timeout, exit code) is in the result.
     """
     argv = build_argv(template, placeholders, shell=shell)
     if cwd is not None and not cwd.is_dir():

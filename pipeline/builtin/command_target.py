@@ -258,8 +258,9 @@ class CommandTarget:
         self._slot_of = {i: slot for slot, items in settings.slots.items() for i in items}
         self._instances: tuple[str, ...] | None = None
         self._lock = threading.Lock()
-        # Copied once per run rather than once per command: see run_command's base_env.
-        self._environ = {**os.environ, **settings.env}
+        # Merged once per run rather than once per command: see run_command's base_env.
+        # Without added variables, commands inherit shipline's environment as it is.
+        self._environ = {**os.environ, **settings.env} if settings.env else None
 
     def __repr__(self) -> str:
         return f"<CommandTarget {self.environment!r}>"
