@@ -293,8 +293,8 @@ class CommandTarget:
         result = self._run("deploy", cancel, {"instance": instance, "version": version})
         if result.ok:
             return self._instance_result(instance, result, f"deployed {version}")
-        return self._instance_result(instance, result,
-                                     f"deploy of {version} failed: {result.message}")
+        # The caller names the operation ("deploy failed: ..."), so the message does not.
+        return self._instance_result(instance, result, result.message)
 
     def health(self, instance: str, cancel: threading.Event) -> InstanceResult:
         if "health" not in self.settings.templates:
@@ -318,9 +318,7 @@ class CommandTarget:
         if "remove" not in self.settings.templates:
             return InstanceResult(instance, True, f"no remove command; {version} left as is")
         result = self._run("remove", cancel, {"instance": instance, "version": version})
-        message = f"removed {version}" if result.ok else (
-            f"remove of {version} failed: {result.message}"
-        )
+        message = f"removed {version}" if result.ok else result.message
         return self._instance_result(instance, result, message)
 
     def endpoint(self) -> str | None:

@@ -504,8 +504,8 @@ def test_rolling_command_not_found(tmp_path: Path) -> None:
     deploy, rollback = result.reports
     assert result.exit_code == ExitCode.ROLLBACK_FAILED
     assert deploy.message == (
-        "1 of 2 instances failed and max_failures allows 0: a: deploy failed: deploy of 2.0 "
-        "failed: command not found: 'no-such-command-xyz'"
+        "1 of 2 instances failed and max_failures allows 0: a: deploy failed: "
+        "command not found: 'no-such-command-xyz'"
     )
     assert deploy.data["instances"][1]["result"] == "not reached"
     assert rollback.message == "1 of 1 instances could not be restored to their previous version"

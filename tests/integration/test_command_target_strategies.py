@@ -171,8 +171,8 @@ def test_rolling_failure_in_first_batch(shipline_cli: RunCli, tmp_path: Path) ->
     assert result.exit_code == ExitCode.FAILED
     lines = step_lines(result.stdout)
     assert lines["deploy 1.1.0 (rolling)"].message == (
-        "1 of 4 instances failed and max_failures allows 0: web-2: deploy failed: deploy of "
-        "1.1.0 failed: exit code 1: release.sh: injected deploy failure: web-2@1.1.0"
+        "1 of 4 instances failed and max_failures allows 0: web-2: deploy failed: "
+        "exit code 1: release.sh: injected deploy failure: web-2@1.1.0"
     )
     assert lines["rollback: deploy 1.1.0 (rolling)"].outcome == "PASSED"
     assert lines["rollback: deploy 1.1.0 (rolling)"].message == (
@@ -194,8 +194,8 @@ def test_rolling_failure_in_last_batch(shipline_cli: RunCli, tmp_path: Path) -> 
     assert result.exit_code == ExitCode.FAILED
     lines = step_lines(result.stdout)
     assert lines["deploy 1.1.0 (rolling)"].message == (
-        "1 of 4 instances failed and max_failures allows 0: web-4: deploy failed: deploy of "
-        "1.1.0 failed: exit code 1: release.sh: injected deploy failure: web-4@1.1.0"
+        "1 of 4 instances failed and max_failures allows 0: web-4: deploy failed: "
+        "exit code 1: release.sh: injected deploy failure: web-4@1.1.0"
     )
     assert lines["rollback: deploy 1.1.0 (rolling)"].message == (
         "restored the previous version (1.0.0) on 4 instances"
@@ -256,8 +256,8 @@ def test_rolling_hanging_deploy_times_out(shipline_cli: RunCli, tmp_path: Path) 
 
     assert result.exit_code == ExitCode.FAILED
     assert step_lines(result.stdout)["deploy 1.1.0 (rolling)"].message == (
-        "1 of 4 instances failed and max_failures allows 0: web-1: deploy failed: deploy of "
-        "1.1.0 failed: timed out after 500ms"
+        "1 of 4 instances failed and max_failures allows 0: web-1: deploy failed: "
+        "timed out after 500ms"
     )
     assert live_versions(tmp_path, WEB) == dict.fromkeys(WEB, "1.0.0")
     assert history(tmp_path, "web-1") == ["deploy 1.1.0 hanging"]
@@ -276,8 +276,8 @@ def test_rolling_deploy_command_not_found(shipline_cli: RunCli, tmp_path: Path) 
     assert result.exit_code == ExitCode.FAILED
     lines = step_lines(result.stdout)
     assert lines["deploy 1.1.0 (rolling)"].message == (
-        "1 of 4 instances failed and max_failures allows 0: web-1: deploy failed: deploy of "
-        "1.1.0 failed: command not found: 'no-such-deploy-tool'"
+        "1 of 4 instances failed and max_failures allows 0: web-1: deploy failed: "
+        "command not found: 'no-such-deploy-tool'"
     )
     assert lines["rollback: deploy 1.1.0 (rolling)"].outcome == "PASSED"
     assert lines["rollback: deploy 1.1.0 (rolling)"].message == (
@@ -333,7 +333,7 @@ def test_rolling_failed_restore_exits_4(shipline_cli: RunCli, tmp_path: Path) ->
     assert result.exit_code == ExitCode.ROLLBACK_FAILED
     assert details_after(result.stdout, "rollback: deploy 1.1.0 (rolling)").splitlines() == [
         "instance  expected  running  result",
-        "web-1     1.0.0     1.1.0    restore failed: deploy of 1.0.0 failed: exit code 1: "
+        "web-1     1.0.0     1.1.0    restore failed: exit code 1: "
         "release.sh: injected deploy failure: web-1@1.0.0",
         "web-2     1.0.0     1.0.0    still on the previous version",
         "web-3     ?         1.0.0    not changed by this deploy",
@@ -361,7 +361,7 @@ def test_canary_failure_at_first_weight(shipline_cli: RunCli, tmp_path: Path) ->
     assert result.exit_code == ExitCode.FAILED
     lines = step_lines(result.stdout)
     assert lines["deploy 1.1.0 (canary)"].message == (
-        "1 of 1 canary instances failed: web-1: deploy failed: deploy of 1.1.0 failed: exit "
+        "1 of 1 canary instances failed: web-1: deploy failed: exit "
         "code 1: release.sh: injected deploy failure: web-1@1.1.0"
     )
     assert lines["rollback: deploy 1.1.0 (canary)"].message == (
@@ -381,7 +381,7 @@ def test_canary_failure_at_last_weight(shipline_cli: RunCli, tmp_path: Path) -> 
     assert result.exit_code == ExitCode.FAILED
     lines = step_lines(result.stdout)
     assert lines["deploy 1.1.0 (canary)"].message == (
-        "1 of 2 canary instances failed: web-4: deploy failed: deploy of 1.1.0 failed: exit "
+        "1 of 2 canary instances failed: web-4: deploy failed: exit "
         "code 1: release.sh: injected deploy failure: web-4@1.1.0"
     )
     assert lines["rollback: deploy 1.1.0 (canary)"].message == (
@@ -437,7 +437,7 @@ def test_canary_hanging_deploy_times_out(shipline_cli: RunCli, tmp_path: Path) -
 
     assert result.exit_code == ExitCode.FAILED
     assert step_lines(result.stdout)["deploy 1.1.0 (canary)"].message == (
-        "1 of 1 canary instances failed: web-2: deploy failed: deploy of 1.1.0 failed: "
+        "1 of 1 canary instances failed: web-2: deploy failed: "
         "timed out after 500ms"
     )
     assert live_versions(tmp_path, WEB) == dict.fromkeys(WEB, "1.0.0")
@@ -496,8 +496,8 @@ def test_canary_slot_failure_on_one_instance(shipline_cli: RunCli, tmp_path: Pat
     assert result.exit_code == ExitCode.FAILED
     lines = step_lines(result.stdout)
     assert lines["deploy 1.1.0 (canary)"].message == (
-        "1 of 2 instances of slot 'green' failed: green-2: deploy failed: deploy of 1.1.0 "
-        "failed: exit code 1: release.sh: injected deploy failure: green-2@1.1.0"
+        "1 of 2 instances of slot 'green' failed: green-2: deploy failed: exit code 1: "
+        "release.sh: injected deploy failure: green-2@1.1.0"
     )
     assert lines["rollback: deploy 1.1.0 (canary)"].message == (
         "weight of slot 'green' back to 0; removed 1.1.0 from 2 instances of slot 'green'"
@@ -546,8 +546,8 @@ def test_blue_green_failure_on_one_instance(shipline_cli: RunCli, tmp_path: Path
     assert result.exit_code == ExitCode.FAILED
     lines = step_lines(result.stdout)
     assert lines["deploy 1.1.0 (blue-green)"].message == (
-        "1 of 2 instances of slot 'green' failed: green-2: deploy failed: deploy of 1.1.0 "
-        "failed: exit code 1: release.sh: injected deploy failure: green-2@1.1.0"
+        "1 of 2 instances of slot 'green' failed: green-2: deploy failed: exit code 1: "
+        "release.sh: injected deploy failure: green-2@1.1.0"
     )
     assert lines["rollback: deploy 1.1.0 (blue-green)"].message == (
         "removed 1.1.0 from 2 instances of slot 'green'"
@@ -585,7 +585,7 @@ def test_blue_green_hanging_deploy_times_out(shipline_cli: RunCli, tmp_path: Pat
 
     assert result.exit_code == ExitCode.FAILED
     assert step_lines(result.stdout)["deploy 1.1.0 (blue-green)"].message == (
-        "1 of 2 instances of slot 'green' failed: green-1: deploy failed: deploy of 1.1.0 failed: "
+        "1 of 2 instances of slot 'green' failed: green-1: deploy failed: "
         "timed out after 500ms"
     )
     assert live_versions(tmp_path, BLUE + GREEN) == {
@@ -606,8 +606,8 @@ def test_blue_green_deploy_command_not_found(shipline_cli: RunCli, tmp_path: Pat
     # command, this rollback only removes the new version from the idle slot.
     assert result.exit_code == ExitCode.FAILED
     assert step_lines(result.stdout)["deploy 1.1.0 (blue-green)"].message == (
-        "2 of 2 instances of slot 'green' failed: green-1: deploy failed: deploy of "
-        "1.1.0 failed: command not found: 'no-such-deploy-tool'"
+        "2 of 2 instances of slot 'green' failed: green-1: deploy failed: "
+        "command not found: 'no-such-deploy-tool'"
     )
     assert live_versions(tmp_path, BLUE + GREEN) == {
         "blue-1": "1.0.0", "blue-2": "1.0.0", "green-1": None, "green-2": None,
