@@ -24,16 +24,23 @@ _CI_NAMES = ("CI", "NO_COLOR")
 def run_shipline(
     *args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m pipeline ARGS`` in ``cwd`` and return its exit code and output."""
+    """Run ``python -m pipeline ARGS`` in ``cwd`` and return its exit code and output.
+
+    The output is decoded without newline translation, so a carriage return stays one.
+    """
     child_env = {
         name: value for name, value in os.environ.items()
         if not name.startswith(_CI_PREFIXES) and name not in _CI_NAMES
     }
     child_env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(REPOSITORY)])
     child_env.update(env or {})
-    return subprocess.run(
+    finished = subprocess.run(
         [sys.executable, "-m", "pipeline", *args], cwd=cwd, env=child_env,
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True, timeout=timeout, check=False,
+    )
+    return subprocess.CompletedProcess(
+        finished.args, finished.returncode,
+        finished.stdout.decode("utf-8"), finished.stderr.decode("utf-8"),
     )
 
 
