@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,18 +47,19 @@ def label(text: str, fallback: str) -> str:
     return cleaned or fallback
 
 
-def timeline(result: RunResult) -> Chart | None:
+def timeline(result: RunResult, mask: Callable[[str], str]) -> Chart | None:
     """Draw a gantt chart of every step and rollback that ran, grouped by stage.
 
-    Returns None when no step has a known start time. A failed step is drawn as
-    ``crit`` (red), a passed one as ``done``. Times are wall-clock milliseconds.
+    ``mask`` hides secrets in stage and step names. Returns None when no step has a
+    known start time. A failed step is drawn as ``crit`` (red), a passed one as
+    ``done``. Times are wall-clock milliseconds.
     """
     sections: list[tuple[str, list[str]]] = []
     count = 0
     for stage in result.stages:
-        tasks = [_task(report) for report in stage.reports if _has_time(report)]
+        tasks = [_task(report, mask) for report in stage.reports if _has_time(report)]
         if tasks:
-            sections.append((label(stage.stage.name, "stage"), tasks))
+            sections.append((label(mask(stage.stage.name), "stage"), tasks))
             count += len(tasks)
     if not sections:
         return None
@@ -80,8 +81,8 @@ def _has_time(report: StepReport) -> bool:
                 and report.started_at > 0)
 
 
-def _task(report: StepReport) -> str:
-    name = label(report.name, "step")
+def _task(report: StepReport, mask: Callable[[str], str]) -> str:
+    name = label(mask(report.name), "step")
     if report.rollback:
         name = f"rollback {name}"
     start = int(report.started_at * 1000)
@@ -91,9 +92,10 @@ def _task(report: StepReport) -> str:
     return f"{name} :{tag}, {start}, {end}"
 
 
-def canary_weights(result: RunResult) -> list[Chart]:
+def canary_weights(result: RunResult, mask: Callable[[str], str]) -> list[Chart]:
     """Draw one line chart of traffic weight over time per deploy step that recorded one.
 
+    ``mask`` hides secrets in the title.
     The points are the ``weights`` timeline of the step's report data: each entry's
     ``time`` (wall-clock seconds) and ``weight`` (percent), rollbacks included.
     """
@@ -103,7 +105,7 @@ def canary_weights(result: RunResult) -> list[Chart]:
             points = _points(report.data.get("weights")) if not report.rollback else []
             if points:
                 title = f"Canary weight of {report.name} in stage {stage.stage.name}"
-                charts.append(_weight_chart(label(title, "Canary weight"), points))
+                charts.append(_weight_chart(label(mask(title), "Canary weight"), points))
     return charts
 
 

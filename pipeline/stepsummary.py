@@ -45,7 +45,7 @@ def render_summary(
     """
     heading = _heading(result, outputs, mask)
     rows = _rows(result, mask)
-    charts = _charts(result)
+    charts = _charts(result, mask)
 
     full = _join(heading, rows, [chart.text for chart in charts])
     if _size(full) <= budget:
@@ -107,12 +107,12 @@ def _row(stage: str, report: StepReport, mask: Callable[[str], str]) -> str:
     return f"| {stage} | {step} | {outcome} | {duration} | {_cell(mask(report.message))} |"
 
 
-def _charts(result: RunResult) -> list[Chart]:
+def _charts(result: RunResult, mask: Callable[[str], str]) -> list[Chart]:
     charts = []
-    drawn = timeline(result)
+    drawn = timeline(result, mask)
     if drawn is not None:
         charts.append(drawn)
-    charts.extend(canary_weights(result))
+    charts.extend(canary_weights(result, mask))
     return charts
 
 
