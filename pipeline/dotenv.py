@@ -9,7 +9,7 @@ documentation). So this module:
   (``deployed-version`` becomes ``SHIPLINE_DEPLOYED_VERSION``), because GitLab accepts
   only those characters in a key;
 - leaves out a value that contains a line break, because GitLab does not support
-  multi-line values, and says so in the log;
+  multi-line values, and reports the output it left out;
 - strips spaces and tabs around a value, as GitLab's parser does;
 - keeps the file under :data:`MAX_DOTENV_BYTES` and :data:`MAX_DOTENV_VARIABLES`,
   leaving out the last variables that do not fit, and says so in the log.
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 #: ``dotenv_size``, 5 KiB by default).
 MAX_DOTENV_BYTES = 5 * 1024
 #: The number of variables that every GitLab plan accepts in one dotenv report. The
-#: instance setting ``dotenv_variables`` is 20 on older instances and higher on newer
-#: plans, so 20 fits everywhere.
+#: plan limit ``dotenv_variables`` ranges from 20 to 150 on GitLab.com, so 20 fits
+#: every plan.
 MAX_DOTENV_VARIABLES = 20
 #: GitLab's maximum length of a variable key, in characters.
 MAX_KEY_LENGTH = 255

@@ -111,8 +111,7 @@ def shipline_invalid_pipeline(diagnostics: Sequence[Diagnostic], config: Config)
     compiling the file fails with diagnostics, before the diagnostics are printed. CI
     reporters turn them into annotations here. Nothing has run and nothing was changed.
 
-    :param diagnostics: the problems, sorted by position; secrets are not yet known, so
-        a diagnostic may quote a value that would later be masked.
+    :param diagnostics: the problems, sorted by position.
     """
 
 

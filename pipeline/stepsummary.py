@@ -3,7 +3,7 @@
 GitHub shows the ``GITHUB_STEP_SUMMARY`` file of each step on the run's page and
 rejects a file over 1 MiB ("Adding a job summary" in GitHub's workflow commands
 documentation). :func:`render_summary` keeps within a byte budget: it first leaves out
-the charts, then the table rows that do not fit, and says what it left out.
+the charts, then the table rows that do not fit, and adds a note on what it left out.
 """
 
 from __future__ import annotations
@@ -52,13 +52,13 @@ def render_summary(
         return full
 
     note = "_Charts left out to keep the summary under GitHub's size limit._"
-    for kept in range(len(rows), -1, -1):
-        cut = len(rows) - kept
+    for row_count in range(len(rows), -1, -1):
+        cut = len(rows) - row_count
         notes = [note]
         if cut:
             notes.append(f"_{cut} more row(s) left out to keep the summary under GitHub's "
                          "size limit; the JUnit report has every step._")
-        text = _join(heading, rows[:kept], notes)
+        text = _join(heading, rows[:row_count], notes)
         if _size(text) <= budget:
             return text
     return ""

@@ -227,7 +227,7 @@ class GitHubActionsReporter:
         text = render_summary(result, outputs, mask=self.config.masker.mask,
                               budget=MAX_SUMMARY_BYTES - used)
         if not text:
-            logger.warning("step summary left out: %s already holds %d bytes of GitHub's "
+            logger.warning("step summary left out: %s already contains %d bytes of GitHub's "
                            "limit of %d", self.summary_file, used, MAX_SUMMARY_BYTES)
             return
         self._append(self.summary_file, "GITHUB_STEP_SUMMARY", text)
@@ -247,8 +247,8 @@ class GitHubActionsReporter:
 def shipline_configure(config: Config) -> None:
     if not enabled(os.environ):
         return
-    # `--events -` owns standard output, so commands go to standard error, as the
-    # terminal progress does; the runner reads commands from both.
+    # `--events -` owns standard output, so commands go to standard error with the
+    # terminal progress. The runner reads commands from both streams.
     out = config.stderr if config.option("events") == "-" else config.stdout
     reporter = GitHubActionsReporter(config, out, os.environ)
     config.pluginmanager.register(reporter, name="githubactionsreporter")
