@@ -12,7 +12,6 @@ add another output.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Callable, Mapping
 
 #: The names that shipline accepts for outputs: what a workflow can write after
@@ -57,6 +56,8 @@ def mask_values(secret: str) -> list[str]:
 
 
 def _random_delimiter() -> str:
+    import secrets
+
     return f"ghadelimiter_{secrets.token_hex(16)}"
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -30,7 +29,6 @@ from typing import TYPE_CHECKING, TextIO
 from pipeline import hookimpl
 from pipeline.cioutputs import invalid_outputs, run_outputs
 from pipeline.diagnostics import format_path
-from pipeline.junit import clean_line
 from pipeline.workflowcommands import command, mask_values, output_entry
 
 if TYPE_CHECKING:
@@ -104,6 +102,10 @@ class GitHubActionsReporter:
     def annotation(self, kind: str, message: str, mark: Mark | None = None,
                    title: str = "") -> str | None:
         """Format an annotation, or return None once ``kind`` reached its limit."""
+        # Imported here: pipeline.junit imports xml.sax.saxutils, which imports
+        # urllib.request and so ssl, and `shipline validate` must start fast.
+        from pipeline.junit import clean_line
+
         count = self.counts.get(kind, 0)
         if count >= MAX_ANNOTATIONS:
             self.left_out[kind] = self.left_out.get(kind, 0) + 1
@@ -148,6 +150,8 @@ class GitHubActionsReporter:
 
     @hookimpl
     def shipline_run_start(self) -> None:
+        import secrets
+
         self.emit([])
         token = f"shipline-{secrets.token_hex(16)}"
         self._write([command("stop-commands", token)])

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, TextIO
 
 from pipeline import hookimpl
 from pipeline.cioutputs import invalid_outputs, run_outputs
-from pipeline.junit import clean_line
 from pipeline.reportpath import check_report_path
 
 if TYPE_CHECKING:
@@ -99,6 +98,8 @@ class GitLabSections:
         self.write(section_end(self.open, self.now()))
         self.open = None
         if result.outcome.is_failure:
+            from pipeline.junit import clean_line
+
             failed = [r for r in result.reports if r.outcome.is_failure]
             detail = f": {failed[0].name}: {failed[0].message}" if failed else ""
             self.write(clean_line(f"stage {stage.name}: {result.outcome.value}{detail}"))
