@@ -145,7 +145,7 @@ def _weight_chart(title: str, points: Sequence[tuple[float, float]]) -> Chart:
 def _elapsed(seconds: float) -> str:
     if not math.isfinite(seconds) or seconds < 0:
         return "0s"
+    if seconds < 59.95:
+        return f"{seconds:.1f}s"
     minutes, rest = divmod(round(seconds), 60)
-    if minutes == 0:
-        return f"{rest}s"
     return f"{minutes}m{rest:02d}s"

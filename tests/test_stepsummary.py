@@ -163,7 +163,7 @@ def test_canary_weights_chart() -> None:
         "```mermaid\n"
         "xychart-beta\n"
         '    title "Canary weight of deploy v2 in stage prod"\n'
-        '    x-axis "time since the first change" ["+0s", "+30s", "+1m35s"]\n'
+        '    x-axis "time since the first change" ["+0.0s", "+30.0s", "+1m35s"]\n'
         '    y-axis "weight (%)" 0 --> 100\n'
         "    line [0, 20, 100]\n"
         "```"

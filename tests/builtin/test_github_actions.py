@@ -248,3 +248,48 @@ def test_github_actions_unwritable_output_logged(tmp_path: Path) -> None:
 
     assert code == ExitCode.FAILED
     assert f"shipline: ERROR: could not write GITHUB_OUTPUT ({tmp_path}): " in stderr
+
+
+CANARY = """\
+version: 1
+name: shop
+environments:
+  prod:
+    target:
+      type: command
+      instances: [web-1, web-2, web-3, web-4]
+      deploy: "echo {version} > {instance}.version"
+      version: "cat {instance}.version"
+      health: "true"
+stages:
+  - name: canary
+    environment: prod
+    steps:
+      - deploy:
+          version: "2.0"
+          strategy: canary
+          steps:
+            - set_weight: 25
+            - set_weight: 50
+"""
+
+
+def test_github_actions_summary_canary_weights(tmp_path: Path) -> None:
+    for number in range(1, 5):
+        (tmp_path / f"web-{number}.version").write_text("1.0\n", encoding="utf-8")
+    code, _, _ = github_job(tmp_path, CANARY)
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    chart = summary[summary.index("```mermaid\nxychart-beta"):]
+
+    assert code == ExitCode.OK
+    assert chart.startswith(
+        "```mermaid\n"
+        "xychart-beta\n"
+        '    title "Canary weight of deploy 2.0 (canary) in stage canary"\n'
+        '    x-axis "time since the first change" ["+0.0s", '
+    )
+    assert chart.endswith(
+        '    y-axis "weight (%)" 0 --> 100\n'
+        "    line [25, 50, 100]\n"
+        "```\n"
+    )
