@@ -1,7 +1,7 @@
 """The GitHub Action, the example workflow and the GitLab CI job, checked against the
 vendors' schemas, against each other and against the README and docs/ci.md.
 
-tests/data/ci/ holds unchanged copies of three vendor schemas (draft-07):
+tests/data/ci/ contains unchanged copies of three vendor schemas (draft-07):
 ``github-action.json`` and ``github-workflow.json`` from SchemaStore/schemastore
 (src/schemas/json/, at commit 3b6446ad8a077bac56f4a4796c0b7fd88927fc8e, Apache-2.0),
 and ``gitlab-ci.upstream.json``, GitLab's own CI schema as vendored by
@@ -171,9 +171,11 @@ def test_snippet_identical_to_validated_file(document: str, example: Path) -> No
 
 
 def run_step_script(tmp_path: Path, exit_code: int, **inputs: str) -> tuple[int, str, str]:
-    """Run the action's ``Run shipline`` script with a fake ``shipline`` that prints its
-    arguments and exits with ``exit_code``; return the exit code, the fake's output and
-    the ``GITHUB_OUTPUT`` file."""
+    """Run the action's ``Run shipline`` script with a fake ``shipline``.
+
+    The fake prints its arguments one per line and exits with ``exit_code``. Returns the
+    script's exit code, the fake's output and the text of the ``GITHUB_OUTPUT`` file.
+    """
     step = next(s for s in github_yaml(ACTION)["runs"]["steps"] if s.get("id") == "run")
     bin_dir = tmp_path / "venv" / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
