@@ -103,6 +103,18 @@ def shipline_check_plan(plan: Plan, config: Config) -> Sequence[Diagnostic]:
     return ()
 
 
+@hookspec
+def shipline_invalid_pipeline(diagnostics: Sequence[Diagnostic], config: Config) -> None:
+    """Report the problems that make a pipeline file invalid, before shipline exits 2.
+
+    Called once by ``validate``, ``plan`` and ``run`` when loading, validating or
+    compiling the file fails with diagnostics, before the diagnostics are printed. CI
+    reporters turn them into annotations here. Nothing has run and nothing was changed.
+
+    :param diagnostics: the problems, sorted by position.
+    """
+
+
 @hookspec(firstresult=True)
 def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
     """Return the longest time in seconds that ``step`` can take, for ``shipline plan``.

@@ -47,6 +47,8 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("junitxml", "pipeline.builtin.junitxml"),
     ("eventlog", "pipeline.builtin.eventlog"),
     ("metrics", "pipeline.builtin.metrics"),
+    ("github-actions", "pipeline.builtin.github_actions"),
+    ("gitlab-ci", "pipeline.builtin.gitlab_ci"),
 )
 
 #: The ``PluginInfo.origin`` of the plugins in :data:`BUILTIN_PLUGINS`.

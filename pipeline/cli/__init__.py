@@ -157,6 +157,9 @@ def _run(argv: Sequence[str]) -> ExitCode:
     config.hook.shipline_configure.call_historic(kwargs={"config": config})
     try:
         return ExitCode(COMMANDS[options.command].main(config))
+    except PipelineError as exc:
+        config.hook.shipline_invalid_pipeline(diagnostics=exc.diagnostics, config=config)
+        raise
     finally:
         config.hook.shipline_unconfigure(config=config)
 
