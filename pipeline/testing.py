@@ -111,16 +111,17 @@ class PipelineRun:
         """Every step and rollback report, in the order they finished."""
         return self.result.reports if self.result is not None else []
 
-    def report(self, step_id: str, rollback: bool = False) -> StepReport:
-        """Return the report of step ``step_id`` (``stage/number``), or of its rollback.
+    def report(self, step_id: str) -> StepReport:
+        """Return the report of step ``step_id``: ``stage/number``, or
+        ``stage/number/rollback`` for the rollback of that step.
 
         Raises KeyError, listing the ids there are, when no such report exists.
         """
         for report in self.reports:
-            if report.step_id == step_id and report.rollback == rollback:
+            if report.step_id == step_id:
                 return report
-        known = ", ".join(sorted({r.step_id for r in self.reports})) or "none"
-        raise KeyError(f"no report of step {step_id!r} (rollback={rollback}); steps: {known}")
+        known = ", ".join(r.step_id for r in self.reports) or "none"
+        raise KeyError(f"no report of step {step_id!r}; the reports are of: {known}")
 
 
 def run_pipeline(

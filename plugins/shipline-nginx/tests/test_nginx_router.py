@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import NGINX, Nginx
+from nginx_fixtures import NGINX, Nginx
 from shipline_nginx import NginxError, NginxRouter, NginxSettings
 
 from pipeline.testtarget import FakeTarget
