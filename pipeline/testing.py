@@ -91,7 +91,7 @@ def fake_clock() -> FakeClock:
 
 @dataclass
 class PipelineRun:
-    """What :func:`run_pipeline` returns.
+    """The result of one :func:`run_pipeline` call.
 
     ``errors`` is the validation message when the pipeline is invalid (exit code 2,
     ``result`` is ``None``). ``output`` is what the terminal reporter printed.

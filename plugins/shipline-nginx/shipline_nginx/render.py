@@ -1,7 +1,7 @@
 """The upstream file: the routing state it records and the nginx text it contains.
 
-The file holds one ``upstream`` block and, in a comment line, the router's state as
-JSON, so that the next run knows which slot is active without asking anything else::
+The file contains one ``upstream`` block and, in a comment line, the router's state
+as JSON, from which the next run reads which slot is active::
 
     # shipline-nginx-state: {"active": "blue", "canary": "green", "weight": 20}
     upstream shipline {
@@ -37,7 +37,7 @@ _UNSAFE_IN_COMMENT = re.compile(r"[^\x20-\x7e]")
 
 @dataclass(frozen=True)
 class RoutingState:
-    """Which slot serves and which slot receives what percent of requests."""
+    """The routing of requests: the active slot, and the slot that receives a share."""
 
     active: str | None = None
     canary: str | None = None
@@ -115,8 +115,8 @@ def _server_weights(shares: dict[str, int], counts: dict[str, int]) -> dict[str,
     """Return per slot the nginx ``weight=`` of each of its servers.
 
     Each server of a slot gets ``share * (product of the other slots' counts)``, so
-    that every slot's servers together get its share; then all are divided by their
-    greatest common divisor to keep the numbers small.
+    every slot's servers together get its share. All weights are then divided by their
+    greatest common divisor, which keeps the numbers small.
     """
     raw = {}
     for slot, share in shares.items():

@@ -12,7 +12,7 @@ Every change goes through one transaction (:meth:`NginxRouter._install`):
    happen within the timeout (nginx kept the old configuration, for example because
    it could not bind a port), put the previous file back and fail.
 
-So after a failure the file always holds the last configuration that nginx accepted.
+So after a failure the file contains the last configuration that nginx accepted.
 """
 
 from __future__ import annotations
@@ -128,12 +128,12 @@ class NginxRouter:
         return self.settings.endpoint
 
     def close(self) -> None:
-        """Release nothing: nginx keeps routing as the file says after the run."""
+        """Release nothing: after the run, nginx keeps routing as the file specifies."""
 
     # -- the transaction -------------------------------------------------------------------
 
     def _apply(self, state: RoutingState) -> None:
-        """Make nginx route as ``state`` says, and remember ``state`` once it does."""
+        """Make nginx route as ``state`` specifies, and remember ``state`` once it does."""
         with self._lock:
             servers = self._servers(state)
             try:
@@ -260,7 +260,7 @@ class NginxRouter:
         except OSError as exc:
             logger.warning("%s: cannot save '%s': %s", self._label(), rejected, exc)
 
-    def _run(self, argv: Sequence[str], what: str) -> subprocess.CompletedProcess[str]:
+    def _run(self, argv: Sequence[str], description: str) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` without a shell; raise NginxError if it cannot start or times out."""
         try:
             return subprocess.run(
@@ -269,14 +269,14 @@ class NginxRouter:
             )
         except FileNotFoundError as exc:
             raise NginxError(
-                f"{self._label()}: {what} cannot run: '{argv[0]}' not found; install nginx "
+                f"{self._label()}: {description} cannot run: '{argv[0]}' not found; install nginx "
                 "or set the router's 'nginx' option to its path"
             ) from exc
         except PermissionError as exc:
-            raise NginxError(f"{self._label()}: {what} cannot run: permission denied: "
+            raise NginxError(f"{self._label()}: {description} cannot run: permission denied: "
                              f"'{argv[0]}'") from exc
         except subprocess.TimeoutExpired as exc:
-            raise NginxError(f"{self._label()}: {what} timed out after "
+            raise NginxError(f"{self._label()}: {description} timed out after "
                              f"{format_duration(self.settings.timeout)}") from exc
 
     # -- instances -------------------------------------------------------------------------
@@ -316,7 +316,7 @@ class NginxRouter:
 
 
 def quote_nginx(output: str) -> str:
-    """Return the lines of nginx's output that say what is wrong, joined and bounded.
+    """Return the lines of nginx's output that report the problem, joined and bounded.
 
     Those are the lines with a level in brackets, as ``[emerg] message``: without the
     ``nginx:`` prefix, or the time and ``pid#tid:`` that nginx adds once the
@@ -325,7 +325,12 @@ def quote_nginx(output: str) -> str:
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     found = [f"[{match['level']}] {match['message']}"
              for match in map(_LEVEL_LINE.search, lines) if match is not None]
-    text = "; ".join(found) if found else (lines[-1] if lines else "no output")
+    if found:
+        text = "; ".join(found)
+    elif lines:
+        text = lines[-1]
+    else:
+        text = "no output"
     return text if len(text) <= _MAX_QUOTE else text[:_MAX_QUOTE] + "..."
 
 

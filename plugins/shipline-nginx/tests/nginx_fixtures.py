@@ -7,7 +7,7 @@ in one pytest session.
 ``nginx`` starts ``/usr/sbin/nginx`` (Debian package nginx-light) in the foreground
 with its own prefix, configuration, pid file and error log under ``tmp_path``, one
 worker process, and a placeholder upstream that the router under test replaces.
-``service`` starts ``scripts/service.py`` processes that answer their version.
+``service`` starts ``scripts/service.py`` processes that return their version.
 """
 
 from __future__ import annotations

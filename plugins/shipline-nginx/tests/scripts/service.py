@@ -1,4 +1,4 @@
-"""A service instance for the nginx tests: answers its version over HTTP on 127.0.0.1.
+"""A service instance for the nginx tests: returns its version over HTTP on 127.0.0.1.
 
     python3 service.py --port PORT --version VERSION
 
