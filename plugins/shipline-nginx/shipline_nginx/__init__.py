@@ -22,7 +22,7 @@ and nginx.conf includes the file and proxies to the upstream::
     }
 
 Canary weights and blue-green switches then rewrite the file, check it with
-``nginx -t`` and reload nginx (see :mod:`shipline_nginx.router`).
+``nginx -T`` and reload nginx (see :mod:`shipline_nginx.router`).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def shipline_step_schemas() -> list[StepSchema]:
     return [StepSchema(
         kind="router", type=ROUTER_TYPE, schema=SCHEMA,
         description="Canary weights and blue-green switches through an nginx upstream "
-        "file, checked with nginx -t and reloaded.",
+        "file, checked with nginx -T and reloaded.",
     )]
 
 

@@ -3,8 +3,10 @@
 Every change goes through one transaction (:meth:`NginxRouter._install`):
 
 1. write the new upstream file (atomically, by renaming a file written beside it);
-2. run ``nginx -t``; if nginx rejects the configuration, put the previous file back,
-   keep the rejected text in ``<file>.rejected`` and fail with nginx's message;
+2. run ``nginx -T``, which tests the configuration as ``-t`` does and also lists the
+   files it read; if nginx rejects the configuration, put the previous file back,
+   keep the rejected text in ``<file>.rejected`` and fail with nginx's message, and
+   if the file is not among those nginx read, put it back and fail too;
 3. run the reload command; if it fails, put the previous file back and fail;
 4. with a ``pid`` file, wait until the master runs workers started after the reload
    and every older worker is gone or shutting down, because ``nginx -s reload`` only
@@ -17,6 +19,7 @@ So after a failure the file contains the last configuration that nginx accepted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -158,13 +161,20 @@ class NginxRouter:
 
     def _check_and_reload(self, text: str, previous: str | None) -> None:
         config = self.settings.config
-        check = self._run(self.settings.nginx_argv("-t"), "nginx -t")
+        check = self._run(self.settings.nginx_argv("-T"), "nginx -T")
         if check.returncode != 0:
             self._keep_rejected(text)
             raise NginxError(
-                f"{self._label()}: nginx -t rejected the new configuration: "
+                f"{self._label()}: nginx -T rejected the new configuration: "
                 f"{quote_nginx(check.stderr)}; '{config}' was restored to the previous "
                 f"version and the rejected text saved in '{config}.rejected'"
+            )
+        if not includes_file(check.stdout, config):
+            main = self.settings.conf or "nginx's default configuration file"
+            raise NginxError(
+                f"{self._label()}: {main} does not include '{config}', so nginx would not "
+                f"route by it: add 'include {config};' to its http block, or set the "
+                "router's 'conf' option to the nginx.conf that includes it"
             )
 
         workers = self._workers_before_reload()
@@ -332,6 +342,22 @@ def quote_nginx(output: str) -> str:
     else:
         text = "no output"
     return text if len(text) <= _MAX_QUOTE else text[:_MAX_QUOTE] + "..."
+
+
+def includes_file(dump: str, path: Path) -> bool:
+    """Tell whether ``path`` is one of the files listed in the output of ``nginx -T``.
+
+    nginx prints ``# configuration file PATH:`` before the text of each file it read.
+    Files are compared by identity, so a symbolic link or a relative path still matches.
+    """
+    for line in dump.splitlines():
+        if not (line.startswith("# configuration file ") and line.endswith(":")):
+            continue
+        listed = line[len("# configuration file "):-1]
+        with contextlib.suppress(OSError):
+            if os.path.samefile(listed, path):
+                return True
+    return False
 
 
 def worker_processes(master: int) -> dict[int, str]:

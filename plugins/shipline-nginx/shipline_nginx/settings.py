@@ -49,7 +49,7 @@ SCHEMA: Mapping[str, Any] = {
         "nginx": {
             **_PATH,
             "title": "nginx binary",
-            "description": "The nginx program that checks the configuration (nginx -t) and "
+            "description": "The nginx program that checks the configuration (nginx -T) and "
             "reloads it; a name is looked up in PATH.",
             "default": "nginx",
         },

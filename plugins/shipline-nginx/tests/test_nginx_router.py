@@ -101,7 +101,7 @@ def test_router_rejected_config_keeps_last_good(
         router.set_weight("green", 20)
 
     assert str(raised.value) == (
-        "environment 'production': nginx router: nginx -t rejected the new configuration: "
+        "environment 'production': nginx router: nginx -T rejected the new configuration: "
         f'[emerg] duplicate upstream "taken" in {nginx.conf}:15; '
         f"'{nginx.upstream}' was restored to the previous version and the rejected text "
         f"saved in '{nginx.upstream}.rejected'"
@@ -112,12 +112,26 @@ def test_router_rejected_config_keeps_last_good(
     assert nginx.served(20) == {"1.0": 20}
 
 
+def test_router_file_not_included(nginx: Nginx, two_slots: FakeTarget, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.conf"
+
+    with pytest.raises(NginxError) as raised:
+        make_router(nginx, two_slots, config=str(elsewhere))
+
+    assert str(raised.value) == (
+        f"environment 'production': nginx router: {nginx.conf} does not include "
+        f"'{elsewhere}', so nginx would not route by it: add 'include {elsewhere};' to its "
+        "http block, or set the router's 'conf' option to the nginx.conf that includes it"
+    )
+    assert not elsewhere.exists()
+
+
 def test_router_missing_binary(nginx: Nginx, two_slots: FakeTarget) -> None:
     with pytest.raises(NginxError) as raised:
         make_router(nginx, two_slots, nginx="/nonexistent/nginx")
 
     assert str(raised.value) == (
-        "environment 'production': nginx router: nginx -t cannot run: '/nonexistent/nginx' "
+        "environment 'production': nginx router: nginx -T cannot run: '/nonexistent/nginx' "
         "not found; install nginx or set the router's 'nginx' option to its path"
     )
     assert nginx.upstream.read_text().startswith("upstream shipline {")
