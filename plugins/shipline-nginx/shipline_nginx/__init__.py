@@ -7,12 +7,13 @@ or ``local``)::
       production:
         target:
           type: command
-          slots: {blue: ["10.0.0.1:8080"], green: ["10.0.0.2:8080"]}
+          slots: {blue: [web-1], green: [web-2]}
           deploy: "ssh deploy@{instance} deploy-release {version}"
         router:
           type: nginx
           config: /etc/nginx/shipline/shop-upstream.conf
           upstream: shop
+          servers: {web-1: "10.0.0.1:8080", web-2: "10.0.0.2:8080"}
 
 and nginx.conf includes the file and proxies to the upstream::
 
