@@ -310,6 +310,8 @@ class NginxRouter:
         if mapped is not None:
             return mapped
         if isinstance(self._target, AddressedTarget):
+            # NOTE: the local target gives a restarted instance a new port. Only weight
+            # changes and switches rewrite the file, so a rolling deploy leaves it stale.
             return self._target.address(instance)
         return instance if is_address(instance) else None
 
