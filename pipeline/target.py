@@ -77,6 +77,19 @@ class Target(Protocol):
 
 
 @runtime_checkable
+class AddressedTarget(Protocol):
+    """A target that tells where each instance serves, for routers outside shipline.
+
+    Optional: a router such as nginx that proxies to instances directly asks the target
+    for addresses when it has no other source for them.
+    """
+
+    def address(self, instance: str) -> str | None:
+        """Return the ``host:port`` that ``instance`` serves on now, or ``None`` if none."""
+        ...
+
+
+@runtime_checkable
 class Router(Protocol):
     """Shifts traffic between the slots of a target.
 

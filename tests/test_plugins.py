@@ -189,7 +189,8 @@ def test_load_entry_points_registers_declared_plugin(
     (tmp_path / "gate_plugin-1.0.dist-info" / "METADATA").write_text(
         "Metadata-Version: 2.1\nName: gate-plugin\nVersion: 1.0\n", encoding="utf-8")
     (tmp_path / "found_gate.py").write_text("", encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    # Only tmp_path, so that plugins installed in the test environment stay out.
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
 
     registry = PluginRegistry()
     registry.load_entry_points()

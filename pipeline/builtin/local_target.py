@@ -201,8 +201,9 @@ class _Process:
 class LocalTarget:
     """Processes on loopback in two slots, and the router in front of them.
 
-    Implements both ``Target`` and ``Router``. Operations on one instance run one at a
-    time, but different instances may be deployed from several threads at once.
+    Implements ``Target``, ``Router`` and ``AddressedTarget``. Operations on one
+    instance run one at a time, but different instances may be deployed from several
+    threads at once.
     """
 
     def __init__(self, settings: LocalSettings, router: LocalRouter | None = None) -> None:
@@ -334,6 +335,14 @@ class LocalTarget:
         if status != 200:
             return None
         return text.strip() or None
+
+    def address(self, instance: str) -> str | None:
+        """Return ``127.0.0.1:PORT`` of the process of ``instance``, or ``None`` if none runs.
+
+        The port changes at every deploy of the instance.
+        """
+        process = self._process(instance)
+        return None if process is None else f"127.0.0.1:{process.port}"
 
     def remove(self, instance: str, version: str, cancel: threading.Event) -> InstanceResult:
         """Stop ``instance`` if it runs ``version``, and leave a process of another version.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -253,7 +254,9 @@ def test_validate_imports_no_deferred_module(tmp_path: Path):
         "code = main(['validate', '-q'])\n"
         f"print(code, [name for name in {DEFERRED_MODULES!r} if name in sys.modules])\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path,
+    # Installed plugins stay out: their fragments are checked with jsonschema.
+    env = {**os.environ, "SHIPLINE_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.stderr == ""
     assert result.stdout == "0 []\n"

@@ -1,0 +1,120 @@
+"""shipline-nginx: the ``nginx`` router, which moves traffic by rewriting an nginx upstream.
+
+An environment uses it next to a target with two slots (``command`` with ``slots``,
+or ``local``)::
+
+    environments:
+      production:
+        target:
+          type: command
+          slots: {blue: [web-1], green: [web-2]}
+          deploy: "ssh deploy@{instance} deploy-release {version}"
+        router:
+          type: nginx
+          config: /etc/nginx/shipline/shop-upstream.conf
+          upstream: shop
+          servers: {web-1: "10.0.0.1:8080", web-2: "10.0.0.2:8080"}
+
+and nginx.conf includes the file and proxies to the upstream::
+
+    http {
+        include /etc/nginx/shipline/shop-upstream.conf;
+        server { listen 80; location / { proxy_pass http://shop; } }
+    }
+
+Canary weights and blue-green switches then rewrite the file, check it with
+``nginx -T`` and reload nginx (see :mod:`shipline_nginx.router`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline import hookimpl
+from pipeline.diagnostics import Diagnostic
+from pipeline.schema import StepSchema
+from pipeline.target import Capability
+from shipline_nginx.router import NginxError, NginxRouter
+from shipline_nginx.settings import ROUTER_TYPE, SCHEMA, NginxSettings, is_address
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
+    from pipeline.context import RunContext
+    from pipeline.plan import Environment, Plan
+
+__all__ = ["NginxError", "NginxRouter", "NginxSettings"]
+
+_CAPABILITIES = frozenset({Capability.WEIGHTS, Capability.SLOTS})
+
+
+def _is_mine(environment: Environment) -> bool:
+    return environment.router is not None and environment.router.get("type") == ROUTER_TYPE
+
+
+@hookimpl
+def shipline_step_schemas() -> list[StepSchema]:
+    return [StepSchema(
+        kind="router", type=ROUTER_TYPE, schema=SCHEMA,
+        description="Canary weights and blue-green switches through an nginx upstream "
+        "file, checked with nginx -T and reloaded.",
+    )]
+
+
+@hookimpl
+def shipline_capabilities(environment: Environment) -> frozenset[Capability] | None:
+    return _CAPABILITIES if _is_mine(environment) else None
+
+
+@hookimpl
+def shipline_make_router(environment: Environment, context: RunContext) -> NginxRouter | None:
+    if not _is_mine(environment):
+        return None
+    assert environment.router is not None
+    settings = NginxSettings.from_options(
+        environment.router, Path(context.plan.file).resolve().parent, environment.name)
+    target = context.target(environment)
+    return NginxRouter.create(settings, target, context.cancel)
+
+
+@hookimpl
+def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
+    diagnostics = []
+    for environment in plan.environments.values():
+        if not _is_mine(environment) or environment.target.get("type") != "command":
+            continue
+        assert environment.router is not None
+        for key, message, hint in check_command_target(environment.target, environment.router):
+            path = ("environments", environment.name, key)
+            diagnostics.append(Diagnostic(message, None, path, hint))
+    return diagnostics
+
+
+def check_command_target(
+    target: Mapping[str, Any], router: Mapping[str, Any]
+) -> list[tuple[str, str, str | None]]:
+    """Find what keeps an nginx router from routing to a ``command`` target's instances.
+
+    Returns ``(key, message, hint)`` per problem, where key is ``target`` or
+    ``router``: a target without slots, an instance without an address, and a
+    ``servers`` entry for an instance that the target does not have.
+    """
+    slots = target.get("slots") or {}
+    if not slots:
+        return [("target", "the nginx router needs a target with two slots",
+                 "list the instances of each slot under 'slots:', such as "
+                 "{blue: [...], green: [...]}")]
+
+    problems: list[tuple[str, str, str | None]] = []
+    servers = router.get("servers") or {}
+    instances = [instance for members in slots.values() for instance in members]
+    for instance in instances:
+        if instance not in servers and not is_address(instance):
+            problems.append(("router", f"instance '{instance}' has no address for nginx",
+                             f"add it under 'servers:' as {instance}: host:port"))
+    for name in servers:
+        if name not in instances:
+            problems.append(("router", f"'servers' names '{name}', which is not an "
+                             "instance of the target", None))
+    return problems
