@@ -30,6 +30,7 @@ import os
 import re
 import selectors
 import shlex
+import shutil
 import signal
 import string
 import subprocess
@@ -339,8 +340,9 @@ def run_command(
         child_env = {**(os.environ if base_env is None else base_env), **env}
     try:
         process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=cwd, env=child_env, start_new_session=True,
+            argv, executable=_find_executable(argv[0], child_env), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=child_env,
+            start_new_session=True,
         )
     except OSError as exc:
         return _start_failed(argv, exc, time.monotonic() - started)
@@ -349,6 +351,30 @@ def run_command(
     supervisor = _Supervisor(process, argv, timeout=timeout, cancel=cancel,
                              max_output=max_output, started=started)
     return supervisor.run()
+
+
+#: Absolute paths of commands found on PATH, by command name and PATH value.
+_executables: dict[tuple[str, str], str] = {}
+
+
+def _find_executable(command: str, env: Mapping[str, str] | None) -> str | None:
+    """Return the absolute path that a bare command name runs, found once per PATH.
+
+    A rolling deploy runs the same command for every instance, and Popen otherwise
+    builds the list of candidate paths again for each one. ``None`` leaves the search
+    to Popen: for a path with a slash, a command not found (so that Popen reports it),
+    and a relative PATH entry, which the command's working directory would change.
+    """
+    if os.sep in command:
+        return None
+    search_path = (os.environ if env is None else env).get("PATH", os.defpath)
+    found = _executables.get((command, search_path))
+    if found is None:
+        found = shutil.which(command, path=search_path)
+        if found is None or not os.path.isabs(found):
+            return None
+        _executables[command, search_path] = found
+    return found
 
 
 def _start_failed(argv: tuple[str, ...], exc: OSError, duration: float) -> CommandResult:

@@ -402,3 +402,33 @@ def test_build_argv_same_template_new_values() -> None:
 
     assert first == ("deploy.sh", "web-1")
     assert second == ("deploy.sh", "web-2")
+
+
+def test_run_command_finds_command_on_each_path(tmp_path: Path) -> None:
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        folder.mkdir()
+        script = folder / "shipline-which-test"
+        script.write_text(f"#!/bin/sh\necho {name}\n")
+        script.chmod(0o755)
+
+    outputs = [
+        run_command("shipline-which-test", {}, timeout=10, cancel=None,
+                    env={"PATH": str(tmp_path / name)}).output
+        for name in ("first", "second", "first")
+    ]
+
+    assert outputs == ["first\n", "second\n", "first\n"]
+
+
+def test_run_command_relative_path_entry_follows_cwd(tmp_path: Path) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    script = folder / "shipline-relative-test"
+    script.write_text("#!/bin/sh\necho relative\n")
+    script.chmod(0o755)
+
+    result = run_command("shipline-relative-test", {}, timeout=10, cancel=None,
+                         cwd=tmp_path, env={"PATH": "bin"})
+
+    assert result.output == "relative\n"
