@@ -23,8 +23,8 @@ from collections.abc import Callable
 MIN_BASE64_FORM_LENGTH = 6
 
 #: Leading characters of the encoding that share bits with the bytes before the secret,
-#: by the secret's offset modulo 3: one byte before it fills 8 of the first 12 bits
-#: (two characters), two bytes fill 16 of the first 18 bits (three characters).
+#: by the secret's offset modulo 3. One byte before it fills 8 of the first 12 bits,
+#: which are two characters. Two bytes fill 16 of the first 18 bits, three characters.
 _SHARED_LEADING_CHARACTERS = {0: 0, 1: 2, 2: 3}
 
 _ENCODERS: tuple[Callable[[bytes], bytes], ...] = (

@@ -1,4 +1,4 @@
-"""Who started a CI job, from which ref and on which event, read from the CI's variables.
+"""The CI facts of a run (its user, ref and event) read from the CI's variables.
 
 The facts that ``environments.<name>.protect`` rules check come from here. Supported:
 GitHub Actions (when ``GITHUB_ACTIONS`` is ``true``) and GitLab CI (when ``GITLAB_CI`` is
@@ -54,7 +54,7 @@ class RunIdentity:
     sources: Mapping[str, str] = field(default_factory=dict)
 
 
-#: Where each fact comes from, per CI, for messages.
+#: The variables behind each fact, per CI, for messages.
 _GITHUB_SOURCES = {
     "ref": "GITHUB_REF",
     "actor": "GITHUB_ACTOR",
@@ -70,7 +70,7 @@ _GITLAB_SOURCES = {
     "fork": "CI_PIPELINE_SOURCE, CI_MERGE_REQUEST_SOURCE_PROJECT_ID and "
     "CI_MERGE_REQUEST_PROJECT_ID",
 }
-#: Outside CI: both systems' variables, so the message says what either would need.
+#: Outside CI: both systems' variables, so that a message names what either would need.
 OUTSIDE_CI_SOURCES = {
     fact: f"{_GITHUB_SOURCES[fact]} under GitHub Actions, or {_GITLAB_SOURCES[fact]} "
     f"under GitLab CI"

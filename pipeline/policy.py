@@ -59,9 +59,9 @@ class Rule:
     scope: str
     check: Expression
     when: Expression | None
-    #: Where the rule starts in its file.
+    #: Position of the rule in its file.
     mark: Mark | None
-    #: Where its ``check`` and ``when`` values start, for evaluation errors.
+    #: Positions of its ``check`` and ``when`` values, for evaluation errors.
     check_mark: Mark | None
     when_mark: Mark | None
 
@@ -109,7 +109,7 @@ class PolicyViolated(ShiplineError):
 def load_policy(path: Path, referrer: str) -> Policy:
     """Load, validate and compile the policy file at ``path``.
 
-    ``referrer`` says where the path came from (``--policy`` or the pipeline file), for
+    ``referrer`` names where the path came from (``--policy`` or the pipeline file), for
     a file that does not exist. Raises UsageError for a file that cannot be read and
     PipelineError with positioned diagnostics for invalid content, CEL syntax errors
     included.

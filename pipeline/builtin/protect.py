@@ -1,8 +1,8 @@
 """Checks of ``protect`` rules that validation can make without CI facts.
 
 The rules themselves are evaluated at the start of ``shipline run``
-(:func:`pipeline.protect.enforce`), because only the CI job knows who runs it and from
-which ref. ``shipline validate`` reports here what can never work: a group that the
+(:func:`pipeline.protect.enforce`), because only the CI job has the facts of who runs it
+and from which ref. ``shipline validate`` reports here what can never work: a group that the
 top-level ``groups:`` does not define.
 """
 

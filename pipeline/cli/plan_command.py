@@ -74,7 +74,10 @@ def plan_data(plan: Plan, config: Config) -> dict[str, Any]:
             "max_duration": stage_max_duration(stage, durations),
             "steps": steps,
         })
-    return {"pipeline": plan.name, "file": str(plan.file), "stages": stages}
+    # Step names and versions can contain interpolated secrets too, not only options.
+    data = {"pipeline": plan.name, "file": str(plan.file), "stages": stages}
+    masked: dict[str, Any] = config.masker.mask_data(data)
+    return masked
 
 
 def _format_limit(seconds: float | None) -> str:

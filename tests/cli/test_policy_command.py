@@ -303,3 +303,58 @@ def test_policy_examples_on_canary_with_scan(shipline_cli, tmp_path, weight, cod
             "  policy.yml:14:5: rule 'small-first-canary' fails for stage 'production': "
             "the first canary weight is at most 25\n"
         )
+
+
+#: The further examples of docs/security.md, which hold for CANARY_PIPELINE with a gate.
+MORE_EXAMPLES = """\
+    version: 1
+    rules:
+      - name: production-from-protected-environment
+        when: stage.environment == "production"
+        check: plan.environments["production"].protected
+        message: production needs protect rules
+
+      - name: production-has-a-gate
+        when: stage.environment == "production"
+        check: stage.steps.exists(s, s.kind == "gate")
+        message: production stages need a gate that checks the release
+
+      - name: scan-is-upstream
+        when: stage.environment == "production"
+        check: >-
+          stage.upstream.exists(name, plan.stages.exists(t,
+            t.name == name && t.steps.exists(s, s.kind == "scan")))
+        message: production must depend on a stage that scans, so a blocked scan stops it
+
+      - name: has-a-scan
+        scope: plan
+        check: plan.steps.exists(s, s.kind == "scan")
+        message: every pipeline scans
+    """
+
+
+def test_policy_more_examples(shipline_cli, tmp_path):
+    write(tmp_path, "policy.yml", MORE_EXAMPLES)
+    write(tmp_path, "shipline_plugins.py", LOCAL_SCANNER)
+    pipeline = CANARY_PIPELINE.replace("WEIGHT", "20")
+    write(tmp_path, "shipline.yml", pipeline)
+
+    failing = shipline_cli("validate", cwd=tmp_path)
+
+    assert failing.exit_code == ExitCode.INVALID
+    assert failing.stderr == (
+        "shipline: error: the plan breaks the policy (2 violation(s)):\n"
+        "  policy.yml:3:5: rule 'production-from-protected-environment' fails for stage "
+        "'production': production needs protect rules\n"
+        "  policy.yml:8:5: rule 'production-has-a-gate' fails for stage 'production': "
+        "production stages need a gate that checks the release\n"
+    )
+
+    protected = pipeline.replace('deploy: "true"}', 'deploy: "true"}\n'
+                                 '        protect: {branches: [main]}')
+    protected = protected.rstrip(" ") + "          - gate: {uses: command, command: 'true'}\n"
+    write(tmp_path, "shipline.yml", protected)
+
+    passing = shipline_cli("validate", cwd=tmp_path)
+
+    assert passing.exit_code == ExitCode.OK, passing.stderr
