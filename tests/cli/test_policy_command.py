@@ -358,3 +358,31 @@ def test_policy_more_examples(shipline_cli, tmp_path):
     passing = shipline_cli("validate", cwd=tmp_path)
 
     assert passing.exit_code == ExitCode.OK, passing.stderr
+
+
+def test_policy_list_and_option_read_once(shipline_cli, tmp_path):
+    (tmp_path / "rules").mkdir()
+    write(tmp_path, "rules/a.yml", "version: 1\nrules:\n"
+          "  - {name: a, scope: plan, check: 'false', message: rule a}\n")
+    write(tmp_path, "rules/b.yml", "version: 1\nrules:\n"
+          "  - {name: b, scope: plan, check: 'false', message: rule b}\n")
+    write(tmp_path, "shipline.yml",
+          PIPELINE.replace("policy: policy.yml", "policy: [rules/a.yml, rules/b.yml]"))
+
+    result = shipline_cli("validate", *PLUGIN, "--policy", "rules/a.yml", cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        "shipline: error: the plan breaks the policy (2 violation(s)):\n"
+        "  rules/a.yml:3:5: rule 'a' fails for the plan: rule a\n"
+        "  rules/b.yml:3:5: rule 'b' fails for the plan: rule b\n"
+    )
+
+
+def test_policy_key_wrong_type(shipline_cli, tmp_path):
+    write(tmp_path, "shipline.yml", PIPELINE.replace("policy: policy.yml", "policy: {a: 1}"))
+
+    result = shipline_cli("validate", *PLUGIN, cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == "shipline.yml:3:9: policy: expected a string or list, got a mapping\n"
