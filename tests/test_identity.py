@@ -76,7 +76,7 @@ def test_identity_github_pull_request_from_fork(tmp_path: Path) -> None:
     assert read_identity(env).from_fork is True
 
 
-def test_identity_github_branch_of_forked_base_is_not_fork(tmp_path: Path) -> None:
+def test_identity_github_fork_base_same_repo(tmp_path: Path) -> None:
     # The base repository is itself a fork, so the head repository's flag is true,
     # but the pull request comes from a branch of the same repository.
     env = pull_request_event(tmp_path, {"full_name": "me/shop", "fork": True}, base="me/shop")

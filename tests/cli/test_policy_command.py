@@ -180,8 +180,9 @@ def test_policy_cel_syntax_error(shipline_cli, tmp_path):
     result = shipline_cli("validate", *PLUGIN, cwd=tmp_path)
 
     assert result.exit_code == ExitCode.INVALID
-    assert result.stderr.startswith(
-        "policy.yml:4:12: rules[0].check: CEL expression 'stage.steps.all(s,' at column "
+    assert result.stderr == (
+        "policy.yml:4:12: rules[0].check: CEL expression 'stage.steps.all(s,' at column 18: "
+        "syntax error\n"
     )
 
 

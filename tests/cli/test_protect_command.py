@@ -97,3 +97,16 @@ def test_validate_protect_unknown_key(shipline_cli, write_pipeline):
 
     assert result.exit_code == ExitCode.INVALID
     assert "environments.production.protect: unknown key 'users'" in result.stderr
+
+
+def test_validate_group_without_groups_key(shipline_cli, write_pipeline):
+    text = PIPELINE.replace("    groups:\n      release: [alice]\n", "")
+    path = write_pipeline(text)
+
+    result = shipline_cli("validate", "-p", "helpers.stepplugin", str(path))
+
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        f"{path}:7:42: environments.production.protect.groups[0]: unknown group 'release' "
+        "(define it under 'groups:')\n"
+    )

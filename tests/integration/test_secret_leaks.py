@@ -143,7 +143,7 @@ def leaks(text: str) -> list[str]:
     return problems
 
 
-def test_run_leaks_no_secret_in_any_artifact(tmp_path: Path) -> None:
+def test_run_artifacts_contain_no_secret(tmp_path: Path) -> None:
     names = list(SECRETS)
     (tmp_path / "emit.py").write_text(EMIT.replace("NAMES_HERE", repr(names)),
                                       encoding="utf-8")
