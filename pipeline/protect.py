@@ -26,7 +26,7 @@ from typing import Any
 
 from pipeline.errors import ShiplineError
 from pipeline.exitcodes import ExitCode
-from pipeline.identity import RunIdentity
+from pipeline.identity import RunIdentity, read_identity
 from pipeline.plan import Plan
 from pipeline.refglob import matches_any
 
@@ -205,13 +205,23 @@ def _check_actor(
              f"{', '.join(listed) or 'nobody'})")]
 
 
-def enforce(plan: Plan, identity: RunIdentity) -> None:
-    """Raise :class:`AccessDenied` with every denial, or log that the rules allow the run."""
+def enforce(plan: Plan, environ: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`AccessDenied` with every denial of ``plan``'s protect rules.
+
+    The CI facts are read from ``environ`` (default ``os.environ``) only when a stage
+    names an environment with rules, so a pipeline without rules never reads the
+    GitHub event file.
+    """
+    named = {stage.environment for stage in plan.stages if stage.environment is not None}
+    if not any(
+        plan.environments[name].options.get("protect")
+        for name in named if name in plan.environments
+    ):
+        return
+
+    identity = read_identity(environ)
     denials = check_plan(plan, identity)
     if denials:
         raise AccessDenied(denials)
-
-    protected = [name for name, env in plan.environments.items() if env.options.get("protect")]
-    if protected:
-        logger.info("protect rules allow this run (actor %s, ref %s)",
-                    identity.actor or "unknown", identity.ref_name or "unknown")
+    logger.info("protect rules allow this run (actor %s, ref %s)",
+                identity.actor or "unknown", identity.ref_name or "unknown")

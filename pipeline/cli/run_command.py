@@ -8,7 +8,6 @@ from typing import Any
 from pipeline import policy, protect
 from pipeline.config import Config
 from pipeline.exitcodes import ExitCode
-from pipeline.identity import read_identity
 from pipeline.planning import load_plan, resolve_pipeline_path
 from pipeline.policy import add_policy_argument
 
@@ -34,6 +33,6 @@ def main(config: Config) -> ExitCode:
     loaded = load_plan(path, config)
     policy.enforce(loaded.plan, config.option("policy", []), ExitCode.BLOCKED)
     # Before the runner starts, so that a denied run changes nothing.
-    protect.enforce(loaded.plan, read_identity())
+    protect.enforce(loaded.plan)
     result = Runner(loaded.plan, config).run()
     return result.exit_code

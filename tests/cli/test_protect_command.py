@@ -110,3 +110,15 @@ def test_validate_group_without_groups_key(shipline_cli, write_pipeline):
         f"{path}:7:42: environments.production.protect.groups[0]: unknown group 'release' "
         "(define it under 'groups:')\n"
     )
+
+
+def test_run_without_rules_reads_no_event_file(shipline_cli, write_pipeline, tmp_path):
+    path = write_pipeline(PIPELINE.replace("        protect: {branches: [main], groups: [release]}\n",
+                                           ""))
+    env = {**GITHUB, "GITHUB_EVENT_NAME": "pull_request",
+           "GITHUB_EVENT_PATH": str(tmp_path / "absent.json")}
+
+    result = shipline_cli("run", "-p", "helpers.stepplugin", str(path), env=env)
+
+    assert result.exit_code == ExitCode.OK
+    assert result.stderr == ""
