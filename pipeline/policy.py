@@ -14,7 +14,8 @@ A rule of scope ``stage`` (the default) is checked once per stage that its ``whe
 selects, with the CEL variables ``plan`` (:func:`pipeline.policyview.plan_view`) and
 ``stage`` (one of ``plan.stages``). A rule of scope ``plan`` is checked once, with
 ``plan`` only. Expressions run in cel-python's interpreter (:mod:`pipeline.cel`), never
-through ``eval``.
+through ``eval``. Every command imports this module at start-up for ``--policy``, so
+the CEL wrapper, the loader and the plan view are imported only to check a policy.
 
 A ``when`` or ``check`` that fails to evaluate, or gives something other than a boolean,
 makes the policy invalid (exit 2), because a rule that cannot be checked must not pass.
@@ -27,22 +28,16 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.cel import (
-    Activation,
-    CelError,
-    Expression,
-    compile_expression,
-    evaluate_bool,
-    prepare,
-)
 from pipeline.diagnostics import Diagnostic, DocPath, Mark
 from pipeline.errors import PipelineError, ShiplineError, UsageError
 from pipeline.exitcodes import ExitCode
-from pipeline.loader import Document, load_file
-from pipeline.plan import Plan
-from pipeline.policyview import plan_view
+
+if TYPE_CHECKING:
+    from pipeline.cel import Activation, Expression
+    from pipeline.loader import Document
+    from pipeline.plan import Plan
 
 logger = logging.getLogger("shipline")
 
@@ -114,6 +109,7 @@ def load_policy(path: Path, referrer: str) -> Policy:
     PipelineError with positioned diagnostics for invalid content, CEL syntax errors
     included.
     """
+    from pipeline.loader import load_file
     from pipeline.schema import load_bundled_schema, validate
 
     if not path.exists():
@@ -173,6 +169,8 @@ def _compile_rule(
 def _compile(
     document: Document, path: DocPath, text: str, diagnostics: list[Diagnostic]
 ) -> Expression | None:
+    from pipeline.cel import CelError, compile_expression
+
     try:
         return compile_expression(text)
     except CelError as error:
@@ -189,6 +187,9 @@ def evaluate_policy(policy: Policy, plan: Plan) -> list[Violation]:
     Raises PipelineError, pointing at the rule's expression, when an expression fails
     to evaluate or gives something other than a boolean.
     """
+    from pipeline.cel import Activation, prepare
+    from pipeline.policyview import plan_view
+
     view = plan_view(plan)
     whole_plan = prepare({"plan": view})
     violations: list[Violation] = []
@@ -216,6 +217,8 @@ def _evaluate(
     rule: Rule, expression: Expression, mark: Mark | None, activation: Activation,
     stage: str | None,
 ) -> bool:
+    from pipeline.cel import CelError, evaluate_bool
+
     try:
         return evaluate_bool(expression, activation)
     except CelError as error:

@@ -13,7 +13,6 @@ from pipeline.exitcodes import ExitCode
 from pipeline.plan import Plan, Stage, Step, thaw
 from pipeline.planning import load_plan, resolve_pipeline_path
 from pipeline.policy import add_policy_argument
-from pipeline.policyview import plan_view
 
 
 def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -108,6 +107,8 @@ def main(config: Config) -> ExitCode:
     if config.options.format == "policy":
         # Printed without checking the policy, because this output is what a rule
         # author reads to see why a rule fails.
+        from pipeline.policyview import plan_view
+
         view = config.masker.mask_data(plan_view(loaded.plan))
         print(json.dumps(view, indent=2), file=config.stdout)
         return ExitCode.OK

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pipeline import policy, protect
+from pipeline import policy
 from pipeline.config import Config
 from pipeline.exitcodes import ExitCode
 from pipeline.planning import load_plan, resolve_pipeline_path
@@ -27,6 +27,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
 
 def main(config: Config) -> ExitCode:
     # Imported here, because every subcommand's module is imported at start-up.
+    from pipeline import protect
     from pipeline.runner import Runner
 
     path = resolve_pipeline_path(config.options.file, config.invocation_dir)
