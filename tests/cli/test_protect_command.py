@@ -113,8 +113,8 @@ def test_validate_group_without_groups_key(shipline_cli, write_pipeline):
 
 
 def test_run_without_rules_reads_no_event_file(shipline_cli, write_pipeline, tmp_path):
-    path = write_pipeline(PIPELINE.replace("        protect: {branches: [main], groups: [release]}\n",
-                                           ""))
+    rules = "        protect: {branches: [main], groups: [release]}\n"
+    path = write_pipeline(PIPELINE.replace(rules, ""))
     env = {**GITHUB, "GITHUB_EVENT_NAME": "pull_request",
            "GITHUB_EVENT_PATH": str(tmp_path / "absent.json")}
 
