@@ -75,9 +75,28 @@ def compile_expression(source: str) -> Expression:
     return Expression(source, ast)
 
 
+@dataclass(frozen=True)
+class Activation:
+    """Variables already converted to CEL values, to evaluate many expressions with.
+
+    Converting is linear in the size of the values, so a caller that evaluates several
+    expressions against one large value (a whole plan) converts it once with
+    :func:`prepare` and passes the result to :func:`evaluate`.
+    """
+
+    values: Mapping[str, Any]
+
+
+def prepare(variables: Mapping[str, JsonValue]) -> Activation:
+    """Convert JSON-like ``variables`` into an :class:`Activation`."""
+    from celpy.adapter import json_to_cel
+
+    return Activation({name: json_to_cel(value) for name, value in variables.items()})
+
+
 def evaluate(
     expression: Expression,
-    variables: Mapping[str, JsonValue],
+    variables: Mapping[str, JsonValue] | Activation,
     functions: Mapping[str, CelFunction] | None = None,
 ) -> JsonValue:
     """Evaluate ``expression`` with ``variables`` and return the result as a Python value.
@@ -87,11 +106,12 @@ def evaluate(
     :class:`CelError` with CEL's own reason. A NaN float stays NaN: comparisons with it
     are false, as in CEL.
     """
-    from celpy.adapter import json_to_cel
     from celpy.evaluation import CELEvalError
 
     program = _shared_environment().program(expression._ast, functions=dict(functions or {}))
-    activation = {name: json_to_cel(value) for name, value in variables.items()}
+    if not isinstance(variables, Activation):
+        variables = prepare(variables)
+    activation = dict(variables.values)
     try:
         result = program.evaluate(activation)
     except CELEvalError as exc:
@@ -103,7 +123,7 @@ def evaluate(
 
 def evaluate_bool(
     expression: Expression,
-    variables: Mapping[str, JsonValue],
+    variables: Mapping[str, JsonValue] | Activation,
     functions: Mapping[str, CelFunction] | None = None,
 ) -> bool:
     """Evaluate a condition: a result that is not a boolean raises :class:`CelError`."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pipeline.diagnostics import Diagnostic, DocPath, closest_match
@@ -87,7 +88,16 @@ class _Compiler:
             state=freeze(self.data.get("state") or {}),
             plugins=tuple(self.data.get("plugins") or ()),
             notify_timeout=_seconds(self.data.get("notify_timeout")),
+            groups=freeze(self.data.get("groups") or {}),
+            policy_files=self._policy_files(),
         )
+
+    def _policy_files(self) -> tuple[Path, ...]:
+        """Return the ``policy:`` paths, relative ones resolved against the file's folder."""
+        value = self.data.get("policy") or ()
+        names = [value] if isinstance(value, str) else list(value)
+        folder = self.document.path.parent
+        return tuple(folder / name for name in names)
 
     def _environments(self) -> dict[str, Environment]:
         environments = {}

@@ -110,7 +110,11 @@ def find_default_file(directory: Path) -> Path:
     return found[0]
 
 
-def load_file(path: Path) -> Document:
+#: The keys that messages about an empty file or a wrong top level name, per file kind.
+_TOP_LEVEL_KEYS = {"pipeline": "'version', 'name' and 'stages'", "policy": "'version' and 'rules'"}
+
+
+def load_file(path: Path, *, kind: str = "pipeline") -> Document:
     """Read and load the pipeline file at ``path``.
 
     Raises UsageError (one line, naming the file) when the file cannot be read, is not
@@ -119,15 +123,19 @@ def load_file(path: Path) -> Document:
     content this loader rejects (see the module docstring).
     """
     display_name = str(path)
-    raw = _read_bytes(path, display_name)
-    text = _decode(raw, display_name)
-    return load_text(text, display_name, path)
+    raw = _read_bytes(path, display_name, kind)
+    text = _decode(raw, display_name, kind)
+    return load_text(text, display_name, path, kind=kind)
 
 
-def load_text(text: str, display_name: str, path: Path | None = None) -> Document:
+def load_text(
+    text: str, display_name: str, path: Path | None = None, *, kind: str = "pipeline"
+) -> Document:
     """Load pipeline YAML from ``text``, naming it ``display_name`` in marks and messages.
 
     ``path`` defaults to ``Path(display_name)``. A leading byte order mark is ignored.
+    ``kind`` (``pipeline`` or ``policy``) selects the top-level keys that messages
+    about an empty file or a top level that is not a mapping name.
     Raises the same errors as :func:`load_file`, except those about reading the file.
     """
     started = time.perf_counter()
@@ -148,7 +156,7 @@ def load_text(text: str, display_name: str, path: Path | None = None) -> Documen
     if result is None:
         raise UsageError(
             f"{display_name}: the file is empty; "
-            f"a pipeline needs at least 'version', 'name' and 'stages'"
+            f"a {kind} needs at least {_TOP_LEVEL_KEYS[kind]}"
         )
     if composer.diagnostics:
         raise PipelineError(composer.diagnostics)
@@ -156,7 +164,7 @@ def load_text(text: str, display_name: str, path: Path | None = None) -> Documen
     if not isinstance(data, dict):
         raise UsageError(
             f"{display_name}: the top level must be a mapping of keys such as "
-            f"'version', 'name' and 'stages', not {describe_type(data)}"
+            f"{_TOP_LEVEL_KEYS[kind]}, not {describe_type(data)}"
         )
 
     logger.debug(
@@ -173,10 +181,10 @@ def load_text(text: str, display_name: str, path: Path | None = None) -> Documen
     )
 
 
-def _read_bytes(path: Path, display_name: str) -> bytes:
+def _read_bytes(path: Path, display_name: str, kind: str) -> bytes:
     if path.is_dir():
         raise UsageError(
-            f"{display_name}: is a directory, not a file; pass the pipeline file itself"
+            f"{display_name}: is a directory, not a file; pass the {kind} file itself"
         )
     try:
         return path.read_bytes()
@@ -186,7 +194,7 @@ def _read_bytes(path: Path, display_name: str) -> bytes:
         raise UsageError(f"{display_name}: cannot read the file: {error.strerror}") from None
 
 
-def _decode(raw: bytes, display_name: str) -> str:
+def _decode(raw: bytes, display_name: str, kind: str) -> str:
     """Decode the file as UTF-8, rejecting UTF-16/32 and binary data with the byte offset."""
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise UsageError(
@@ -197,14 +205,14 @@ def _decode(raw: bytes, display_name: str) -> str:
     if nul_offset >= 0:
         raise UsageError(
             f"{display_name}: binary data (a NUL byte at byte offset {nul_offset}); "
-            f"the pipeline file must be UTF-8 text"
+            f"the {kind} file must be UTF-8 text"
         )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise UsageError(
             f"{display_name}: invalid UTF-8 (byte 0x{raw[error.start]:02x} at byte offset "
-            f"{error.start}); the pipeline file must be UTF-8 text"
+            f"{error.start}); the {kind} file must be UTF-8 text"
         ) from None
 
 

@@ -93,6 +93,10 @@ class Plan:
     description: str = ""
     #: Seconds the run waits at the end for queued notifications; ``None`` for the default.
     notify_timeout: float | None = None
+    #: Group name -> members' CI logins, for ``protect: {groups: [...]}``.
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    #: Policy files from the ``policy:`` key, resolved against the pipeline file's folder.
+    policy_files: tuple[Path, ...] = ()
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:

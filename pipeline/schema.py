@@ -141,14 +141,23 @@ def core_schema() -> dict[str, Any]:
 
 @cache
 def _load_core() -> dict[str, Any]:
+    return load_bundled_schema(_CORE_FILE)
+
+
+@cache
+def load_bundled_schema(file_name: str) -> dict[str, Any]:
+    """Return a schema shipped with shipline, such as ``policy.schema.json``; do not modify it.
+
+    Raises FileNotFoundError when the installation lacks the file.
+    """
     # In a wheel the file is packaged as pipeline/schemas/ (a hatch force-include);
     # in a source checkout it is in schemas/ at the repository root.
     here = Path(__file__).resolve().parent
-    for candidate in (here / "schemas" / _CORE_FILE, here.parent / "schemas" / _CORE_FILE):
+    for candidate in (here / "schemas" / file_name, here.parent / "schemas" / file_name):
         if candidate.is_file():
             loaded: dict[str, Any] = json.loads(candidate.read_text(encoding="utf-8"))
             return loaded
-    raise FileNotFoundError(f"{_CORE_FILE} is missing from {here} and {here.parent / 'schemas'}")
+    raise FileNotFoundError(f"{file_name} is missing from {here} and {here.parent / 'schemas'}")
 
 
 def build_schema(

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -28,8 +28,9 @@ from pipeline.cli import (
 from pipeline.config import Config
 from pipeline.errors import PipelineError, ShiplineError, UsageError
 from pipeline.exitcodes import ExitCode
-from pipeline.masking import MaskingFilter
+from pipeline.masking import Masker, MaskingFilter
 from pipeline.plugins import PluginRegistry
+from pipeline.secretsources import register_environment
 
 logger = logging.getLogger("shipline")
 
@@ -132,7 +133,7 @@ def _configure_logging(options: argparse.Namespace, config: Config) -> None:
         logger.setLevel(logging.WARNING)
 
 
-def _run(argv: Sequence[str]) -> ExitCode:
+def _run(argv: Sequence[str], masker: Masker) -> ExitCode:
     load, block = _prescan_plugins(argv)
     registry = PluginRegistry()
     registry.block(block)
@@ -152,7 +153,8 @@ def _run(argv: Sequence[str]) -> ExitCode:
         parser.print_help()
         return ExitCode.INVALID
 
-    config = Config(options=options, registry=registry, invocation_dir=Path.cwd())
+    config = Config(options=options, registry=registry, invocation_dir=Path.cwd(),
+                    masker=masker)
     _configure_logging(options, config)
     config.hook.shipline_configure.call_historic(kwargs={"config": config})
     try:
@@ -167,19 +169,24 @@ def _run(argv: Sequence[str]) -> ExitCode:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code.
 
-    With ``--debug``, every error is printed with its traceback first.
+    With ``--debug``, every error is printed with its traceback first. Every message
+    and traceback is masked with the run's secrets, including the values of
+    environment variables with secret names, registered before anything else runs.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    masker = Masker()
+    register_environment(masker, os.environ)
+    mask = masker.mask
     try:
-        return int(_run(args))
+        return int(_run(args, masker))
     except PipelineError as exc:
-        _print_traceback(debug)
-        print(exc, file=sys.stderr)
+        _print_traceback(debug, mask)
+        print(mask(str(exc)), file=sys.stderr)
         return int(exc.exit_code)
     except ShiplineError as exc:
-        _print_traceback(debug)
-        print(f"shipline: error: {exc}", file=sys.stderr)
+        _print_traceback(debug, mask)
+        print(mask(f"shipline: error: {exc}"), file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("shipline: interrupted", file=sys.stderr)
@@ -192,16 +199,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.OK)
     except Exception as exc:
         if debug:
-            _print_traceback(debug)
-            print(f"shipline: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            _print_traceback(debug, mask)
+            print(mask(f"shipline: internal error: {type(exc).__name__}: {exc}"),
+                  file=sys.stderr)
             return int(ExitCode.INTERNAL_ERROR)
         # Imported here: the report needs tempfile and platform, which only a crash uses.
         from pipeline.cli.crash import write_crash_report
 
-        path = write_crash_report(exc, args)
+        path = write_crash_report(exc, args, mask=mask)
         print(
-            f"shipline: internal error: {type(exc).__name__}: {exc}\n"
-            f"shipline: a crash report with the traceback was written to {path}; "
+            mask(f"shipline: internal error: {type(exc).__name__}: {exc}\n")
+            + f"shipline: a crash report with the traceback was written to {path}; "
             "please attach it to a bug report",
             file=sys.stderr,
         )
@@ -216,6 +224,6 @@ def _silence_stdout() -> None:
         pass
 
 
-def _print_traceback(debug: bool) -> None:
+def _print_traceback(debug: bool, mask: Callable[[str], str]) -> None:
     if debug:
-        traceback.print_exc(file=sys.stderr)
+        print(mask(traceback.format_exc()), end="", file=sys.stderr)

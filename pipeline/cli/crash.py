@@ -6,7 +6,7 @@ import platform
 import sys
 import tempfile
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 
@@ -17,10 +17,13 @@ def _version(distribution: str) -> str:
         return "not installed"
 
 
-def write_crash_report(exc: BaseException, argv: Sequence[str]) -> str:
+def write_crash_report(
+    exc: BaseException, argv: Sequence[str], mask: Callable[[str], str] = str
+) -> str:
     """Write versions, the command line and the traceback to a new file; return its path.
 
-    The file is created with mode 0600 in the temporary directory.
+    The file is created with mode 0600 in the temporary directory. ``mask`` replaces
+    the run's secrets in the text, because CI jobs often keep such files as artifacts.
     """
     lines = [
         "shipline crash report",
@@ -35,5 +38,5 @@ def write_crash_report(exc: BaseException, argv: Sequence[str]) -> str:
     with tempfile.NamedTemporaryFile(
         "w", prefix="shipline-crash-", suffix=".log", delete=False, encoding="utf-8"
     ) as handle:
-        handle.write("\n".join(lines))
+        handle.write(mask("\n".join(lines)))
     return handle.name

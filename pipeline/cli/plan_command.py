@@ -6,11 +6,13 @@ import argparse
 import json
 from typing import Any
 
+from pipeline import policy
 from pipeline.config import Config
 from pipeline.durations import format_duration
 from pipeline.exitcodes import ExitCode
 from pipeline.plan import Plan, Stage, Step, thaw
 from pipeline.planning import load_plan, resolve_pipeline_path
+from pipeline.policy import add_policy_argument
 
 
 def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -20,8 +22,10 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
         "runs it, and the longest time each stage can take.",
     )
     parser.add_argument("file", nargs="?", help="pipeline file (default: shipline.yml)")
-    parser.add_argument("--format", choices=("text", "json"), default="text",
-                        help="output format (default: text)")
+    add_policy_argument(parser)
+    parser.add_argument("--format", choices=("text", "json", "policy"), default="text",
+                        help="output format (default: text); 'policy' prints the JSON view "
+                        "of the plan that policy rules read as 'plan'")
     return parser
 
 
@@ -69,7 +73,10 @@ def plan_data(plan: Plan, config: Config) -> dict[str, Any]:
             "max_duration": stage_max_duration(stage, durations),
             "steps": steps,
         })
-    return {"pipeline": plan.name, "file": str(plan.file), "stages": stages}
+    # Step names and versions can contain interpolated secrets too, not only options.
+    data = {"pipeline": plan.name, "file": str(plan.file), "stages": stages}
+    masked: dict[str, Any] = config.masker.mask_data(data)
+    return masked
 
 
 def _format_limit(seconds: float | None) -> str:
@@ -97,6 +104,16 @@ def print_text(data: dict[str, Any], config: Config) -> None:
 def main(config: Config) -> ExitCode:
     path = resolve_pipeline_path(config.options.file, config.invocation_dir)
     loaded = load_plan(path, config)
+    if config.options.format == "policy":
+        # Printed without checking the policy, because this output is what a rule
+        # author reads to see why a rule fails.
+        from pipeline.policyview import plan_view
+
+        view = config.masker.mask_data(plan_view(loaded.plan))
+        print(json.dumps(view, indent=2), file=config.stdout)
+        return ExitCode.OK
+
+    policy.enforce(loaded.plan, config.option("policy", []), ExitCode.BLOCKED)
     data = plan_data(loaded.plan, config)
     if config.options.format == "json":
         print(json.dumps(data, indent=2), file=config.stdout)

@@ -125,3 +125,13 @@ def test_closed_stdout_does_not_stop_rollback(tmp_path):
     assert b"terminal output stopped" in stderr
     assert b"Traceback" not in stderr
     assert 'name="rollback: deploy 2.0 (record)"' in report
+
+
+def test_error_message_masks_environment_secret(shipline_cli, tmp_path):
+    token = "tok-0123456789abcdef"
+
+    result = shipline_cli("validate", f"missing-{token}.yml", cwd=tmp_path,
+                          env={"RELEASE_TOKEN": token})
+
+    assert result.exit_code == 2
+    assert result.stderr == "shipline: error: missing-***.yml: file not found\n"

@@ -59,3 +59,29 @@ def test_plan_json_masks_secrets(shipline_cli, write_pipeline):
     assert ship["steps"][0]["options"] == {"version": "1.10"}
     assert ship["environment"] == "prod"
     assert "xyz" not in result.stdout
+
+
+def test_plan_masks_secret_in_step_name(shipline_cli, write_pipeline):
+    path = write_pipeline("""\
+        version: 1
+        name: shop
+        secrets: [DEPLOY_TOKEN]
+        environments:
+          prod: {target: {type: none}}
+        stages:
+          - name: ship
+            environment: prod
+            steps:
+              - name: "ship ${DEPLOY_TOKEN}"
+                deploy: {strategy: record, version: "${DEPLOY_TOKEN}"}
+        """)
+    env = {"DEPLOY_TOKEN": "tok-0123456789"}
+
+    text = shipline_cli("plan", "-p", "helpers.stepplugin", str(path), env=env)
+    data = shipline_cli("plan", "-p", "helpers.stepplugin", "--format", "json", str(path),
+                        env=env)
+
+    assert "   - ship ***: deploy, strategy record" in text.stdout
+    assert "tok-0123456789" not in text.stdout
+    assert "tok-0123456789" not in data.stdout
+    assert json.loads(data.stdout)["stages"][0]["steps"][0]["options"] == {"version": "***"}
