@@ -46,6 +46,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("local", "pipeline.builtin.local_target"),
     ("terminal", "pipeline.builtin.terminal"),
     ("junitxml", "pipeline.builtin.junitxml"),
+    ("sarif", "pipeline.builtin.sarifreport"),
     ("eventlog", "pipeline.builtin.eventlog"),
     ("metrics", "pipeline.builtin.metrics"),
 )
