@@ -6,7 +6,7 @@ the file name, because CI jobs name reports freely:
 - SARIF: an object with ``version`` ``2.1.0`` and a ``runs`` list (``$schema`` may also
   name SARIF).
 - CycloneDX: an object with ``bomFormat: CycloneDX``.
-- Grype: an object with a ``matches`` list.
+- Grype: an object with a ``matches`` list, or whose ``descriptor.name`` is ``grype``.
 - OSV-Scanner: an object with a ``results`` list, without ``runs``.
 - Trivy: an object with ``SchemaVersion`` or ``Results``, or a bare list of objects
   with ``Target`` (Trivy before schema 2).
@@ -50,7 +50,7 @@ def detect_format(data: Any) -> str | None:
     checks: list[tuple[str, Callable[[Mapping[str, Any]], bool]]] = [
         (sarif.FORMAT, _is_sarif),
         (cyclonedx.FORMAT, lambda d: d.get("bomFormat") == "CycloneDX"),
-        (grype.FORMAT, lambda d: isinstance(d.get("matches"), list)),
+        (grype.FORMAT, _is_grype),
         (osv.FORMAT, lambda d: isinstance(d.get("results"), list)),
         (trivy.FORMAT, lambda d: "SchemaVersion" in d or "Results" in d),
     ]
@@ -58,6 +58,12 @@ def detect_format(data: Any) -> str | None:
         if check(data):
             return name
     return None
+
+
+def _is_grype(data: Mapping[str, Any]) -> bool:
+    descriptor = data.get("descriptor")
+    named = isinstance(descriptor, Mapping) and descriptor.get("name") == "grype"
+    return named or isinstance(data.get("matches"), list)
 
 
 def _is_sarif(data: Mapping[str, Any]) -> bool:

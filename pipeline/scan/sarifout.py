@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -179,11 +180,34 @@ def _message(finding: Finding, scan: ScanResult) -> str:
     return f"{text} (reported in {finding.report}, step '{scan.step_name}')"
 
 
+#: A URI that starts with a scheme and an authority, such as ``file:///src/app.py``.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+#: Characters kept as they are in a path; the rest is percent-encoded.
+_PATH_SAFE = "/-._~!$&'()*+,;=@"
+
+_ESCAPE = re.compile(r"(%[0-9A-Fa-f]{2})")
+
+
 def _uri(location: str) -> str:
-    """Return ``location`` as a relative URI reference: spaces, colons and other
-    characters outside a path are percent-encoded, so an image name such as
-    ``alpine:3.19`` is not read as a URI scheme."""
-    return quote(location.lstrip("/"), safe="/-._~")
+    """Return ``location`` as a URI reference.
+
+    A location that starts with a scheme and ``//`` (SARIF input may hold
+    ``file:///...``) keeps its scheme. Elsewhere spaces, colons and other characters
+    outside a path are percent-encoded, so that an image name such as ``alpine:3.19``
+    is not read as a scheme. Existing ``%XX`` escapes are kept, so a URI read from a
+    SARIF report is not encoded twice.
+    """
+    scheme = _SCHEME.match(location)
+    if scheme is None:
+        return _quote_path(location, _PATH_SAFE)
+    return scheme.group(0) + _quote_path(location[scheme.end():], _PATH_SAFE + ":")
+
+
+def _quote_path(text: str, safe: str) -> str:
+    parts = _ESCAPE.split(text)
+    return "".join(part if index % 2 else quote(part, safe=safe)
+                   for index, part in enumerate(parts))
 
 
 def _fingerprint(finding: Finding) -> str:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from scanreports import read_handwritten, summary
+from helpers.scanreports import read_handwritten, summary
 
 
 def test_grype_severities_and_missing_one() -> None:

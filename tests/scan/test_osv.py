@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from scanreports import read_handwritten, summary
+from helpers.scanreports import read_handwritten, summary
 
 
 def test_osv_max_severity_banded() -> None:

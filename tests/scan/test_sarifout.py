@@ -11,10 +11,10 @@ import jsonschema
 import pytest
 from rfc3986_validator import validate_rfc3986
 
+from helpers.scanreports import HANDWRITTEN, REAL
 from pipeline.scan.detect import read_report
 from pipeline.scan.finding import Finding, Severity
 from pipeline.scan.sarifout import ScanResult, render_sarif, security_severity, write_sarif
-from scanreports import HANDWRITTEN, REAL
 
 SCHEMA = Path(__file__).resolve().parents[1] / "data" / "sarif-schema-2.1.0.json"
 
@@ -60,7 +60,6 @@ def test_sarifout_github_required_fields() -> None:
         assert rules[result["ruleIndex"]]["id"] == result["ruleId"]
         assert result["message"]["text"]
         assert validate_rfc3986(location["artifactLocation"]["uri"], rule="URI_reference")
-        assert ":" not in location["artifactLocation"]["uri"]
         assert location["region"]["startLine"] >= 1
         assert len(result["partialFingerprints"]["shiplineFinding/v1"]) == 64
 
@@ -106,6 +105,22 @@ def test_sarifout_rule_takes_highest_severity() -> None:
     assert len(rules) == 1
     assert rules[0]["properties"]["security-severity"] == "7.0"
     assert rules[0]["defaultConfiguration"] == {"level": "error"}
+
+
+@pytest.mark.parametrize(("location", "uri"), [
+    ("busybox:1.36 (alpine 3.19)", "busybox%3A1.36%20(alpine%203.19)"),
+    ("/var/lib/dpkg/status", "/var/lib/dpkg/status"),
+    ("file:///src/my app.py", "file:///src/my%20app.py"),
+    ("src/a%20b.py", "src/a%20b.py"),
+    ("100%.txt", "100%25.txt"),
+])
+def test_sarifout_location_uri(location: str, uri: str) -> None:
+    finding = Finding(id="x", severity=Severity.LOW, report="r", location=location)
+
+    result = render([finding])["runs"][0]["results"][0]
+
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == uri
+    assert validate_rfc3986(uri, rule="URI_reference")
 
 
 @pytest.mark.parametrize(("severity", "score", "expected"), [
