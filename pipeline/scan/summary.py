@@ -28,25 +28,23 @@ def message(verdict: Verdict, policy: ScanPolicy) -> str:
     """Return the one-line result, such as "3 findings over the threshold: 1 critical,
     2 high"."""
     if not verdict.blocked:
-        total = len(verdict.counted)
-        noun = "finding" if total == 1 else "findings"
-        return f"{total} {noun}, none over the threshold ({policy.describe()})"
+        total = _count(len(verdict.counted), "finding")
+        return f"{total}, none over the threshold ({policy.describe()})"
 
     parts = []
     for severity in verdict.over:
         limit = policy.limit(severity)
         text = f"{verdict.counts[severity]} {severity.label}"
         parts.append(f"{text} (max {limit})" if limit else text)
-    total = len(verdict.blocking)
-    noun = "finding" if total == 1 else "findings"
-    return f"{total} {noun} over the threshold: {', '.join(parts)}"
+    total = _count(len(verdict.blocking), "finding")
+    return f"{total} over the threshold: {', '.join(parts)}"
 
 
 def details(reports: Sequence[ReadReport], verdict: Verdict, policy: ScanPolicy) -> str:
     """Return the report body: what was read, the counts, what was left out and why,
     warnings about expired ignore entries, and the findings over the threshold."""
     lines = [
-        "reports: " + ", ".join(f"{r.name} ({r.format}, {r.findings} findings)"
+        "reports: " + ", ".join(f"{r.name} ({r.format}, {_count(r.findings, 'finding')})"
                                 for r in reports),
         f"threshold: {policy.describe()}",
         f"counted: {format_counts(verdict.counts)}",
@@ -84,7 +82,7 @@ def _ignore_lines(verdict: Verdict) -> list[str]:
     for key, count in matched.items():
         entry = entries[key]
         until = f" until {entry.expires}" if entry.expires else ""
-        lines.append(f"ignored {entry.id}{until} ({count} findings): {entry.reason}")
+        lines.append(f"ignored {entry.id}{until} ({_count(count, 'finding')}): {entry.reason}")
     return lines
 
 
@@ -97,3 +95,7 @@ def _left_out(verdict: Verdict) -> str:
     if verdict.ignored:
         parts.append(f"{len(verdict.ignored)} ignored")
     return ", ".join(parts)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
