@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.scan import reader
 from pipeline.scan.detect import detect_format, read_report
 from pipeline.scan.reader import ReportError
 
@@ -115,3 +116,21 @@ def test_detect_format_mismatch(tmp_path: Path) -> None:
 def test_detect_malformed_report(tmp_path: Path, text: str, message: str) -> None:
     assert read_error(write(tmp_path, text)) == message
 
+
+
+def test_detect_report_over_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader, "MAX_REPORT_BYTES", 10_000_000)
+    path = tmp_path / "huge.json"
+    with path.open("wb") as stream:
+        stream.truncate(12_000_000)
+
+    assert read_error(path) == (
+        "huge.json: the report is 12 MB, larger than the 10 MB shipline reads; split the "
+        "scan or limit what the scanner reports (for example by severity)"
+    )
+
+
+def test_detect_nested_too_deeply(tmp_path: Path) -> None:
+    path = write(tmp_path, "[" * 200_000 + "]" * 200_000)
+
+    assert read_error(path) == "report.json: not a usable JSON report: nested too deeply"
