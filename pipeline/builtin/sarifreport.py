@@ -48,9 +48,7 @@ class SarifReporter:
     def shipline_run_finish(self, result: RunResult) -> None:
         from pipeline.scan.sarifout import render_sarif, write_sarif
 
-        log = render_sarif(self.results, version=__version__,
-                           run_id=f"shipline/{result.plan.name}/",
-                           mask=self.config.masker.mask)
+        log = render_sarif(self.results, version=__version__, mask=self.config.masker.mask)
         try:
             write_sarif(self.path, log)
         except OSError as exc:

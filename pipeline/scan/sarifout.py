@@ -55,13 +55,13 @@ class ScanResult:
 
 
 def render_sarif(
-    results: Sequence[ScanResult], *, version: str, run_id: str,
+    results: Sequence[ScanResult], *, version: str,
     mask: Callable[[str], str] = lambda text: text,
 ) -> dict[str, Any]:
     """Return the SARIF log of ``results`` as JSON-compatible data.
 
-    ``version`` is shipline's version, ``run_id`` the ``automationDetails.id`` that
-    tells uploads of different pipelines apart. ``mask`` hides secrets in every text.
+    ``version`` is shipline's version. ``mask`` hides secrets in every text. No
+    ``automationDetails`` is written: GitHub's upload sets the category.
     """
     rule_index: dict[str, int] = {}
     rules: list[dict[str, Any]] = []
@@ -86,7 +86,6 @@ def render_sarif(
                 "informationUri": "https://pypi.org/project/shipline/",
                 "rules": rules,
             }},
-            "automationDetails": {"id": mask(run_id)},
             "columnKind": "unicodeCodePoints",
             "results": sarif_results,
         }],

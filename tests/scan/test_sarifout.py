@@ -37,7 +37,7 @@ def all_findings() -> list[Finding]:
 
 def render(findings: list[Finding], mask: Any = lambda text: text) -> dict[str, Any]:
     return render_sarif([ScanResult("scan/1", "scan images", findings)], version="0.1.0",
-                        run_id="shipline/shop/", mask=mask)
+                        mask=mask)
 
 
 def test_sarifout_every_report_validates() -> None:
