@@ -1,8 +1,8 @@
 """Measure reading a large scanner report: wall time and peak memory of one scan step.
 
-Generates a Trivy JSON report (or Grype, with --format grype) of about --size MB, then
-runs the scan step's work in a fresh child process for each run: read the file, parse
-the JSON, build the findings and apply a ``fail_on: high`` policy. The child reports
+Generates a Trivy JSON report (or Grype, with --format grype) of about --size MB. Then
+each run does the scan step's work in a fresh child process: read the file, parse the
+JSON, build the findings and apply a ``fail_on: high`` policy. The child reports
 its wall time, its CPU time (less disturbed by other work on a shared machine), and
 its peak resident set size (``ru_maxrss``), and the peak of a child
 that only imports the same modules, so the table can show what the report itself

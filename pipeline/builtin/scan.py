@@ -1,8 +1,8 @@
 """Scan steps: read the vulnerability reports that scanners wrote earlier in the job.
 
 ``scan: {uses: trivy, report: trivy.json, fail_on: high}`` reads the report, counts
-its findings by normalized severity and fails when they exceed the step's limits;
-the runner turns that failure into BLOCKED (exit 3) when nothing was deployed yet.
+its findings by normalized severity and fails when they exceed the step's limits.
+The runner turns that failure into BLOCKED (exit 3) when nothing was deployed yet.
 ``uses`` names the format the step expects (``trivy``, ``grype``, ``sarif``,
 ``osv-scanner``, ``cyclonedx``), or ``auto`` to accept any of them, so that one step
 can combine reports of several scanners. A report that is missing, malformed or of

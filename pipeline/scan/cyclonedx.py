@@ -21,7 +21,7 @@ from pipeline.scan.reader import Fields
 
 FORMAT = "cyclonedx"
 
-#: Analysis states that say the vulnerability does not apply (CycloneDX 1.4-1.6).
+#: Analysis states that mark the vulnerability as not applying (CycloneDX 1.4-1.6).
 DISMISSED_STATES = frozenset({"not_affected", "false_positive", "resolved",
                               "resolved_with_pedigree"})
 

@@ -47,8 +47,8 @@ class IgnoreEntry:
         return self.expires is not None and today > self.expires
 
     def matches(self, finding: Finding) -> bool:
-        wanted = self.id.casefold()
-        return any(name.casefold() == wanted for name in finding.ids)
+        expected = self.id.casefold()
+        return any(name.casefold() == expected for name in finding.ids)
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def _ignore_entry(index: int, entry: Mapping[str, Any]) -> IgnoreEntry:
 
 @dataclass
 class Verdict:
-    """What a policy made of the findings of one step."""
+    """The result of applying a policy to the findings of one step."""
 
     #: Findings after duplicates, unfixed (with ``only_fixed``) and ignored ones left out.
     counted: list[Finding]
@@ -132,19 +132,22 @@ class Verdict:
 
 
 def drop_duplicates(findings: Iterable[Finding]) -> tuple[list[Finding], int]:
-    """Return the findings without repeats of a :attr:`Finding.key`, first one kept, and
-    the number dropped. When repeats disagree on severity, the most severe is kept."""
-    kept: dict[tuple[str, str, str, str, int | None], Finding] = {}
+    """Return the findings without repeats of a :attr:`Finding.key`, and the number dropped.
+
+    The first of the repeats is kept, unless a later one is more severe: that one then
+    takes the first one's place, so two scanners that disagree count as the worse one.
+    """
+    unique: dict[tuple[str, str, str, str, int | None], Finding] = {}
     dropped = 0
     for finding in findings:
-        earlier = kept.get(finding.key)
+        earlier = unique.get(finding.key)
         if earlier is None:
-            kept[finding.key] = finding
+            unique[finding.key] = finding
             continue
         dropped += 1
         if finding.severity > earlier.severity:
-            kept[finding.key] = finding
-    return list(kept.values()), dropped
+            unique[finding.key] = finding
+    return list(unique.values()), dropped
 
 
 def evaluate(findings: Sequence[Finding], policy: ScanPolicy, today: datetime.date) -> Verdict:

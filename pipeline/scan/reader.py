@@ -15,10 +15,10 @@ from typing import Any
 
 from pipeline.errors import ShiplineError
 
-#: The largest report read, in bytes. The whole document is parsed in memory, and
+#: The largest report read, in bytes. The whole document is parsed in memory:
 #: bench/scan.py measured a peak RSS of 3.4 to 4.4 times the file size (185 MiB for a
-#: 50 MB Trivy report, 219 MiB for Grype, 689 MiB for 200 MB of Trivy), so this keeps
-#: one report near 1 GiB.
+#: 50 MB Trivy report, 219 MiB for Grype, 689 MiB for 200 MB of Trivy). So this limit
+#: keeps one report near 1 GiB.
 MAX_REPORT_BYTES = 256 * 1000 * 1000
 
 
