@@ -53,7 +53,7 @@ def shipline_step_schemas() -> list[StepSchema]:
     for name, title in FORMAT_TITLES.items():
         schemas.append(StepSchema(
             kind="scan", type=name, schema=OPTIONS_SCHEMA,
-            description=f"Check {title} vulnerability reports against a severity threshold.",
+            description=f"Block the run on serious findings in {title} vulnerability reports.",
         ))
     return schemas
 

@@ -24,7 +24,7 @@ OPTIONS_SCHEMA: Mapping[str, Any] = {
             "anyOf": [_PATTERN, {"type": "array", "items": _PATTERN, "minItems": 1}],
         },
         "fail_on": {
-            "title": "Threshold",
+            "title": "Fail on severity",
             "description": "Block when a finding of this severity or a higher one is "
             "counted; 'none' blocks only through max_count.",
             "enum": list(FAIL_ON_VALUES),
@@ -33,7 +33,7 @@ OPTIONS_SCHEMA: Mapping[str, Any] = {
         "max_count": {
             "title": "Maximum count per severity",
             "description": "How many findings of a severity may be counted without "
-            "blocking; replaces the threshold's limit of 0 for that severity. "
+            "blocking; replaces the limit of 0 that fail_on sets for that severity. "
             "'unknown' is the only way to limit findings without a severity.",
             "type": "object",
             "properties": {
