@@ -196,3 +196,51 @@ def test_scan_run_real_report_counts_in_junit(shipline_cli, write_pipeline, tmp_
     assert result.exit_code == ExitCode.BLOCKED
     assert case.result[0].message == "5 findings over the threshold: 5 critical"
     assert "counted: 5 critical, 24 high, 155 medium, 133 low, 10 unknown" in case.result[0].text
+
+
+def test_scan_run_sarif_masks_secrets(shipline_cli, write_pipeline, tmp_path):
+    stepplugin.EVENTS.clear()
+    report = json.loads((HANDWRITTEN / "trivy-schema2.json").read_text("utf-8"))
+    report["Results"][0]["Vulnerabilities"][1]["Title"] = "zlib overflow, key s3cr3t-value-42"
+    (tmp_path / "trivy.json").write_text(json.dumps(report), "utf-8")
+    write_pipeline("""\
+        version: 1
+        name: shop
+        secrets: [REGISTRY_TOKEN]
+        stages:
+          - name: scan
+            steps:
+              - scan: {uses: trivy, report: trivy.json, fail_on: critical}
+        """)
+
+    result = shipline_cli("run", "--sarif", "scan.sarif", "--junitxml", "report.xml",
+                          cwd=tmp_path, env={"REGISTRY_TOKEN": "s3cr3t-value-42"})
+    sarif = (tmp_path / "scan.sarif").read_text("utf-8")
+
+    assert result.exit_code == ExitCode.BLOCKED
+    assert "s3cr3t-value-42" not in sarif
+    assert "zlib overflow, key ***" in sarif
+    assert "s3cr3t-value-42" not in (tmp_path / "report.xml").read_text("utf-8")
+
+
+def test_scan_run_after_deploy_fails(shipline_cli, write_pipeline, tmp_path):
+    stepplugin.EVENTS.clear()
+    shutil.copy(HANDWRITTEN / "trivy-schema2.json", tmp_path / "trivy.json")
+    write_pipeline("""\
+        version: 1
+        name: shop
+        environments:
+          prod: {target: {type: none}}
+        stages:
+          - name: ship
+            environment: prod
+            steps:
+              - deploy: {strategy: record, version: "2.0"}
+              - scan: {uses: trivy, report: trivy.json}
+        """)
+
+    result = run(shipline_cli, tmp_path)
+
+    assert result.exit_code == ExitCode.FAILED
+    assert "FAILED   scan trivy" in result.stdout
+    assert stepplugin.EVENTS[-2:] == [("deploy", "2.0"), ("rollback", "2.0")]
