@@ -46,7 +46,7 @@ class SarifReporter:
 
     @hookimpl
     def shipline_run_finish(self, result: RunResult) -> None:
-        from pipeline.scan.sarifout import render_sarif, write_sarif
+        from pipeline.scan.sarifout import LEFT_OUT_PROPERTY, render_sarif, write_sarif
 
         log = render_sarif(self.results, version=__version__, mask=self.config.masker.mask)
         try:
@@ -55,8 +55,13 @@ class SarifReporter:
             # The run has happened; losing the report must not turn it into a crash.
             logger.error("could not write the SARIF report %s: %s", self.path, exc)
             return
-        count = sum(len(scan.findings) for scan in self.results)
-        logger.info("wrote SARIF report %s with %d results", self.path, count)
+        run = log["runs"][0]
+        logger.info("wrote SARIF report %s with %d results", self.path, len(run["results"]))
+        left_out = run.get("properties", {}).get(LEFT_OUT_PROPERTY, 0)
+        if left_out:
+            logger.warning("SARIF report %s: %d less severe findings left out, because GitHub "
+                           "code scanning rejects more than %d results", self.path, left_out,
+                           len(run["results"]))
 
 
 @hookimpl

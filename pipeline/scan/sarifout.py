@@ -35,6 +35,13 @@ SARIF_VERSION = "2.1.0"
 #: The key of ``partialFingerprints``; the version changes if the hashed fields change.
 FINGERPRINT_KEY = "shiplineFinding/v1"
 
+#: The most results written. GitHub code scanning rejects a run with more than 25,000
+#: results (its documented "Results per run" limit), so the most severe are kept.
+MAX_RESULTS = 25_000
+
+#: The run property that counts the results left out above :data:`MAX_RESULTS`.
+LEFT_OUT_PROPERTY = "shipline-results-left-out"
+
 #: SARIF result level per severity. ``unknown`` is a warning: it may be serious.
 LEVELS = {
     Severity.CRITICAL: "error",
@@ -56,40 +63,40 @@ class ScanResult:
 
 def render_sarif(
     results: Sequence[ScanResult], *, version: str,
-    mask: Callable[[str], str] = lambda text: text,
+    mask: Callable[[str], str] = lambda text: text, max_results: int = MAX_RESULTS,
 ) -> dict[str, Any]:
     """Return the SARIF log of ``results`` as JSON-compatible data.
 
-    ``version`` is shipline's version. ``mask`` hides secrets in every text. No
-    ``automationDetails`` is written: GitHub's upload sets the category.
+    ``version`` is shipline's version. ``mask`` hides secrets in every text. Past
+    ``max_results`` findings, only the most severe are written, and the run's
+    :data:`LEFT_OUT_PROPERTY` property counts the others. No ``automationDetails`` is
+    written: GitHub's upload sets the category.
     """
+    pairs = [(finding, scan) for scan in results for finding in scan.findings]
+    left_out = max(len(pairs) - max_results, 0)
+    if left_out:
+        pairs = sorted(pairs, key=lambda pair: -pair[0].severity)[:max_results]
+
     rule_index: dict[str, int] = {}
     rules: list[dict[str, Any]] = []
     sarif_results = []
-    for scan in results:
-        for finding in scan.findings:
-            index = rule_index.get(finding.id)
-            if index is None:
-                index = rule_index[finding.id] = len(rules)
-                rules.append(_rule(finding, mask))
-            else:
-                _raise_rule_severity(rules[index], finding)
-            sarif_results.append(_result(finding, index, scan, mask))
+    for finding, scan in pairs:
+        index = rule_index.get(finding.id)
+        if index is None:
+            index = rule_index[finding.id] = len(rules)
+            rules.append(_rule(finding, mask))
+        else:
+            _raise_rule_severity(rules[index], finding)
+        sarif_results.append(_result(finding, index, scan, mask))
 
-    return {
-        "$schema": SARIF_SCHEMA,
-        "version": SARIF_VERSION,
-        "runs": [{
-            "tool": {"driver": {
-                "name": "shipline",
-                "version": version,
-                "informationUri": "https://pypi.org/project/shipline/",
-                "rules": rules,
-            }},
-            "columnKind": "unicodeCodePoints",
-            "results": sarif_results,
-        }],
+    run: dict[str, Any] = {
+        "tool": {"driver": {"name": "shipline", "version": version, "rules": rules}},
+        "columnKind": "unicodeCodePoints",
+        "results": sarif_results,
     }
+    if left_out:
+        run["properties"] = {LEFT_OUT_PROPERTY: left_out}
+    return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}
 
 
 def dumps(log: dict[str, Any]) -> bytes:

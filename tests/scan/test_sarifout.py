@@ -155,3 +155,23 @@ def test_sarifout_write_creates_folders(tmp_path: Path) -> None:
     assert json.loads(path.read_text(encoding="utf-8"))["runs"][0]["results"] == []
     assert path.stat().st_mode & 0o777 == 0o644
     assert [p.name for p in path.parent.iterdir()] == ["scan.sarif"]
+
+
+def test_sarifout_keeps_most_severe_past_limit() -> None:
+    findings = [Finding(id=f"CVE-{n}", severity=severity, report="r.json")
+                for n, severity in enumerate([Severity.LOW, Severity.CRITICAL, Severity.MEDIUM,
+                                              Severity.HIGH, Severity.LOW])]
+
+    log = render_sarif([ScanResult("scan/1", "scan", findings)], version="0.1.0",
+                       max_results=3)
+    run = log["runs"][0]
+
+    validate(log)
+    assert [r["ruleId"] for r in run["results"]] == ["CVE-1", "CVE-3", "CVE-2"]
+    assert run["properties"] == {"shipline-results-left-out": 2}
+
+
+def test_sarifout_no_left_out_property_under_limit() -> None:
+    run = render(all_findings()[:10])["runs"][0]
+
+    assert "properties" not in run
