@@ -134,17 +134,22 @@ def read_reports(
     return findings, reports
 
 
+#: Characters that make a ``report`` entry a glob pattern rather than a file name.
+_GLOB_CHARACTERS = "*?["
+
+
 def _matches(pattern: str, folder: Path) -> list[tuple[Path, str]]:
     """Return the files ``pattern`` names, with the name to show for each."""
     full = Path(pattern) if Path(pattern).is_absolute() else folder / pattern
-    if not glob.has_magic(pattern):
+    if not any(character in pattern for character in _GLOB_CHARACTERS):
         if not full.exists():
             raise ReportError(f"{pattern}: report file not found in {folder}; check that the "
                               "scanner ran and wrote it there")
         return [(full, pattern)]
 
-    matched = sorted(Path(p) for p in glob.glob(str(full), recursive=True))
-    files = [path for path in matched if path.is_file()]
+    # root_dir keeps glob characters in the folder's own name from being expanded.
+    names = glob.glob(pattern, root_dir=folder, recursive=True)
+    files = sorted(path for path in (folder / name for name in names) if path.is_file())
     if not files:
         raise ReportError(f"{pattern}: no report file matches in {folder}; check that the "
                           "scanner ran and wrote it there")

@@ -198,3 +198,22 @@ def test_scan_schemas_cover_every_format() -> None:
     types = [schema.type for schema in scan.shipline_step_schemas()]
 
     assert types == ["auto", "trivy", "grype", "sarif", "osv-scanner", "cyclonedx"]
+
+
+def test_scan_glob_in_folder_with_brackets(tmp_path: Path) -> None:
+    folder = tmp_path / "build [1]"
+    folder.mkdir()
+    copy(folder, HANDWRITTEN / "grype-current.json", "out/grype.json")
+
+    report = run(folder, "grype", report="out/*.json", fail_on="none")
+
+    assert report.details.splitlines()[0] == "reports: out/grype.json (Grype JSON, 3 findings)"
+
+
+def test_scan_absolute_report_path(tmp_path: Path) -> None:
+    name = copy(tmp_path, HANDWRITTEN / "grype-current.json")
+    absolute = str(tmp_path / name)
+
+    report = run(tmp_path / "elsewhere", "auto", report=absolute, fail_on="none")
+
+    assert report.details.splitlines()[0] == f"reports: {absolute} (Grype JSON, 3 findings)"
