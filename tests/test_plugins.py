@@ -69,7 +69,7 @@ BROKEN_MESSAGE = (
 
 def test_builtin_fragments_kinds() -> None:
     kinds = {fragment.kind for fragment in BUILTIN_FRAGMENTS}
-    assert kinds == {"deploy", "gate", "notify", "target", "analysis"}
+    assert kinds == {"deploy", "scan", "gate", "notify", "target", "analysis"}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,163 @@
+"""Scan steps: read the vulnerability reports that scanners wrote earlier in the job.
+
+``scan: {uses: trivy, report: trivy.json, fail_on: high}`` reads the report, counts
+its findings by normalized severity and fails when they exceed the step's limits.
+The runner turns that failure into BLOCKED (exit 3) when nothing was deployed yet.
+``uses`` names the format the step expects (``trivy``, ``grype``, ``sarif``,
+``osv-scanner``, ``cyclonedx``), or ``auto`` to accept any of them, so that one step
+can combine reports of several scanners. A report that is missing, malformed or of
+an unknown format fails the step: it never passes. See docs/scanning.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline import hookimpl
+from pipeline.diagnostics import Diagnostic
+from pipeline.report import Outcome, StepReport
+from pipeline.scan.detect import FORMAT_TITLES, PARSERS, read_report
+from pipeline.scan.finding import Finding
+from pipeline.scan.options import OPTIONS_SCHEMA
+from pipeline.scan.policy import InvalidExpiry, ScanPolicy, evaluate
+from pipeline.scan.reader import ReportError
+from pipeline.scan.summary import ReadReport, details, message
+from pipeline.schema import StepSchema
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pipeline.context import RunContext
+    from pipeline.plan import Plan, Step
+
+logger = logging.getLogger("shipline")
+
+#: The ``uses`` value that accepts reports of every format.
+ANY_FORMAT = "auto"
+
+#: The ``uses`` values of the scanners in this module.
+SCAN_TYPES = (ANY_FORMAT, *PARSERS)
+
+
+@hookimpl
+def shipline_step_schemas() -> list[StepSchema]:
+    schemas = [StepSchema(
+        kind="scan", type=ANY_FORMAT, schema=OPTIONS_SCHEMA,
+        description="Check vulnerability reports of any supported format (Trivy, Grype, "
+        "SARIF, OSV-Scanner, CycloneDX), detected from their content.",
+    )]
+    for name, title in FORMAT_TITLES.items():
+        schemas.append(StepSchema(
+            kind="scan", type=name, schema=OPTIONS_SCHEMA,
+            description=f"Block the run on serious findings in {title} vulnerability reports.",
+        ))
+    return schemas
+
+
+@hookimpl
+def shipline_check_plan(plan: Plan) -> list[Diagnostic]:
+    """Reject ``expires`` values of the right form that are not real dates (2026-02-30)."""
+    found = []
+    for stage in plan.stages:
+        for step in stage.steps:
+            if step.kind != "scan" or step.type not in SCAN_TYPES:
+                continue
+            try:
+                ScanPolicy.from_options(step.options)
+            except InvalidExpiry as exc:
+                path = (*step.path, "scan", "ignore", exc.index, "expires")
+                found.append(Diagnostic(str(exc), None, path))
+    return found
+
+
+@hookimpl
+def shipline_estimate_duration(step: Step) -> float | None:
+    if step.kind != "scan" or step.type not in SCAN_TYPES:
+        return None
+    return 0.0
+
+
+@hookimpl
+def shipline_run_scan(step: Step, context: RunContext) -> StepReport | None:
+    if step.type not in SCAN_TYPES:
+        return None
+
+    policy = ScanPolicy.from_options(step.options)
+    expected = None if step.type == ANY_FORMAT else step.type
+    findings, reports = read_reports(report_patterns(step), context.plan.file.parent, expected)
+
+    today = datetime.datetime.fromtimestamp(context.clock.time(), tz=datetime.timezone.utc).date()
+    verdict = evaluate(findings, policy, today)
+    for entry in verdict.expired:
+        logger.warning("step %s: the ignore entry for %s expired on %s; its findings count "
+                       "again", step.id, entry.id, entry.expires)
+
+    logger.info("step %s: %d findings counted, %d over the threshold", step.id,
+                len(verdict.counted), len(verdict.blocking))
+    return StepReport(
+        step.id, step.name, step.kind,
+        Outcome.FAILED if verdict.blocked else Outcome.PASSED,
+        message=message(verdict, policy),
+        details=details(reports, verdict, policy),
+        data={
+            "counts": {severity.label: count for severity, count in verdict.counts.items()},
+            "blocking_findings": [finding.to_json() for finding in verdict.blocking],
+        },
+    )
+
+
+def report_patterns(step: Step) -> list[str]:
+    value = step.options["report"]
+    return [value] if isinstance(value, str) else [str(item) for item in value]
+
+
+def read_reports(
+    patterns: Sequence[str], folder: Path, expected: str | None
+) -> tuple[list[Finding], list[ReadReport]]:
+    """Read every file the patterns match, in pattern order, then sorted by name.
+
+    Raises ReportError when a pattern matches no file, naming the pattern and the
+    folder it was resolved in.
+    """
+    findings: list[Finding] = []
+    reports: list[ReadReport] = []
+    for pattern in patterns:
+        for path, display in _matches(pattern, folder):
+            found_format, found = read_report(path, display, expected)
+            logger.info("read %s report %s: %d findings", found_format, display, len(found))
+            findings.extend(found)
+            reports.append(ReadReport(display, FORMAT_TITLES[found_format], len(found)))
+    return findings, reports
+
+
+#: Characters that make a ``report`` entry a glob pattern rather than a file name.
+_GLOB_CHARACTERS = "*?["
+
+
+def _matches(pattern: str, folder: Path) -> list[tuple[Path, str]]:
+    """Return the files ``pattern`` names, with the name to show for each."""
+    full = Path(pattern) if Path(pattern).is_absolute() else folder / pattern
+    if not any(character in pattern for character in _GLOB_CHARACTERS):
+        if not full.exists():
+            raise ReportError(f"{pattern}: report file not found in {folder}; check that the "
+                              "scanner ran and wrote it there")
+        return [(full, pattern)]
+
+    # root_dir keeps glob characters in the folder's own name from being expanded.
+    names = glob.glob(pattern, root_dir=folder, recursive=True)
+    files = sorted(path for path in (folder / name for name in names) if path.is_file())
+    if not files:
+        raise ReportError(f"{pattern}: no report file matches in {folder}; check that the "
+                          "scanner ran and wrote it there")
+    return [(path, _display(path, folder)) for path in files]
+
+
+def _display(path: Path, folder: Path) -> str:
+    try:
+        return str(path.relative_to(folder))
+    except ValueError:
+        return str(path)
