@@ -8,8 +8,8 @@ bytes. They start with the signature algorithm ``Ed``, the KDF algorithm (``Sc``
 scrypt, two zero bytes for none), the checksum algorithm ``B2``, a 32-byte salt, and
 the scrypt opslimit and memlimit (little-endian 64-bit). The last 104 bytes are the key
 material: key id (8), Ed25519 seed (32), public key (32) and a BLAKE2b-256 checksum (32)
-of algorithm, key id, seed and public key. With scrypt, the key material is XORed with 104 bytes derived from the
-password, and the checksum is what shows that a password was right.
+of algorithm, key id, seed and public key. With scrypt, the key material is XORed with
+104 bytes derived from the password, and the checksum shows that the password was right.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ CHECKSUM_ALGORITHM = b"B2"
 #: which select N = 2**20, r = 8, p = 1 (1 GiB of memory).
 DEFAULT_OPSLIMIT = 1 << 25
 DEFAULT_MEMLIMIT = 1 << 30
-#: The maximum memory, in bytes, that a key file may request from scrypt. minisign never writes more than
-#: :data:`DEFAULT_MEMLIMIT`, and a forged file must not make shipline allocate more.
+#: The maximum memory, in bytes, that a key file may request from scrypt. minisign never
+#: writes more than :data:`DEFAULT_MEMLIMIT`, and a forged file must not make shipline
+#: allocate more.
 MAX_SCRYPT_MEMORY = 1 << 30
 
 _PUBLIC_KEY_SIZE = 42
