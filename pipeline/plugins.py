@@ -31,6 +31,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("deploy", "pipeline.builtin.deploy"),
     ("command", "pipeline.builtin.command_target"),
     ("gates", "pipeline.builtin.gates"),
+    ("verify", "pipeline.builtin.verify_gate"),
     ("analysis", "pipeline.analysis"),
     ("rolling", "pipeline.builtin.rolling"),
     ("blue-green", "pipeline.builtin.bluegreen"),
