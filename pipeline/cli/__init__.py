@@ -19,6 +19,8 @@ from types import ModuleType
 
 from pipeline import __version__
 from pipeline.cli import (
+    decrypt_command,
+    encrypt_command,
     keygen_command,
     plan_command,
     plugins_command,
@@ -46,6 +48,8 @@ COMMANDS: dict[str, ModuleType] = {
     "keygen": keygen_command,
     "sign": sign_command,
     "verify": verify_command,
+    "encrypt": encrypt_command,
+    "decrypt": decrypt_command,
 }
 
 
