@@ -55,9 +55,9 @@ def _zip_symlink(name: str, target: str) -> tuple[zipfile.ZipInfo, bytes]:
     return info, target.encode()
 
 
-def _rejected(archive: Path, folder: Path, limits: Limits = Limits()) -> str:
+def _rejected(archive: Path, folder: Path, limits: Limits | None = None) -> str:
     with pytest.raises(UnpackError) as error:
-        unpack(archive, folder, limits)
+        unpack(archive, folder, limits or Limits())
     assert not folder.exists()
     return str(error.value)
 
