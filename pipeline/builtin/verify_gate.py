@@ -12,7 +12,8 @@ plan. ``shipline validate`` reports a step that has neither.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
 from pipeline.diagnostics import Diagnostic
@@ -34,18 +35,17 @@ logger = logging.getLogger("shipline")
 
 GATE_TYPE = "verify"
 
+#: The ``version`` option, which the ``package`` gate shares.
+VERSION_PROPERTY: Mapping[str, Any] = {
+    "title": "Version",
+    "description": "The version the trusted comment must name when "
+    "require_version_in_comment is true. Default: the version of the next deploy step.",
+    "type": "string", "minLength": 1,
+}
+
 OPTIONS_SCHEMA = {
     "type": "object",
-    "properties": {
-        **PACKAGE_PROPERTIES,
-        "version": {
-            "title": "Version",
-            "description": "The version the trusted comment must name when "
-            "require_version_in_comment is true. Default: the version of the next deploy "
-            "step.",
-            "type": "string", "minLength": 1,
-        },
-    },
+    "properties": {**PACKAGE_PROPERTIES, "version": VERSION_PROPERTY},
     "required": ["file"],
 }
 
