@@ -1,10 +1,10 @@
 """Measure age encryption and decryption of a large file: throughput and peak memory.
 
-Four operations run on one file of random bytes (1 GiB by default), each in its own
-child process so that its peak resident set size (``ru_maxrss`` from ``os.wait4``)
-is its own: encrypt to an X25519 recipient and decrypt with the identity (pyrage), and
-encrypt to a passphrase and decrypt with it (shipline's scrypt implementation, work
-factor 18 as age uses). Each decryption's output is compared with the input by
+Four operations run on one file of random bytes (1 GiB by default). Each runs in its
+own child process, so that its peak resident set size (``ru_maxrss`` from
+``os.wait4``) is its own. pyrage encrypts to an X25519 recipient and decrypts with the
+identity. shipline's scrypt implementation encrypts to a passphrase and decrypts with
+it, at work factor 18 as age uses. Each decryption's output is compared with the input by
 SHA-256. Throughput is MB/s of plaintext (10**6 bytes per second). Run from the
 repository root:
 
