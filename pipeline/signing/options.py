@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from pipeline.signing.package import PackageCheck
 
 _PATH = {"type": "string", "minLength": 1}
+#: 64 hex digits, or text with a ${VAR} reference that :func:`sha256_problem` checks
+#: after interpolation.
+SHA256_PATTERN = r"^([0-9a-fA-F]{64}|.*\$\{.*)$"
 
 #: JSON Schema properties of a signed package.
 PACKAGE_PROPERTIES: Mapping[str, Any] = {
@@ -42,8 +45,7 @@ PACKAGE_PROPERTIES: Mapping[str, Any] = {
     "sha256": {
         "title": "Expected SHA-256",
         "description": "The hex SHA-256 digest the file must have.",
-        # A ${VAR} reference is checked after interpolation, by sha256_problem().
-        "type": "string", "pattern": r"^([0-9a-fA-F]{64}|.*\$\{.*)$",
+        "type": "string", "pattern": SHA256_PATTERN,
     },
     "require_version_in_comment": {
         "title": "Require the version in the trusted comment",

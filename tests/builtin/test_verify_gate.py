@@ -330,8 +330,8 @@ def test_verify_gate_validate_sha256_pattern(shipline_cli, write_pipeline):
 
     assert result.exit_code == ExitCode.INVALID
     assert result.stderr == (
-        f"{path}:6:75: stages[0].steps[0].gate.sha256: 'abc' does not match the pattern "
-        "^([0-9a-fA-F]{64}|.*\\$\\{.*)$\n"
+        f"{path}:6:75: stages[0].steps[0].gate.sha256: 'abc' is not a valid SHA-256 digest: "
+        "use 64 hex digits or a ${VAR} reference\n"
     )
 
 
