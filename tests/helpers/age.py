@@ -59,7 +59,11 @@ def age_with_passphrase(*args: str, passphrase: str) -> tuple[int, str]:
     executable = binary("age")
     pid, terminal = pty.fork()
     if pid == 0:
-        os.execv(executable, [executable, *args])
+        # The child must never return into pytest, even when exec fails.
+        try:
+            os.execv(executable, [executable, *args])
+        finally:
+            os._exit(127)
 
     output = b""
     answered = 0
