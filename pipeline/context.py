@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from pipeline.errors import ShiplineError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pipeline.clock import Clock
     from pipeline.config import Config
     from pipeline.masking import Masker
@@ -64,6 +66,9 @@ class RunContext:
     #: The version the latest deploy step deploys, whether it succeeded or not, for
     #: messages about a failure or a rollback.
     version: str | None = None
+    #: Packages that ``package`` gates unpacked in this run, oldest first: the version
+    #: each was checked for and its folder, which deploy commands get as ``{package}``.
+    packages: list[tuple[str, Path]] = field(default_factory=list)
     #: Set by the runner: queues the ``paused`` notification. See :meth:`notify_paused`.
     on_paused: Callable[[str], None] | None = field(default=None, repr=False)
     _rollbacks: list[Rollback] = field(default_factory=list, repr=False)

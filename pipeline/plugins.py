@@ -32,6 +32,8 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("command", "pipeline.builtin.command_target"),
     ("gates", "pipeline.builtin.gates"),
     ("scan", "pipeline.builtin.scan"),
+    ("verify", "pipeline.builtin.verify_gate"),
+    ("package", "pipeline.builtin.package_gate"),
     ("analysis", "pipeline.analysis"),
     ("rolling", "pipeline.builtin.rolling"),
     ("blue-green", "pipeline.builtin.bluegreen"),

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.diagnostics import Diagnostic, DocPath
 from pipeline.durations import DURATION_HELP, DURATION_PATTERN
+from pipeline.signing.options import SHA256_PATTERN
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -218,6 +219,7 @@ _PATTERN_HELP = {
         "use a Python module name such as shipline_nginx or company.hooks",
     ),
     DURATION_PATTERN: ("duration", DURATION_HELP),
+    SHA256_PATTERN: ("SHA-256 digest", "use 64 hex digits or a ${VAR} reference"),
 }
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,7 +62,7 @@ MAX_INSTANCES_OUTPUT = 4 * 1024 * 1024
 #: The placeholders of each command. ``{slot}`` is also available to ``deploy``,
 #: ``health``, ``version`` and ``remove`` when the target has slots: the instance's slot.
 PLACEHOLDERS: Mapping[str, tuple[str, ...]] = {
-    "deploy": ("instance", "version"),
+    "deploy": ("instance", "version", "package"),
     "health": ("instance",),
     "version": ("instance",),
     "remove": ("instance", "version"),
@@ -261,6 +261,8 @@ class CommandTarget:
         # Merged once per run rather than once per command: see run_command's base_env.
         # Without added variables, commands inherit shipline's environment as it is.
         self._environ = {**os.environ, **settings.env} if settings.env else None
+        #: Returns the ``{package}`` folder for a version; the empty string for none.
+        self.package_folder: Callable[[str], str] = lambda version: ""
 
     def __repr__(self) -> str:
         return f"<CommandTarget {self.environment!r}>"
@@ -290,7 +292,9 @@ class CommandTarget:
             return self._instances
 
     def deploy(self, instance: str, version: str, cancel: threading.Event) -> InstanceResult:
-        result = self._run("deploy", cancel, {"instance": instance, "version": version})
+        values = {"instance": instance, "version": version,
+                  "package": self.package_folder(version)}
+        result = self._run("deploy", cancel, values)
         if result.ok:
             return self._instance_result(instance, result, f"deployed {version}")
         # The caller names the operation ("deploy failed: ..."), so the message does not.
@@ -468,7 +472,17 @@ def shipline_make_target(environment: Environment, context: RunContext) -> Comma
     if environment.target.get("type") != TARGET_TYPE:
         return None
     base_dir = Path(context.plan.file).resolve().parent
-    return make_command_target(environment.target, base_dir, environment.name)
+    target = make_command_target(environment.target, base_dir, environment.name)
+    target.package_folder = lambda version: package_folder(context, version)
+    return target
+
+
+def package_folder(context: RunContext, version: str) -> str:
+    """Return the folder of the newest package unpacked for ``version``, or ``""``."""
+    for package_version, folder in reversed(context.packages):
+        if package_version == version:
+            return str(folder)
+    return ""
 
 
 @hookimpl

@@ -19,11 +19,16 @@ from types import ModuleType
 
 from pipeline import __version__
 from pipeline.cli import (
+    decrypt_command,
+    encrypt_command,
+    keygen_command,
     plan_command,
     plugins_command,
     run_command,
     schema_command,
+    sign_command,
     validate_command,
+    verify_command,
 )
 from pipeline.config import Config
 from pipeline.errors import PipelineError, ShiplineError, UsageError
@@ -41,6 +46,11 @@ COMMANDS: dict[str, ModuleType] = {
     "run": run_command,
     "schema": schema_command,
     "plugins": plugins_command,
+    "keygen": keygen_command,
+    "sign": sign_command,
+    "verify": verify_command,
+    "encrypt": encrypt_command,
+    "decrypt": decrypt_command,
 }
 
 

@@ -447,7 +447,8 @@ def test_check_options_unknown_placeholder() -> None:
     problems = check_options({"instances": ["a"], "deploy": "deploy.sh {instance} {weight}"})
 
     assert problems == [("deploy", "unknown placeholder '{weight}' in command "
-                         "'deploy.sh {instance} {weight}' (available: instance, version)", None)]
+                         "'deploy.sh {instance} {weight}' (available: instance, version, "
+                         "package)", None)]
 
 
 def test_check_options_slot_needs_slots() -> None:
@@ -456,7 +457,7 @@ def test_check_options_slot_needs_slots() -> None:
 
     assert with_slots == []
     assert without == [("deploy", "unknown placeholder '{slot}' in command 'deploy.sh {slot}' "
-                        "(available: instance, version)", None)]
+                        "(available: instance, version, package)", None)]
 
 
 def test_check_options_unbalanced_quote() -> None:
@@ -488,7 +489,8 @@ def test_check_plan_reports_path(tmp_path: Path) -> None:
     diagnostics = command_target.shipline_check_plan(plan, config())
 
     assert diagnostics == [Diagnostic(
-        "unknown placeholder '{foo}' in command 'd {foo}' (available: instance, version)",
+        "unknown placeholder '{foo}' in command 'd {foo}' (available: instance, version, "
+        "package)",
         None, ("environments", "production", "target", "deploy"),
     )]
 

@@ -1,0 +1,1 @@
+"""Package inputs: verify, decrypt and unpack a package file before a deploy."""
