@@ -1,0 +1,136 @@
+"""The PostgreSQL state backend, with psycopg 3: for many runners that deploy the same
+environments.
+
+Every statement runs on one connection in explicit transactions. A write transaction
+on an environment first takes a transaction-level advisory lock on the environment's
+name (``pg_advisory_xact_lock``), so the lock methods read and write the lock row
+without another process in between, on any isolation level. Waits for such a lock end
+after LOCK_TIMEOUT with StateBusyError. The session time zone is UTC.
+
+This module imports psycopg, so it is imported only when a PostgreSQL store is opened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from pipeline.clock import Clock
+from pipeline.state.errors import (
+    StateBusyError,
+    StateConnectionError,
+    StateError,
+)
+from pipeline.state.migrations import Dialect
+from pipeline.state.sqlstore import Cursor, SqlStore
+from pipeline.state.url import redact_url
+
+logger = logging.getLogger("shipline")
+
+#: Seconds to wait for the server to accept a connection.
+CONNECT_TIMEOUT = 10
+
+#: Seconds a write waits for another process's write on the same environment.
+LOCK_TIMEOUT = 30
+
+
+class PostgresStore(SqlStore):
+    """The state in the PostgreSQL database at ``url``, in the connection's search path."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, url: str, clock: Clock) -> None:
+        super().__init__(clock)
+        self.location = redact_url(url)
+        self._sql_cache: dict[str, str] = {}
+        try:
+            self._connection = psycopg.connect(
+                url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                application_name="shipline",
+            )
+        except psycopg.ProgrammingError as error:
+            # libpq quotes the URL in some of these messages, password included.
+            detail = _first_line(error).replace(url, self.location)
+            raise StateConnectionError(
+                f"invalid state database URL {self.location}: {detail}: write "
+                f"postgresql://USER@HOST[:PORT]/DATABASE"
+            ) from error
+        except psycopg.Error as error:
+            raise self._translate(error) from error
+
+        try:
+            self._configure()
+            self._migrate()
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def _configure(self) -> None:
+        try:
+            self._connection.execute("SET TIME ZONE 'UTC'")
+            self._connection.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}s'")
+        except psycopg.Error as error:
+            raise self._translate(error) from error
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def _begin(self, *, write: bool, key: str | None) -> None:
+        self._connection.execute("BEGIN")
+        if write and key is not None:
+            self._connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                                     (key,))
+
+    def _commit(self) -> None:
+        self._connection.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if not self._connection.closed:
+            self._connection.execute("ROLLBACK")
+
+    def _execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
+        converted = self._sql_cache.get(sql)
+        if converted is None:
+            # The shared SQL uses "?" placeholders and contains no "%" or "?" otherwise.
+            converted = self._sql_cache[sql] = sql.replace("?", "%s")
+        return self._connection.execute(converted, tuple(params))
+
+    def _driver_errors(self) -> tuple[type[Exception], ...]:
+        return (psycopg.Error,)
+
+    def _translate(self, error: Exception) -> StateError:
+        detail = _first_line(error)
+        if isinstance(error, (pg_errors.LockNotAvailable, pg_errors.SerializationFailure,
+                              pg_errors.DeadlockDetected)):
+            return StateBusyError(
+                f"state database {self.location} is busy: another process kept an "
+                f"environment locked for more than {LOCK_TIMEOUT} s; try again"
+            )
+        if isinstance(error, psycopg.OperationalError):
+            return StateConnectionError(
+                f"cannot use state database {self.location}: {detail}: check the URL, that "
+                f"the server runs and accepts this user, and the PG* variables"
+            )
+        return StateError(f"state database {self.location} failed: {detail}")
+
+    def _encode_time(self, moment: datetime) -> datetime:
+        return moment
+
+    def _decode_time(self, value: Any) -> datetime:
+        if not isinstance(value, datetime):
+            raise StateError(f"state database {self.location} returned {value!r} for a time")
+        return value.astimezone(timezone.utc)
+
+    def _version_table_exists(self) -> bool:
+        row = self._connection.execute("SELECT to_regclass('shipline_schema')").fetchone()
+        return row is not None and row[0] is not None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
