@@ -44,9 +44,10 @@ class PostgresStore(SqlStore):
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, url: str, clock: Clock) -> None:
+    def __init__(self, url: str, clock: Clock, lock_timeout: float = LOCK_TIMEOUT) -> None:
         super().__init__(clock)
         self.location = redact_url(url)
+        self._lock_timeout = lock_timeout
         self._sql_cache: dict[str, str] = {}
         try:
             self._connection = psycopg.connect(
@@ -73,7 +74,8 @@ class PostgresStore(SqlStore):
     def _configure(self) -> None:
         try:
             self._connection.execute("SET TIME ZONE 'UTC'")
-            self._connection.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}s'")
+            milliseconds = max(1, round(self._lock_timeout * 1000))
+            self._connection.execute(f"SET lock_timeout = {milliseconds}")
         except psycopg.Error as error:
             raise self._translate(error) from error
 
@@ -109,7 +111,7 @@ class PostgresStore(SqlStore):
                               pg_errors.DeadlockDetected)):
             return StateBusyError(
                 f"state database {self.location} is busy: another process kept an "
-                f"environment locked for more than {LOCK_TIMEOUT} s; try again"
+                f"environment locked for more than {self._lock_timeout:g} s; try again"
             )
         if isinstance(error, psycopg.OperationalError):
             return StateConnectionError(
@@ -127,8 +129,14 @@ class PostgresStore(SqlStore):
         return value.astimezone(timezone.utc)
 
     def _version_table_exists(self) -> bool:
-        row = self._connection.execute("SELECT to_regclass('shipline_schema')").fetchone()
-        return row is not None and row[0] is not None
+        # A catalog query and not to_regclass(): to_regclass() can miss a table that
+        # another session created while this one waited for the schema lock, because
+        # it looks in this session's catalog cache without taking a lock.
+        row = self._connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables "
+            "WHERE schemaname = current_schema() AND tablename = 'shipline_schema')"
+        ).fetchone()
+        return row is not None and bool(row[0])
 
 
 def _first_line(error: Exception) -> str:

@@ -54,6 +54,8 @@ class SqliteStore(SqlStore):
         self._connection = self._connect()
         try:
             self._check_integrity()
+            # Before journal_mode=WAL, which writes to a file in another journal mode.
+            self._read_schema_version()
             self._configure()
             self._migrate()
         except BaseException:
@@ -65,8 +67,14 @@ class SqliteStore(SqlStore):
             raise StateConnectionError(
                 f"state database {self.location} is a directory: point --state at a file"
             )
+        parent = self.path.parent
+        if parent.exists() and not parent.is_dir():
+            raise StateConnectionError(
+                f"cannot create the directory of state database {self.location}: "
+                f"{parent} is not a directory"
+            )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StateConnectionError(
                 f"cannot create the directory of state database {self.location}: "

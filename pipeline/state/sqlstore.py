@@ -145,6 +145,8 @@ class SqlStore(abc.ABC):
         try:
             self._begin(write=write, key=key)
         except errors as error:
+            # PostgreSQL may fail after BEGIN, while waiting for the advisory lock.
+            self._quiet_rollback()
             raise self._translate(error) from error
 
         try:
@@ -170,10 +172,7 @@ class SqlStore(abc.ABC):
 
         Reads the version first, so an up-to-date database is not written to.
         """
-        with self._transaction():
-            current = self._schema_version()
-        self._check_version(current)
-        if current == SCHEMA_VERSION:
+        if self._read_schema_version() == SCHEMA_VERSION:
             return
 
         with self._transaction(write=True, key=SCHEMA_KEY):
@@ -188,6 +187,13 @@ class SqlStore(abc.ABC):
                 for statement in migration.statements(self.dialect):
                     self._execute(statement)
             self._execute("UPDATE shipline_schema SET version = ?", (SCHEMA_VERSION,))
+
+    def _read_schema_version(self) -> int:
+        """Return the schema version in a read-only transaction; StateSchemaError if newer."""
+        with self._transaction():
+            current = self._schema_version()
+        self._check_version(current)
+        return current
 
     def _schema_version(self) -> int:
         if not self._version_table_exists():
