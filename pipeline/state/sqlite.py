@@ -51,6 +51,7 @@ class SqliteStore(SqlStore):
         self.path = Path(path)
         self.location = str(self.path)
         self._busy_timeout = busy_timeout
+        self._closed = False
         self._connection = self._connect()
         try:
             self._check_integrity()
@@ -107,7 +108,10 @@ class SqliteStore(SqlStore):
             raise self._translate(error) from error
 
     def close(self) -> None:
-        self._connection.close()
+        # sqlite3 rejects close() from another thread even on a closed connection.
+        if not self._closed:
+            self._connection.close()
+            self._closed = True
 
     def _begin(self, *, write: bool, key: str | None) -> None:
         self._connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")

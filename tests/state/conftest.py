@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers.postgres import PostgresServer, postgres_server  # noqa: F401 (a fixture)
-from pipeline.clock import FakeClock
+from pipeline.clock import Clock, FakeClock
 from pipeline.state.postgresql import PostgresStore
 from pipeline.state.sqlite import SqliteStore
 from pipeline.state.sqlstore import SqlStore
@@ -24,7 +24,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def open_state(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Callable[[FakeClock], SqlStore]]:
+) -> Iterator[Callable[[Clock], SqlStore]]:
     """Return a function that opens one more store on the same database with a clock.
 
     Every test gets its own database: a file in ``tmp_path``, or a new PostgreSQL
@@ -35,7 +35,7 @@ def open_state(
         url = server.new_schema()
     opened: list[SqlStore] = []
 
-    def open_store(clock: FakeClock) -> SqlStore:
+    def open_store(clock: Clock) -> SqlStore:
         store: SqlStore
         if backend == "postgresql":
             store = PostgresStore(url, clock)
@@ -55,7 +55,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store(open_state: Callable[[FakeClock], SqlStore], clock: FakeClock) -> SqlStore:
+def store(open_state: Callable[[Clock], SqlStore], clock: FakeClock) -> SqlStore:
     """A new, empty store of each backend on the ``clock`` fixture."""
     return open_state(clock)
 
