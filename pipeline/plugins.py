@@ -47,6 +47,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("junitxml", "pipeline.builtin.junitxml"),
     ("eventlog", "pipeline.builtin.eventlog"),
     ("metrics", "pipeline.builtin.metrics"),
+    ("state", "pipeline.builtin.statehistory"),
 )
 
 #: The ``PluginInfo.origin`` of the plugins in :data:`BUILTIN_PLUGINS`.

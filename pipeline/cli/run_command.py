@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pipeline.cli.stateoptions import add_state_option, duration_argument
 from pipeline.config import Config
 from pipeline.exitcodes import ExitCode
 from pipeline.planning import load_plan, resolve_pipeline_path
+
+if TYPE_CHECKING:
+    from pipeline.plan import Plan
+    from pipeline.runner import Runner
+    from pipeline.staterun import RunState
 
 
 def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -19,6 +25,17 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
     parser.add_argument("file", nargs="?", help="pipeline file (default: shipline.yml)")
     parser.add_argument("--junitxml", metavar="PATH",
                         help="write a JUnit XML report to PATH")
+    add_state_option(parser)
+    parser.add_argument(
+        "--lock-wait", metavar="DURATION", default="0s",
+        help="how long to wait for another run to release an environment's lock, such as "
+        "'10m' (default 0s: exit 5 at once)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue a deployment that a killed run left unfinished instead of rolling "
+        "it back first",
+    )
     return parser
 
 
@@ -26,7 +43,43 @@ def main(config: Config) -> ExitCode:
     # Imported here, because every subcommand's module is imported at start-up.
     from pipeline.runner import Runner
 
+    wait = duration_argument("--lock-wait", config.options.lock_wait)
     path = resolve_pipeline_path(config.options.file, config.invocation_dir)
     loaded = load_plan(path, config)
-    result = Runner(loaded.plan, config).run()
-    return result.exit_code
+    runner = Runner(loaded.plan, config)
+    state = _open_state(loaded.plan, config, runner)
+    if state is None:
+        return runner.run().exit_code
+
+    try:
+        recovered = _lock_and_recover(loaded.plan, config, state, wait)
+        if recovered is not ExitCode.OK:
+            return recovered
+        runner.context.state = state
+        return runner.run().exit_code
+    finally:
+        state.close()
+
+
+def _open_state(plan: Plan, config: Config, runner: Runner) -> RunState | None:
+    """Open the state store when the plan deploys; a plan without deploy steps needs none."""
+    from pipeline.staterun import RunState, deploy_environments
+
+    if not deploy_environments(plan):
+        return None
+    state = RunState.open(plan, config)
+    state.on_lock_lost = runner.interrupt
+    return state
+
+
+def _lock_and_recover(plan: Plan, config: Config, state: RunState, wait: float) -> ExitCode:
+    """Take every lock the plan needs, then deal with deployments a killed run left.
+
+    Returns OK when the run may start, or the exit code of a recovery that failed.
+    """
+    from pipeline.recovery import recover
+    from pipeline.staterun import deploy_environments
+
+    environments = deploy_environments(plan)
+    state.lock(environments, wait=wait)
+    return recover(plan, config, state, environments, resume=config.options.resume)
