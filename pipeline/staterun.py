@@ -137,6 +137,17 @@ class StateWorker:
         self._executor.shutdown(wait=True)
 
 
+@dataclass(frozen=True)
+class RollbackRequest:
+    """What ``shipline rollback`` was asked to do, for the rollback record."""
+
+    environment: str
+    to_version: str
+    from_version: str | None
+    reason: str
+    fast: bool
+
+
 @dataclass
 class HeldLock:
     """A lock this run holds, and the heartbeat that renews it."""
@@ -327,6 +338,26 @@ class RunState:
             self.worker.call(record)
         except StateError:
             logger.exception("recording the rollback of deployment %s failed", deployment.id)
+
+    def start_manual_rollback(self, request: RollbackRequest) -> str:
+        """Record the start of a ``shipline rollback`` and return the record's id."""
+        record = self.worker.call(lambda store: store.start_rollback(
+            environment=request.environment, to_version=request.to_version,
+            from_version=request.from_version, reason=request.reason,
+            actor=self.job.actor, job_url=self.job.job_url, fast=request.fast))
+        logger.info("rollback %s of %s to %s started", record.id, request.environment,
+                    request.to_version)
+        return record.id
+
+    def finish_manual_rollback(self, rollback_id: str, succeeded: bool) -> None:
+        """Record the end of a ``shipline rollback``; errors are logged, not raised."""
+        outcome = RollbackOutcome.SUCCEEDED if succeeded else RollbackOutcome.FAILED
+        try:
+            self.worker.call(lambda store: store.finish_rollback(rollback_id, outcome))
+        except StateError:
+            logger.exception("recording the end of rollback %s failed", rollback_id)
+            return
+        logger.info("rollback %s finished: %s", rollback_id, outcome.value)
 
     def finish_deployment(self, step: Step, outcome: DeploymentOutcome) -> None:
         """Record how the deployment of ``step`` ended; errors are logged, not raised,

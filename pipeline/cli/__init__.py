@@ -19,10 +19,14 @@ from types import ModuleType
 
 from pipeline import __version__
 from pipeline.cli import (
+    history_command,
+    lock_command,
     plan_command,
     plugins_command,
+    rollback_command,
     run_command,
     schema_command,
+    status_command,
     validate_command,
 )
 from pipeline.config import Config
@@ -40,6 +44,10 @@ COMMANDS: dict[str, ModuleType] = {
     "run": run_command,
     "schema": schema_command,
     "plugins": plugins_command,
+    "history": history_command,
+    "status": status_command,
+    "lock": lock_command,
+    "rollback": rollback_command,
 }
 
 

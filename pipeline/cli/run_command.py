@@ -13,7 +13,7 @@ from pipeline.planning import load_plan, resolve_pipeline_path
 if TYPE_CHECKING:
     from pipeline.plan import Plan
     from pipeline.runner import Runner
-    from pipeline.staterun import RunState
+    from pipeline.staterun import RollbackRequest, RunState
 
 
 def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -40,23 +40,39 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
 
 
 def main(config: Config) -> ExitCode:
-    # Imported here, because every subcommand's module is imported at start-up.
-    from pipeline.runner import Runner
-
     wait = duration_argument("--lock-wait", config.options.lock_wait)
     path = resolve_pipeline_path(config.options.file, config.invocation_dir)
     loaded = load_plan(path, config)
-    runner = Runner(loaded.plan, config)
-    state = _open_state(loaded.plan, config, runner)
+    return execute(loaded.plan, config, wait=wait, resume=config.options.resume)
+
+
+def execute(plan: Plan, config: Config, *, wait: float, resume: bool,
+            rollback: RollbackRequest | None = None) -> ExitCode:
+    """Run ``plan`` holding the locks of the environments it deploys to, after the
+    recovery of any deployment that a killed run left unfinished there.
+
+    ``rollback`` describes the run of ``shipline rollback``, which the store records
+    as a rollback as well as a deployment.
+    """
+    # Imported here, because every subcommand's module is imported at start-up.
+    from pipeline.runner import Runner
+
+    runner = Runner(plan, config)
+    state = _open_state(plan, config, runner)
     if state is None:
         return runner.run().exit_code
 
     try:
-        recovered = _lock_and_recover(loaded.plan, config, state, wait)
+        recovered = _lock_and_recover(plan, config, state, wait, resume)
         if recovered is not ExitCode.OK:
             return recovered
         runner.context.state = state
-        return runner.run().exit_code
+        if rollback is None:
+            return runner.run().exit_code
+        record = state.start_manual_rollback(rollback)
+        exit_code = runner.run().exit_code
+        state.finish_manual_rollback(record, exit_code is ExitCode.OK)
+        return exit_code
     finally:
         state.close()
 
@@ -72,7 +88,8 @@ def _open_state(plan: Plan, config: Config, runner: Runner) -> RunState | None:
     return state
 
 
-def _lock_and_recover(plan: Plan, config: Config, state: RunState, wait: float) -> ExitCode:
+def _lock_and_recover(plan: Plan, config: Config, state: RunState, wait: float,
+                      resume: bool) -> ExitCode:
     """Take every lock the plan needs, then deal with deployments a killed run left.
 
     Returns OK when the run may start, or the exit code of a recovery that failed.
@@ -82,4 +99,4 @@ def _lock_and_recover(plan: Plan, config: Config, state: RunState, wait: float) 
 
     environments = deploy_environments(plan)
     state.lock(environments, wait=wait)
-    return recover(plan, config, state, environments, resume=config.options.resume)
+    return recover(plan, config, state, environments, resume=resume)

@@ -18,8 +18,11 @@ from pipeline.errors import UsageError
 from pipeline.state import STATE_VARIABLE, StateLocation
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from pipeline.config import Config
     from pipeline.planning import LoadedPlan
+    from pipeline.state import StateStore
 
 
 def add_state_option(parser: argparse.ArgumentParser) -> None:
@@ -66,3 +69,15 @@ def state_location(config: Config) -> StateLocation:
         return locate(config.invocation_dir, None, config)
     plan = load_for_state(config).plan
     return locate(Path(plan.file).parent, dict(plan.state), config)
+
+
+def open_state_store(config: Config) -> StateStore:
+    """Open the state store that ``--state``, ``SHIPLINE_STATE`` or the pipeline names."""
+    from pipeline.state import open_store
+
+    return open_store(state_location(config), config.clock)
+
+
+def format_moment(moment: datetime) -> str:
+    """Format a store time for tables: UTC to the second, ``2027-01-15 08:00:00``."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
