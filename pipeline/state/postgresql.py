@@ -13,6 +13,7 @@ This module imports psycopg, so it is imported only when a PostgreSQL store is o
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -22,11 +23,14 @@ from psycopg import errors as pg_errors
 
 from pipeline.clock import Clock
 from pipeline.state.errors import (
+    LockHeld,
     StateBusyError,
     StateConnectionError,
     StateError,
 )
 from pipeline.state.migrations import Dialect
+from pipeline.state.records import Lock
+from pipeline.state.sqllocks import lease_delta
 from pipeline.state.sqlstore import Cursor, SqlStore
 from pipeline.state.url import redact_url
 
@@ -37,6 +41,20 @@ CONNECT_TIMEOUT = 10
 
 #: Seconds a write waits for another process's write on the same environment.
 LOCK_TIMEOUT = 30
+
+#: Times acquire_lock tries again when the lock is released between its two statements.
+ACQUIRE_ATTEMPTS = 3
+
+_UPSERT_LOCK = """
+WITH previous AS (SELECT owner, expires FROM locks WHERE environment = %s)
+INSERT INTO locks (environment, owner, token, acquired, expires, heartbeat)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (environment) DO UPDATE SET
+    owner = EXCLUDED.owner, token = EXCLUDED.token, acquired = EXCLUDED.acquired,
+    expires = EXCLUDED.expires, heartbeat = EXCLUDED.heartbeat
+WHERE locks.expires <= EXCLUDED.acquired
+RETURNING (SELECT owner FROM previous), (SELECT expires FROM previous)
+"""
 
 
 class PostgresStore(SqlStore):
@@ -70,6 +88,45 @@ class PostgresStore(SqlStore):
         except BaseException:
             self._connection.close()
             raise
+
+    def acquire_lock(self, environment: str, owner: str, lease: float) -> Lock:
+        """Take the lock with one INSERT ... ON CONFLICT statement: one round trip.
+
+        PostgreSQL applies the conflict branch atomically: of two sessions that insert
+        at once, the second waits for the first to commit and then sees its row, which
+        has not expired, so it gets no row back. The CTE reads the replaced lock, for
+        the takeover message, from the statement's snapshot.
+        """
+        now = self._now()
+        lock = Lock(environment, owner, uuid.uuid4().hex, now, now + lease_delta(lease), now)
+        for _ in range(ACQUIRE_ATTEMPTS):
+            row = self._fetch_alone(_UPSERT_LOCK, (environment, environment, owner, lock.token,
+                                                   now, lock.expires, now))
+            if row is not None:
+                self._log_acquired(lock, self._replaced_lock(environment, row))
+                return lock
+            current = self.lock_status(environment)
+            if current is not None:
+                raise LockHeld(current)
+            # The holder released the lock between the two statements: try again.
+        raise StateBusyError(
+            f"state database {self.location} is busy: the lock of '{environment}' changed "
+            f"hands {ACQUIRE_ATTEMPTS} times while shipline tried to take it; try again"
+        )
+
+    def _replaced_lock(self, environment: str, row: Sequence[Any]) -> Lock | None:
+        """Return the expired lock that the upsert replaced, from its RETURNING row."""
+        if row[0] is None:
+            return None
+        expires = self._decode_time(row[1])
+        # Only the owner and the expiry are read back, because only the log uses them.
+        return Lock(environment, row[0], "", expires, expires, expires)
+
+    def _fetch_alone(self, sql: str, params: Sequence[object]) -> Any:
+        try:
+            return self._connection.execute(sql, params).fetchone()
+        except psycopg.Error as error:
+            raise self._translate(error) from error
 
     def _configure(self) -> None:
         try:

@@ -121,6 +121,16 @@ class SqlBase(abc.ABC):
             self._quiet_rollback()
             raise
 
+    def _execute_alone(self, sql: str, params: Sequence[object] = ()) -> int:
+        """Run one statement as a transaction of its own and return its row count.
+
+        Both backends keep their connection in autocommit mode outside _transaction.
+        """
+        try:
+            return self._execute(sql, params).rowcount
+        except self._driver_errors() as error:
+            raise self._translate(error) from error
+
     def _quiet_rollback(self) -> None:
         try:
             self._rollback()

@@ -32,6 +32,9 @@ from pipeline.state.sqlstore import Cursor, SqlStore
 
 logger = logging.getLogger("shipline")
 
+#: The oldest SQLite library with DELETE ... RETURNING, which forced lock releases use.
+MIN_SQLITE = (3, 35, 0)
+
 #: Seconds a write waits for another process's write transaction before StateBusyError.
 BUSY_TIMEOUT = 30.0
 
@@ -64,6 +67,12 @@ class SqliteStore(SqlStore):
             raise
 
     def _connect(self) -> sqlite3.Connection:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StateConnectionError(
+                f"the SQLite library of this Python is version {sqlite3.sqlite_version}, but "
+                f"the state store needs {'.'.join(map(str, MIN_SQLITE))} or newer: use a "
+                f"newer Python build, or a postgresql:// state URL"
+            )
         if self.path.is_dir():
             raise StateConnectionError(
                 f"state database {self.location} is a directory: point --state at a file"

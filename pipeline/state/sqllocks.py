@@ -1,9 +1,10 @@
 """Environment locks as rows with a lease, in SQL that SQLite and PostgreSQL share.
 
-Each lock method reads the lock row and writes it in one write transaction keyed on
-the environment, which excludes every other writer of that environment (the whole
-database in SQLite, an advisory lock in PostgreSQL). So two processes never both see
-the lock free and both take it.
+Acquiring and forcing a release read the lock row and write it in one write
+transaction keyed on the environment, which excludes every other writer of that
+environment (the whole database in SQLite, an advisory lock in PostgreSQL). So two
+processes never both see the lock free and both take it. Renewing and releasing are
+single statements conditioned on the lock's token, atomic without such a transaction.
 """
 
 # S608 flags every f-string that builds SQL. Here only the constant column lists below
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 from pipeline.state.errors import LockHeld, LockLost
 from pipeline.state.records import ForcedRelease, Lock
@@ -33,47 +36,50 @@ class SqlLocks(SqlBase):
 
     def acquire_lock(self, environment: str, owner: str, lease: float) -> Lock:
         now = self._now()
-        lock = Lock(environment, owner, uuid.uuid4().hex, now, now + _seconds(lease), now)
+        lock = Lock(environment, owner, uuid.uuid4().hex, now, now + lease_delta(lease), now)
         with self._transaction(write=True, key=environment):
             current = self._select_lock(environment)
             if current is not None and not current.expired(now):
                 raise LockHeld(current)
             if current is not None:
-                self._execute("DELETE FROM locks WHERE environment = ?", (environment,))
+                self._delete_expired(current, now)
             self._execute(
                 f"INSERT INTO locks ({_LOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                 (environment, owner, lock.token, self._encode_time(now),
                  self._encode_time(lock.expires), self._encode_time(now)),
             )
-        if current is not None:
-            logger.warning("took over the lock of %s from %s, whose lease expired at %s",
-                           environment, current.owner, current.expires.isoformat())
-        logger.info("lock of %s acquired by %s until %s",
-                    environment, owner, lock.expires.isoformat())
+        self._log_acquired(lock, current)
         return lock
+
+    def _log_acquired(self, lock: Lock, previous: Lock | None) -> None:
+        """Log a lock taken, and the expired lock it replaced, if any."""
+        if previous is not None:
+            logger.warning("took over the lock of %s from %s, whose lease expired at %s",
+                           lock.environment, previous.owner, previous.expires.isoformat())
+        logger.info("lock of %s acquired by %s until %s",
+                    lock.environment, lock.owner, lock.expires.isoformat())
 
     def renew_lock(self, lock: Lock, lease: float) -> Lock:
         now = self._now()
         renewed = Lock(lock.environment, lock.owner, lock.token, lock.acquired,
-                       now + _seconds(lease), now)
-        with self._transaction(write=True, key=lock.environment):
-            cursor = self._execute(
-                "UPDATE locks SET expires = ?, heartbeat = ? WHERE environment = ? AND token = ?",
-                (self._encode_time(renewed.expires), self._encode_time(now),
-                 lock.environment, lock.token),
-            )
-            if cursor.rowcount == 0:
-                raise LockLost(lock, self._select_lock(lock.environment))
+                       now + lease_delta(lease), now)
+        # One statement, atomic by itself, so no transaction around it: a heartbeat
+        # costs one round trip to a PostgreSQL server.
+        updated = self._execute_alone(
+            "UPDATE locks SET expires = ?, heartbeat = ? WHERE environment = ? AND token = ?",
+            (self._encode_time(renewed.expires), self._encode_time(now),
+             lock.environment, lock.token),
+        )
+        if updated == 0:
+            raise LockLost(lock, self.lock_status(lock.environment))
         logger.debug("lock of %s renewed until %s", lock.environment, renewed.expires.isoformat())
         return renewed
 
     def release_lock(self, lock: Lock) -> bool:
-        with self._transaction(write=True, key=lock.environment):
-            cursor = self._execute(
-                "DELETE FROM locks WHERE environment = ? AND token = ?",
-                (lock.environment, lock.token),
-            )
-        released = cursor.rowcount > 0
+        released = self._execute_alone(
+            "DELETE FROM locks WHERE environment = ? AND token = ?",
+            (lock.environment, lock.token),
+        ) > 0
         if released:
             logger.info("lock of %s released by %s", lock.environment, lock.owner)
         else:
@@ -84,10 +90,15 @@ class SqlLocks(SqlBase):
     def force_release_lock(self, environment: str, released_by: str, reason: str) -> Lock | None:
         now = self._now()
         with self._transaction(write=True, key=environment):
-            current = self._select_lock(environment)
-            if current is None:
+            # RETURNING names the lock actually deleted, even if it changed hands
+            # since a person looked at `shipline lock status`.
+            row = self._execute(
+                f"DELETE FROM locks WHERE environment = ? RETURNING {_LOCK_COLUMNS}",
+                (environment,),
+            ).fetchone()
+            if row is None:
                 return None
-            self._execute("DELETE FROM locks WHERE environment = ?", (environment,))
+            current = self._lock_from_row(row)
             self._execute(
                 f"INSERT INTO forced_releases ({_RELEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                 (environment, current.owner, self._encode_time(current.acquired),
@@ -114,17 +125,34 @@ class SqlLocks(SqlBase):
             for row in rows
         ]
 
+    def _delete_expired(self, current: Lock, now: datetime) -> None:
+        """Delete the expired lock ``current``; raise LockHeld if it was renewed since.
+
+        Renewals run without the environment's transaction key, so one can land
+        between reading the lock and deleting it. The token and time conditions make
+        the delete miss a renewed lock instead of taking it from a live holder.
+        """
+        deleted = self._execute(
+            "DELETE FROM locks WHERE environment = ? AND token = ? AND expires <= ?",
+            (current.environment, current.token, self._encode_time(now)),
+        ).rowcount
+        if deleted == 0:
+            renewed = self._select_lock(current.environment)
+            raise LockHeld(renewed if renewed is not None else current)
+
     def _select_lock(self, environment: str) -> Lock | None:
         row = self._execute(
             f"SELECT {_LOCK_COLUMNS} FROM locks WHERE environment = ?", (environment,)
         ).fetchone()
-        if row is None:
-            return None
+        return None if row is None else self._lock_from_row(row)
+
+    def _lock_from_row(self, row: Sequence[Any]) -> Lock:
         return Lock(row[0], row[1], row[2], self._decode_time(row[3]),
                     self._decode_time(row[4]), self._decode_time(row[5]))
 
 
-def _seconds(lease: float) -> timedelta:
+def lease_delta(lease: float) -> timedelta:
+    """Convert a lease in seconds to a timedelta; raise ValueError unless it is positive."""
     if lease <= 0:
         raise ValueError(f"a lock lease must be positive, not {lease} s")
     return timedelta(seconds=lease)

@@ -95,23 +95,29 @@ def _make_directory() -> Path:
 def _initdb(directory: Path) -> None:
     initdb = BIN_DIR / "initdb"
     if not initdb.exists():
-        pytest.fail(f"{initdb} not found: run scripts/install-system-deps, which installs "
-                    f"the Debian package postgresql")
+        raise RuntimeError(f"{initdb} not found: run scripts/install-system-deps, which "
+                           f"installs the Debian package postgresql")
     result = subprocess.run(
         _as_postgres_user([str(initdb), "-D", str(directory / "data"), "-U", USER,
                            "--auth=trust", "--encoding=UTF8", "--no-sync"]),
         capture_output=True, text=True, timeout=120,
     )
     if result.returncode != 0:
-        pytest.fail(f"initdb failed with exit code {result.returncode}:\n{result.stderr}")
+        raise RuntimeError(f"initdb failed with exit code {result.returncode}:\n{result.stderr}")
 
 
-def _start(directory: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+#: Settings for a server whose data is thrown away: no waiting for the disk.
+FAST_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+
+
+def _start(directory: Path, port: int, log: Path,
+           settings: Sequence[str]) -> subprocess.Popen[bytes]:
     command = [
         str(BIN_DIR / "postgres"), "-D", str(directory / "data"),
         "-h", "127.0.0.1", "-p", str(port), "-k", str(directory),
-        "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
     ]
+    for setting in settings:
+        command += ["-c", setting]
     with log.open("ab") as output:
         return subprocess.Popen(_as_postgres_user(command), stdout=output,
                                 stderr=subprocess.STDOUT)
@@ -142,9 +148,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """Start a PostgreSQL server for the session and stop it at the end."""
+@contextlib.contextmanager
+def running_postgres(settings: Sequence[str] = FAST_SETTINGS) -> Iterator[PostgresServer]:
+    """Run a PostgreSQL server with ``settings`` (``name=value``) inside the block.
+
+    The default settings skip fsync; pass ``()`` for PostgreSQL's durable defaults, as
+    a benchmark should. The data directory is removed afterwards.
+    """
     directory = _make_directory()
     log = directory / "postgres.log"
     try:
@@ -152,13 +162,13 @@ def postgres_server() -> Iterator[PostgresServer]:
         process = None
         for _ in range(START_ATTEMPTS):
             port = _free_port()
-            process = _start(directory, port, log)
+            process = _start(directory, port, log, settings)
             if _wait_ready(process, port):
                 break
             _stop(process)
             process = None
         if process is None:
-            pytest.fail(f"PostgreSQL did not start:\n{log.read_text(errors='replace')}")
+            raise RuntimeError(f"PostgreSQL did not start:\n{log.read_text(errors='replace')}")
 
         try:
             yield PostgresServer(port, directory, log)
@@ -166,3 +176,10 @@ def postgres_server() -> Iterator[PostgresServer]:
             _stop(process)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole session, without fsync."""
+    with running_postgres() as server:
+        yield server

@@ -65,7 +65,7 @@ def test_postgresql_busy_environment_exits_locked(postgres_server: PostgresServe
     store = PostgresStore(url, FakeClock(), lock_timeout=0.1)
     with psycopg.connect(url, autocommit=True) as other:
         other.execute("BEGIN")
-        other.execute("SELECT pg_advisory_xact_lock(hashtextextended('production', 0))")
+        other.execute("INSERT INTO locks VALUES ('production', 'job-0', 't', now(), now(), now())")
 
         with pytest.raises(StateBusyError) as raised:
             store.acquire_lock("production", "job-1", lease=60)
