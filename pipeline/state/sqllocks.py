@@ -128,9 +128,10 @@ class SqlLocks(SqlBase):
     def _delete_expired(self, current: Lock, now: datetime) -> None:
         """Delete the expired lock ``current``; raise LockHeld if it was renewed since.
 
-        Renewals run without the environment's transaction key, so one can land
-        between reading the lock and deleting it. The token and time conditions make
-        the delete miss a renewed lock instead of taking it from a live holder.
+        Renewals run without the environment's transaction key. SQLite still
+        serializes them with this transaction, but a backend whose key does not cover
+        single statements could renew between the read and this delete; the token and
+        time conditions then make the delete miss the renewed lock.
         """
         deleted = self._execute(
             "DELETE FROM locks WHERE environment = ? AND token = ? AND expires <= ?",
