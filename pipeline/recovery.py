@@ -129,7 +129,7 @@ def _resume(state: RunState, deployment: Deployment, config: Config) -> None:
         if entry.operation == "deploy" and isinstance(entry.details.get("before"), str)
         for instance in entry.instances
     }
-    state.keep_resumed(deployment.environment, before)
+    state.keep_resumed(deployment, before)
     state.worker.call(lambda store: store.finish_deployment(deployment.id,
                                                             DeploymentOutcome.RESUMED))
     _say(config, f"environment '{deployment.environment}': deployment {deployment.id} of "

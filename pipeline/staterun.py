@@ -171,8 +171,11 @@ class RunState:
     on_lock_lost: Callable[[str], None] | None = None
     #: Deployment ids by step id, of the deploy steps that started in this run.
     deployments: dict[str, Deployment] = field(default_factory=dict)
-    #: Instance -> version it ran before an interrupted deployment that this run resumes.
+    #: Environment -> instance -> the version it ran before an interrupted deployment
+    #: that this run resumes.
     resumed_before: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Environment -> the previous version recorded by the deployment this run resumes.
+    resumed_previous: dict[str, str | None] = field(default_factory=dict)
     _locks: list[HeldLock] = field(default_factory=list)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -309,10 +312,23 @@ class RunState:
         with self._guard:
             return self.resumed_before.get(environment, {}).get(instance)
 
-    def keep_resumed(self, environment: str, before: Mapping[str, str]) -> None:
-        """Remember the versions instances ran before a deployment this run resumes."""
+    def keep_resumed(self, deployment: Deployment, before: Mapping[str, str]) -> None:
+        """Remember what ran before ``deployment``, which this run resumes: the version
+        of each instance it changed, and its previous version."""
         with self._guard:
-            self.resumed_before.setdefault(environment, {}).update(before)
+            self.resumed_before.setdefault(deployment.environment, {}).update(before)
+            self.resumed_previous[deployment.environment] = deployment.previous_version
+
+    def previous_version(self, environment: str) -> str | None:
+        """Return the version ``environment`` ran before this run's deployments.
+
+        That is the previous version of a resumed deployment, else the version of the
+        newest successful deployment, else None.
+        """
+        with self._guard:
+            if environment in self.resumed_previous:
+                return self.resumed_previous[environment]
+        return self.last_successful_version(environment)
 
     def record_rollback(self, step_id: str, passed: bool, message: str) -> None:
         """Record a finished rollback of the deployment of step ``step_id``.

@@ -2,8 +2,9 @@
 
 It works only when ``shipline run`` opened a state store (``context.state``). A deploy
 step is recorded as an unfinished deployment when it starts, before it changes
-anything, with the version the environment ran before: the version of the last
-successful deployment in the store, else the version most instances run now. When
+anything, with the version the environment ran before: the previous version of the
+deployment that ``--resume`` continues, else the version of the last successful
+deployment in the store, else the version most instances run now. When
 its stage ends, the deployment gets its outcome, which takes the stage's rollbacks
 into account: a deploy that passed but was rolled back because a later step failed
 is ``rolled_back``.
@@ -35,7 +36,7 @@ def shipline_step_start(step: Step, context: RunContext) -> None:
     if state is None or step.kind != "deploy" or context.environment is None:
         return
     environment = context.environment.name
-    previous = state.last_successful_version(environment) or running_version(context)
+    previous = state.previous_version(environment) or running_version(context)
     state.start_deployment(step, environment, previous)
 
 

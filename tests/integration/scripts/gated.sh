@@ -5,7 +5,9 @@
 #
 # A deploy whose INSTANCE@VERSION matches a pattern of GATED (space-separated shell
 # patterns, as in release.sh) creates ROOT/INSTANCE.waiting, then waits until the file
-# named by GATE exists before it runs release.sh. Other actions run release.sh at once.
+# named by GATE exists before it runs release.sh. When shipline, its parent, is gone
+# (a test killed it), the deploy exits 1 without changing anything. Other actions run
+# release.sh at once.
 set -eu
 set -f
 
@@ -18,6 +20,7 @@ if [ "$1" = deploy ]; then
             mkdir -p "$2"
             : > "$2/$3.waiting"
             while [ ! -e "$GATE" ]; do
+                kill -0 "$PPID" 2>/dev/null || exit 1
                 sleep 0.02
             done
             ;;
