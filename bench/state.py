@@ -115,7 +115,8 @@ def lock_round_trip(store: SqlStore) -> None:
 
 
 def report(backend: str, name: str, samples: list[float], goal: float | None = GOAL) -> bool:
-    """Print the spread of ``samples`` (seconds); return whether the median meets ``goal``."""
+    """Print the spread of ``samples`` (seconds) and return whether the median meets
+    ``goal``."""
     ordered = sorted(samples)
     median = statistics.median(ordered)
     p90 = ordered[int(len(ordered) * 0.9)]

@@ -79,7 +79,7 @@ def wait_for_lock(
             if remaining <= 0:
                 raise
             delay = min(pause * (1 + random.uniform(0, 0.1)), remaining)  # noqa: S311
-            logger.info("lock of %s is held by %s; attempt %d failed, retrying in %.1f s",
+            logger.info("lock of %s is held by %s: attempt %d failed, retrying in %.1f s",
                         environment, held.lock.owner, attempt, delay)
 
         if not clock.sleep(delay, cancel):

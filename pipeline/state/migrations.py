@@ -6,7 +6,7 @@ leaves the old version intact. A database whose version is higher than
 :data:`SCHEMA_VERSION` was written by a newer shipline and is rejected: rewriting it
 could lose records that this version does not know.
 
-To change the schema, append a :class:`Migration`; never edit one that was released.
+To change the schema, append a :class:`Migration`. Never edit one that was released.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 #: The schema version this shipline writes and understands.
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
-#: Creates the version table; both dialects accept it.
+#: The statement that creates the version table, valid in both dialects.
 CREATE_VERSION_TABLE = "CREATE TABLE shipline_schema (version INTEGER NOT NULL)"
 
 

@@ -83,7 +83,7 @@ class JournalEntry:
     ``remove``, ``set_weight``, ``switch``), ``instances`` the instances it changes, and
     ``version`` the version it puts there (None for operations without one). ``details``
     holds any other value the operation needs to be undone or repeated, such as a weight.
-    ``done`` becomes True once the change finished; an entry left with ``done`` False
+    ``done`` becomes True once the change finished. An entry left with ``done`` False
     may have been applied in part.
     """
 

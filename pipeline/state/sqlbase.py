@@ -53,7 +53,7 @@ class SqlBase(abc.ABC):
 
     @abc.abstractmethod
     def _begin(self, *, write: bool, key: str | None) -> None:
-        """Start a transaction; a write transaction excludes other writers of ``key``."""
+        """Start a transaction. A write transaction excludes other writers of ``key``."""
 
     @abc.abstractmethod
     def _commit(self) -> None: ...
@@ -101,7 +101,7 @@ class SqlBase(abc.ABC):
     def _transaction(self, *, write: bool = False, key: str | None = None) -> Iterator[None]:
         """Run the block in one transaction: commit at the end, roll back on any error.
 
-        Driver errors leave as StateError subclasses; other exceptions pass unchanged.
+        Driver errors leave as StateError subclasses, and other exceptions pass unchanged.
         """
         errors = self._driver_errors()
         try:
@@ -161,7 +161,8 @@ class SqlBase(abc.ABC):
             self._execute("UPDATE shipline_schema SET version = ?", (SCHEMA_VERSION,))
 
     def _read_schema_version(self) -> int:
-        """Return the schema version in a read-only transaction; StateSchemaError if newer."""
+        """Read the schema version in a read-only transaction and raise StateSchemaError if
+        it is newer than this shipline understands."""
         with self._transaction():
             current = self._schema_version()
         self._check_version(current)

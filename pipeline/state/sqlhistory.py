@@ -1,7 +1,7 @@
 """Deployments, their journal and rollbacks, in SQL that SQLite and PostgreSQL share."""
 
 # S608 flags every f-string that builds SQL. Here only the constant column lists below
-# are put into statements; every value goes in as a parameter.
+# are put into statements, and every value goes in as a parameter.
 # ruff: noqa: S608
 
 from __future__ import annotations

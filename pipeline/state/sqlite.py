@@ -98,7 +98,7 @@ class SqliteStore(SqlStore):
             raise self._translate(error) from error
 
     def _check_integrity(self) -> None:
-        """Raise StateCorruptError unless quick_check passes; reads only."""
+        """Raise StateCorruptError unless quick_check passes. Reads the file and writes nothing."""
         try:
             rows = self._connection.execute("PRAGMA quick_check").fetchall()
         except sqlite3.Error as error:

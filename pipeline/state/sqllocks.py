@@ -8,7 +8,7 @@ single statements conditioned on the lock's token, atomic without such a transac
 """
 
 # S608 flags every f-string that builds SQL. Here only the constant column lists below
-# are put into statements; every value goes in as a parameter.
+# are put into statements, and every value goes in as a parameter.
 # ruff: noqa: S608
 
 from __future__ import annotations
@@ -126,11 +126,11 @@ class SqlLocks(SqlBase):
         ]
 
     def _delete_expired(self, current: Lock, now: datetime) -> None:
-        """Delete the expired lock ``current``; raise LockHeld if it was renewed since.
+        """Delete the expired lock ``current``, or raise LockHeld if it was renewed since.
 
         Renewals run without the environment's transaction key. SQLite still
         serializes them with this transaction, but a backend whose key does not cover
-        single statements could renew between the read and this delete; the token and
+        single statements could renew between the read and this delete. The token and
         time conditions then make the delete miss the renewed lock.
         """
         deleted = self._execute(
@@ -153,7 +153,7 @@ class SqlLocks(SqlBase):
 
 
 def lease_delta(lease: float) -> timedelta:
-    """Convert a lease in seconds to a timedelta; raise ValueError unless it is positive."""
+    """Convert a lease in seconds to a timedelta. Raises ValueError unless it is positive."""
     if lease <= 0:
         raise ValueError(f"a lock lease must be positive, not {lease} s")
     return timedelta(seconds=lease)

@@ -21,4 +21,4 @@ __all__ = ["Cursor", "SqlBase", "SqlStore"]
 
 
 class SqlStore(SqlHistory, SqlLocks):
-    """A StateStore over a DB-API connection; subclasses supply the primitives."""
+    """A StateStore over a DB-API connection. Subclasses supply the primitives."""

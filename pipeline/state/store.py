@@ -120,7 +120,7 @@ class StateStore(Protocol):
         ...
 
     def complete_journal(self, deployment_id: str, seq: int) -> JournalEntry:
-        """Mark a journal entry done and return it; raise RecordNotFound if it is unknown."""
+        """Mark a journal entry done and return it. Raises RecordNotFound if it is unknown."""
         ...
 
     def journal(self, deployment_id: str) -> list[JournalEntry]:
@@ -145,7 +145,8 @@ class StateStore(Protocol):
         ...
 
     def finish_rollback(self, rollback_id: str, outcome: RollbackOutcome) -> Rollback:
-        """Record the end time and ``outcome`` of a rollback; RecordNotFound if unknown."""
+        """Record the end time and ``outcome`` of a rollback and return it. Raises
+        RecordNotFound for an unknown id."""
         ...
 
     def rollbacks(self, environment: str, limit: int = 20) -> list[Rollback]:

@@ -3,14 +3,14 @@
 Accepted values of ``--state`` and ``SHIPLINE_STATE``:
 
 ``postgresql://USER@HOST/DB`` (or ``postgres://``)
-    a PostgreSQL database, as a libpq connection URL; libpq's ``PG*`` variables and
+    a PostgreSQL database, as a libpq connection URL. libpq's ``PG*`` variables and
     ``~/.pgpass`` fill in what the URL leaves out.
 ``sqlite:///ABSOLUTE/PATH``, ``sqlite:PATH`` or a plain ``PATH``
-    an SQLite file; a relative path is relative to the working directory.
+    an SQLite file. A relative path is relative to the working directory.
 
 The ``state:`` section has ``backend`` (``sqlite`` or ``postgresql``), ``path`` for
 sqlite (relative to the pipeline file's directory) and ``url`` for postgresql. The
-first of ``--state``, ``SHIPLINE_STATE`` and ``state:`` that is set wins; with none,
+first of ``--state``, ``SHIPLINE_STATE`` and ``state:`` that is set wins. With none,
 the state lives in ``.shipline/state.db`` beside the pipeline file.
 """
 
@@ -55,7 +55,7 @@ class StateLocation:
 
 
 def redact_url(url: str) -> str:
-    """Replace the password of a URL with ``***``; other parts are kept."""
+    """Return ``url`` with its password, if any, replaced by ``***``."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -68,7 +68,7 @@ def redact_url(url: str) -> str:
 
 
 def parse_state_url(value: str, base: Path, source: str) -> StateLocation:
-    """Parse a ``--state`` or ``SHIPLINE_STATE`` value; relative paths join ``base``.
+    """Parse a ``--state`` or ``SHIPLINE_STATE`` value. Relative paths join ``base``.
 
     ``source`` names where the value came from, for the error message. Raises
     StateError for an empty value, a URL scheme other than sqlite and postgresql, or a

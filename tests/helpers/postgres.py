@@ -3,8 +3,9 @@
 :func:`postgres_server` is a session fixture: it runs ``initdb`` into a new temporary
 directory and starts ``postgres`` on a free loopback port, with its unix socket in the
 same directory, trust authentication and fsync off (the data is thrown away). The
-binaries come from the Debian ``postgresql`` package; when they are missing the test
-fails and says to run ``scripts/install-system-deps``. PostgreSQL refuses to run as
+binaries come from the Debian ``postgresql`` package. When they are missing, every test
+that uses the fixture errors with a message that says to run
+``scripts/install-system-deps``. PostgreSQL refuses to run as
 root, so as root (as in CI) both programs run as the package's ``postgres`` user.
 
 Tests get a fresh schema each from :meth:`PostgresServer.new_schema`, which is much
@@ -34,7 +35,7 @@ import pytest
 
 BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 
-#: The superuser that initdb creates; trust authentication, so no password.
+#: The superuser that initdb creates. Authentication is "trust", so it has no password.
 USER = "shipline"
 
 #: Seconds to wait for the server to accept connections; it usually takes under one.
