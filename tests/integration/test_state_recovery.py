@@ -22,12 +22,18 @@ from integration.scripts.harness import (
     write_pipeline,
 )
 from integration.scripts.stateharness import (
+    BLUE,
+    GREEN,
     ROOT,
     WEB,
     StoreReader,
+    active_slot,
     deploy_history,
     install,
+    install_slots,
     pipeline,
+    router_log,
+    slot_target,
     versions,
     web_target,
 )
@@ -100,7 +106,8 @@ def test_state_recovery_after_kill_mid_batch(tmp_path: Path, state_url: str) -> 
     assert (rollback.from_version, rollback.to_version) == ("1.1.0", "1.0.0")
     assert rollback.outcome is RollbackOutcome.SUCCEEDED
     journal = store.journal(killed.id)
-    assert [(entry.instances, entry.done) for entry in journal[:2]] == [
+    # The two instances of a batch are deployed in parallel, in either order.
+    assert sorted((entry.instances, entry.done) for entry in journal[:2]) == [
         (("web-1",), True), (("web-2",), True)]
     assert sorted((entry.instances, entry.done) for entry in journal[2:]) == [
         (("web-3",), False), (("web-4",), False)]
@@ -202,3 +209,55 @@ def test_state_killed_run_blocks_until_lease_ends(tmp_path: Path, state_url: str
     assert finished.exit_code == ExitCode.LOCKED
     assert "environment 'production' is locked by " in finished.stderr
     assert versions(tmp_path) == dict.fromkeys(WEB, "1.0.0")
+
+
+def test_state_recovery_switches_traffic_back(tmp_path: Path, state_url: str) -> None:
+    install_slots(tmp_path)
+    document = pipeline(slot_target(), lease=LEASE, strategy="blue-green",
+                        scale_down_delay="10m")
+    _kill_when(tmp_path, document, state_url, lambda: active_slot(tmp_path) == "green",
+               "the switch to green", settle=PAUSE_SETTLE)
+    assert versions(tmp_path, GREEN) == dict.fromkeys(GREEN, "1.1.0")
+
+    # The next run's own deploy fails on green-2, so it ends where the recovery left
+    # the environment: blue serves 1.0.0 and green runs nothing.
+    write_pipeline(tmp_path, pipeline(slot_target(FAIL_DEPLOY="green-2@1.1.0"), lease=LEASE,
+                                      strategy="blue-green"))
+    finished = run_to_end(tmp_path, "--state", state_url, "--lock-wait", "20s")
+
+    assert finished.exit_code == ExitCode.FAILED, finished.stdout + finished.stderr
+    assert ("traffic back on slot 'blue'; removed 1.1.0 from 2 instances"
+            in finished.stdout)
+    assert router_log(tmp_path)[:2] == ["switch green", "switch blue"]
+    assert active_slot(tmp_path) == "blue"
+    assert versions(tmp_path, BLUE + GREEN) == {
+        "blue-1": "1.0.0", "blue-2": "1.0.0", "green-1": None, "green-2": None}
+    store = StoreReader(state_url, tmp_path)
+    second, first = store.history()
+    assert first.outcome is DeploymentOutcome.RECOVERED
+    assert second.outcome is DeploymentOutcome.ROLLED_BACK
+    assert [entry.operation for entry in store.journal(first.id)] == [
+        "deploy", "deploy", "switch"]
+
+
+def test_state_recovery_sets_canary_weight_to_zero(tmp_path: Path, state_url: str) -> None:
+    install_slots(tmp_path)
+    document = pipeline(slot_target(), lease=LEASE, strategy="canary", traffic="router",
+                        steps=[{"set_weight": 20}, {"pause": "10m"}])
+    _kill_when(tmp_path, document, state_url,
+               lambda: "set_weight green 20" in router_log(tmp_path),
+               "the canary weight", settle=PAUSE_SETTLE)
+
+    write_pipeline(tmp_path, pipeline(slot_target(FAIL_DEPLOY="green-2@1.1.0"), lease=LEASE,
+                                      strategy="blue-green"))
+    finished = run_to_end(tmp_path, "--state", state_url, "--lock-wait", "20s")
+
+    assert finished.exit_code == ExitCode.FAILED, finished.stdout + finished.stderr
+    assert ("weight of slot 'green' back to 0; removed 1.1.0 from 2 instances"
+            in finished.stdout)
+    # The canary sets the weight to 0 before it raises it; the recovery sets it back.
+    assert router_log(tmp_path)[:3] == [
+        "set_weight green 0", "set_weight green 20", "set_weight green 0"]
+    assert active_slot(tmp_path) == "blue"
+    assert versions(tmp_path, BLUE + GREEN) == {
+        "blue-1": "1.0.0", "blue-2": "1.0.0", "green-1": None, "green-2": None}

@@ -24,7 +24,12 @@ ROOT = "servers"
 #: The file that lets held deploys go on, relative to the pipeline file.
 GATE = "go"
 
+#: Folder of the router's state files, relative to the pipeline file.
+ROUTER = "router"
+
 WEB = ["web-1", "web-2", "web-3", "web-4"]
+BLUE = ["blue-1", "blue-2"]
+GREEN = ["green-1", "green-2"]
 
 
 def gated(action: str, *arguments: str) -> str:
@@ -44,6 +49,46 @@ def web_target(gated_deploys: str = "", **env: str) -> dict[str, Any]:
         "env": {"GATED": gated_deploys, "GATE": GATE, **env},
         "timeout": "30s",
     }
+
+
+def router(action: str, *arguments: str) -> str:
+    return " ".join(["sh", shlex.quote(str(SCRIPTS / "router.sh")), ROUTER, action, *arguments])
+
+
+def slot_target(**env: str) -> dict[str, Any]:
+    """Return a command target with slots blue (BLUE) and green (GREEN), routed by
+    ``router.sh`` whose state is in ROUTER."""
+    return {
+        "type": "command",
+        "slots": {"blue": BLUE, "green": GREEN},
+        "deploy": gated("deploy", "{instance}", "{version}"),
+        "version": gated("version", "{instance}"),
+        "health": gated("health", "{instance}"),
+        "remove": gated("remove", "{instance}", "{version}"),
+        "active_slot": router("active_slot"),
+        "switch": router("switch", "{slot}"),
+        "set_weight": router("set_weight", "{slot}", "{weight}"),
+        "env": dict(env),
+        "timeout": "30s",
+    }
+
+
+def install_slots(folder: Path) -> None:
+    """Install 1.0.0 on blue, which serves traffic, and nothing on green."""
+    install(folder, BLUE, "1.0.0")
+    for instance in GREEN:
+        (folder / ROOT / instance).mkdir(parents=True)
+    (folder / ROUTER).mkdir()
+    (folder / ROUTER / "active").write_text("blue\n")
+
+
+def router_log(folder: Path) -> list[str]:
+    path = folder / ROUTER / "log"
+    return path.read_text().splitlines() if path.is_file() else []
+
+
+def active_slot(folder: Path) -> str:
+    return (folder / ROUTER / "active").read_text().strip()
 
 
 def pipeline(target: dict[str, Any], version: str = "1.1.0", *, lease: str = "60s",
