@@ -160,3 +160,22 @@ def test_state_invalid_lock_wait_exits_invalid(tmp_path: Path, shipline_cli) -> 
     assert result.exit_code == ExitCode.INVALID
     assert result.stderr.startswith(
         "shipline: error: --lock-wait: 'soon' is not a valid duration: ")
+
+
+def test_state_forced_release_stops_run(tmp_path: Path, shipline_cli) -> None:
+    install(tmp_path, WEB, "1.0.0")
+    write_pipeline(tmp_path, pipeline(web_target("web-2@1.1.0"), lease="1s"))
+    state = str(tmp_path / "state.db")
+
+    with shipline_run(tmp_path, "--state", state) as run:
+        wait_until(lambda: _waiting(tmp_path, "web-2"), "the deploy of web-2", run)
+        released = shipline_cli("lock", "release", "production", "--force", "--reason",
+                                "stuck", "--state", state, cwd=tmp_path)
+        code, stdout, stderr = _finish(run)
+
+    assert released.exit_code == ExitCode.OK, released.stderr
+    assert code == ExitCode.INTERRUPTED, stdout + stderr
+    assert "lost the lock on environment 'production' (nobody holds it now)" in stderr
+    assert versions(tmp_path) == dict.fromkeys(WEB, "1.0.0")
+    [deployment] = StoreReader(state, tmp_path).history()
+    assert deployment.outcome is DeploymentOutcome.INTERRUPTED
