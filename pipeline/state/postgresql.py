@@ -7,6 +7,10 @@ name (``pg_advisory_xact_lock``), so the lock methods read and write the lock ro
 without another process in between, on any isolation level. Waits for such a lock end
 after LOCK_TIMEOUT with StateBusyError. The session time zone is UTC.
 
+When the connection breaks (a server restart, a network loss), the call that meets it
+raises StateConnectionError, and the next call opens a new connection. So a heartbeat
+keeps renewing its lock after a short outage.
+
 This module imports psycopg, so it is imported only when a PostgreSQL store is opened.
 """
 
@@ -65,10 +69,22 @@ class PostgresStore(SqlStore):
     def __init__(self, url: str, clock: Clock, lock_timeout: float = LOCK_TIMEOUT) -> None:
         super().__init__(clock)
         self.location = redact_url(url)
+        self._url = url
         self._lock_timeout = lock_timeout
         self._sql_cache: dict[str, str] = {}
+        self._closed = False
+        self._connection = self._connect()
         try:
-            self._connection = psycopg.connect(
+            self._migrate()
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        """Connect and configure the session. Raises StateConnectionError on failure."""
+        url = self._url
+        try:
+            connection = psycopg.connect(
                 url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
                 application_name="shipline",
             )
@@ -83,11 +99,25 @@ class PostgresStore(SqlStore):
             raise self._translate(error) from error
 
         try:
-            self._configure()
-            self._migrate()
+            self._configure(connection)
         except BaseException:
-            self._connection.close()
+            connection.close()
             raise
+        return connection
+
+    def _reconnect_if_broken(self) -> None:
+        """Open a new connection when the last one broke (server restart, network loss).
+
+        Only called before a transaction or statement starts, so no statement whose
+        outcome is unknown is sent twice. The call that met the broken connection has
+        already raised StateConnectionError.
+        """
+        if self._closed or not self._connection.broken:
+            return
+        logger.warning("connection to state database %s was lost, reconnecting",
+                       self.location)
+        self._connection.close()
+        self._connection = self._connect()
 
     def acquire_lock(self, environment: str, owner: str, lease: float) -> Lock:
         """Take the lock with one INSERT ... ON CONFLICT statement: one round trip.
@@ -123,23 +153,30 @@ class PostgresStore(SqlStore):
         return Lock(environment, row[0], "", expires, expires, expires)
 
     def _fetch_alone(self, sql: str, params: Sequence[object]) -> Any:
+        self._reconnect_if_broken()
         try:
             return self._connection.execute(sql, params).fetchone()
         except psycopg.Error as error:
             raise self._translate(error) from error
 
-    def _configure(self) -> None:
+    def _configure(self, connection: psycopg.Connection[Any]) -> None:
         try:
-            self._connection.execute("SET TIME ZONE 'UTC'")
+            connection.execute("SET TIME ZONE 'UTC'")
             milliseconds = max(1, round(self._lock_timeout * 1000))
-            self._connection.execute(f"SET lock_timeout = {milliseconds}")
+            connection.execute(f"SET lock_timeout = {milliseconds}")
         except psycopg.Error as error:
             raise self._translate(error) from error
 
     def close(self) -> None:
+        self._closed = True
         self._connection.close()
 
+    def _execute_alone(self, sql: str, params: Sequence[object] = ()) -> int:
+        self._reconnect_if_broken()
+        return super()._execute_alone(sql, params)
+
     def _begin(self, *, write: bool, key: str | None) -> None:
+        self._reconnect_if_broken()
         self._connection.execute("BEGIN")
         if write and key is not None:
             self._connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
@@ -149,7 +186,7 @@ class PostgresStore(SqlStore):
         self._connection.execute("COMMIT")
 
     def _rollback(self) -> None:
-        if not self._connection.closed:
+        if not self._connection.closed and not self._connection.broken:
             self._connection.execute("ROLLBACK")
 
     def _execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable
 
 import psycopg
 import pytest
 
 from helpers.postgres import PostgresServer
-from pipeline.clock import FakeClock
+from pipeline.clock import FakeClock, SystemClock
 from pipeline.exitcodes import ExitCode
-from pipeline.state import StateBusyError, StateConnectionError
+from pipeline.state import Heartbeat, StateBusyError, StateConnectionError
 from pipeline.state.postgresql import PostgresStore
 
 
@@ -98,3 +100,67 @@ def test_postgresql_times_in_utc_whatever_server_zone(postgres_server: PostgresS
     assert read.started == deployment.started
     assert read.started.utcoffset() is not None
     assert str(read.started.tzinfo) == "UTC"
+
+
+def terminate(server: PostgresServer, store: PostgresStore) -> None:
+    """End the server session of ``store``, as a server restart would."""
+    pid = store._connection.info.backend_pid
+    with psycopg.connect(server.url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_postgresql_reconnects_after_lost_connection(postgres_server: PostgresServer,
+                                                     caplog: pytest.LogCaptureFixture):
+    store = PostgresStore(postgres_server.new_schema(), FakeClock())
+    lock = store.acquire_lock("production", "job-1", lease=60)
+    terminate(postgres_server, store)
+
+    with pytest.raises(StateConnectionError) as raised:
+        store.lock_status("production")
+    with caplog.at_level("WARNING", logger="shipline"):
+        renewed = store.renew_lock(lock, lease=120)
+
+    assert str(raised.value).startswith(f"cannot use state database {store.location}: ")
+    assert raised.value.exit_code == ExitCode.INVALID
+    assert renewed.expires > lock.expires
+    assert store.lock_status("production") == renewed
+    assert caplog.messages == [
+        f"connection to state database {store.location} was lost, reconnecting"
+    ]
+    store.close()
+
+
+def test_postgresql_heartbeat_survives_lost_connection(postgres_server: PostgresServer):
+    url = postgres_server.new_schema()
+    clock = SystemClock()
+    store = PostgresStore(url, clock)
+    lock = store.acquire_lock("production", "job-1", lease=30)
+    opened: list[PostgresStore] = []
+
+    def open_heartbeat_store() -> PostgresStore:
+        opened.append(PostgresStore(url, clock))
+        return opened[-1]
+
+    heartbeat = Heartbeat(open_heartbeat_store, lock, lease=30, clock=clock, interval=0.02)
+    heartbeat.start()
+    first = wait_for(lambda: heartbeat.lock.heartbeat > lock.heartbeat)
+    terminate(postgres_server, opened[0])
+    dropped_at = heartbeat.lock.heartbeat
+    second = wait_for(lambda: store.lock_status("production").heartbeat > dropped_at
+                      and heartbeat.lock.heartbeat > dropped_at)
+    heartbeat.stop()
+
+    assert first
+    assert second
+    assert not heartbeat.lost.is_set()
+    assert store.release_lock(heartbeat.lock) is True
+    store.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
