@@ -185,5 +185,5 @@ class SqlBase(abc.ABC):
     def _now(self) -> datetime:
         return utc_from_timestamp(self._clock.time())
 
-    def _t_or_none(self, value: Any) -> datetime | None:
+    def _decode_optional_time(self, value: Any) -> datetime | None:
         return None if value is None else self._decode_time(value)

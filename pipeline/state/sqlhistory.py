@@ -138,7 +138,7 @@ class SqlHistory(SqlBase):
             id=row[0], pipeline=row[1], environment=row[2], version=row[3],
             previous_version=row[4], strategy=row[5], actor=row[6], job_url=row[7],
             commit=row[8], started=self._decode_time(row[9]),
-            finished=self._t_or_none(row[10]),
+            finished=self._decode_optional_time(row[10]),
             outcome=None if row[11] is None else DeploymentOutcome(row[11]),
         )
 
@@ -263,7 +263,7 @@ class SqlHistory(SqlBase):
             id=row[0], environment=row[1], deployment_id=row[2], from_version=row[3],
             to_version=row[4], reason=row[5], actor=row[6], job_url=row[7],
             fast=bool(row[8]), started=self._decode_time(row[9]),
-            finished=self._t_or_none(row[10]),
+            finished=self._decode_optional_time(row[10]),
             outcome=None if row[11] is None else RollbackOutcome(row[11]),
         )
 
