@@ -44,7 +44,7 @@ def running_version(context: RunContext) -> str | None:
     """Return the version most serving instances of the stage's environment run now.
 
     Returns None when no instance's version can be read. A target or router that
-    fails here is logged, and the deploy step reports the problem itself.
+    fails here is logged at INFO only, because the deploy step reports the same problem.
     """
     from pipeline.slots import resolve_router, serving_instances
 
@@ -53,7 +53,7 @@ def running_version(context: RunContext) -> str | None:
         instances = serving_instances(target, resolve_router(context))
         versions = [target.version(instance) for instance in instances]
     except ShiplineError as exc:
-        logger.warning("reading the running version before the deploy failed: %s", exc)
+        logger.info("reading the running version before the deploy failed: %s", exc)
         return None
     counts = Counter(version for version in versions if version is not None)
     if not counts:
