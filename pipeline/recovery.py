@@ -33,6 +33,7 @@ from pipeline.exitcodes import ExitCode
 from pipeline.instancetable import InstanceState, plural
 from pipeline.rollback import removal_failure, remove_version, restore_previous
 from pipeline.state import Deployment, DeploymentOutcome, JournalEntry, RollbackOutcome
+from pipeline.staterun import UNKNOWN_VERSION
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -45,7 +46,7 @@ logger = logging.getLogger("shipline")
 
 @dataclass
 class UndoPlan:
-    """What the journal of one deployment says must be undone."""
+    """The changes of one deployment that a recovery must undo, read from its journal."""
 
     #: The slot that served before the first ``switch``, to route back to.
     switch_back_to: str | None = None
@@ -146,7 +147,7 @@ def _roll_back(plan: Plan, config: Config, state: RunState, deployment: Deployme
          f"{plural(len(undo.instances), 'instance')} it changed")
 
     record = state.worker.call(lambda store: store.start_rollback(
-        environment=environment, to_version=deployment.previous_version or "unknown",
+        environment=environment, to_version=deployment.previous_version or UNKNOWN_VERSION,
         from_version=deployment.version, deployment_id=deployment.id,
         reason=f"recovery of the unfinished deployment {deployment.id}",
         actor=state.job.actor, job_url=state.job.job_url))

@@ -428,7 +428,7 @@ class Rollout:
         """Leave alone an instance that already runs the step's version.
 
         When ``--resume`` continues a deployment that a killed run left unfinished, the
-        instance may have got the version from that run: it is then marked touched, with
+        instance may have got the version from that run. It is then marked touched, with
         the version it ran before that run, so that a rollback restores it too.
         """
         earlier = None

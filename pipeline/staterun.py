@@ -1,8 +1,8 @@
 """A run's link to the state store: its locks, its deployments and their journal.
 
 :class:`RunState` is opened by ``shipline run`` before the first stage. It takes the
-lock of every environment that a deploy step of the plan deploys to, keeps each lease
-alive with a heartbeat thread, and records each deploy step as a deployment whose
+lock of every environment that a deploy step of the plan deploys to, and a heartbeat
+thread keeps each lease alive. Each deploy step is recorded as a deployment, whose
 journal lists every change before it is made. The built-in ``state`` plugin
 (:mod:`pipeline.builtin.statehistory`) calls it from the run hooks.
 
@@ -139,7 +139,7 @@ class StateWorker:
 
 @dataclass(frozen=True)
 class RollbackRequest:
-    """What ``shipline rollback`` was asked to do, for the rollback record."""
+    """The request of one ``shipline rollback``, kept for its rollback record."""
 
     environment: str
     to_version: str

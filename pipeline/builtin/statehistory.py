@@ -2,9 +2,9 @@
 
 It works only when ``shipline run`` opened a state store (``context.state``). A deploy
 step is recorded as an unfinished deployment when it starts, before it changes
-anything, with the version the environment ran before: the previous version of the
-deployment that ``--resume`` continues, else the version of the last successful
-deployment in the store, else the version most instances run now. When
+anything. Its previous version is that of the deployment that ``--resume`` continues,
+else the version of the last successful deployment in the store, else the version most
+instances run now. When
 its stage ends, the deployment gets its outcome, which takes the stage's rollbacks
 into account: a deploy that passed but was rolled back because a later step failed
 is ``rolled_back``.

@@ -1,7 +1,7 @@
 """``shipline lock status|release ENV``: show or remove an environment's lock.
 
 ``release`` removes a lock whose lease has expired. A lock whose lease still runs
-belongs to a run that is alive or died less than a lease ago; removing it needs
+belongs to a run that is alive or died less than a lease ago. So removing it needs
 ``--force --reason TEXT``, and the store records who forced it and why.
 """
 

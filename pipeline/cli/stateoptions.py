@@ -2,7 +2,7 @@
 
 ``run``, ``history``, ``status``, ``lock`` and ``rollback`` all accept ``--state URL``.
 The commands other than ``run`` take the environment as their argument and the
-pipeline file through ``-f/--file``; they read the file only when they need its
+pipeline file through ``-f/--file``. They read the file only when they need its
 ``state:`` section or its environments.
 """
 

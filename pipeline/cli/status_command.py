@@ -59,7 +59,7 @@ class InstanceStatus:
 
 @dataclass
 class EnvironmentStatus:
-    """What runs in one environment, and what the state store says about it."""
+    """The versions running in one environment, and the state store's records of it."""
 
     environment: str
     recorded_version: str | None

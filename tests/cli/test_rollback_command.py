@@ -1,4 +1,4 @@
-"""``shipline rollback`` and ``shipline status`` on release directories, after real runs."""
+"""``shipline rollback`` on release directories, after real runs."""
 
 from __future__ import annotations
 
@@ -106,23 +106,3 @@ def test_rollback_unknown_environment(shipline_cli, deployed_twice: Path) -> Non
     assert result.exit_code == ExitCode.INVALID
     assert result.stderr == ("shipline: error: environment 'staging' is not defined in "
                              "shipline.yml (defined: production)\n")
-
-
-def test_status_shows_differing_instance(shipline_cli, deployed_twice: Path) -> None:
-    (deployed_twice / "servers" / "web-2" / "current").unlink()
-    (deployed_twice / "servers" / "web-2" / "current").symlink_to("releases/1.0.0")
-
-    result = shipline_cli("status", cwd=deployed_twice)
-
-    assert result.exit_code == ExitCode.OK, result.stderr
-    assert result.stdout.splitlines() == [
-        "environment production",
-        "  recorded version: 1.2.0",
-        "  lock: environment 'production' is not locked",
-        "  instance  running  note",
-        "  web-1     1.2.0",
-        "  web-2     1.0.0    differs from the recorded version 1.2.0",
-        "  web-3     1.2.0",
-        "  web-4     1.2.0",
-        "  1 serving instance(s) do not run the recorded version 1.2.0",
-    ]
