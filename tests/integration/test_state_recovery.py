@@ -1,9 +1,9 @@
 """Crash recovery: SIGKILL a real ``shipline run``, then check what the next run does.
 
-Each test holds the first run at a chosen point with ``gated.sh`` (a deploy waits for a
-file that never comes) or waits for a canary pause, kills it with SIGKILL, so that
-nothing of shipline runs afterwards, and starts a second run with a pipeline that
-deploys without held deploys. The lease is 1 second and the second run waits for the
+Each test stops the first run at a chosen point: ``gated.sh`` makes a deploy wait for a
+file that never comes, or the run reaches a long pause. The test kills the run there
+with SIGKILL, so that no code of shipline runs afterwards. Then it starts a second run
+with a pipeline whose deploys do not wait. The lease is 1 second and the second run waits for the
 lock with ``--lock-wait``. The tests then read every instance's version and deploy
 history from the disk, and the deployments, journal and rollbacks from the store.
 """
