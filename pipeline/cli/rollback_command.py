@@ -107,6 +107,8 @@ def versions_for(store: StateStore, environment: str, to: str | None) -> tuple[s
             raise UsageError("--to: the version is empty")
         return current, to
 
+    # NOTE: a rollback is recorded as a successful deployment too, so right after a
+    # rollback from 1.2.0 to 1.1.0 the version "before the current one" is 1.2.0 again.
     for version in _successful(store, environment):
         if version != current:
             return current, version
