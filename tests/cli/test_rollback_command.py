@@ -106,3 +106,13 @@ def test_rollback_unknown_environment(shipline_cli, deployed_twice: Path) -> Non
     assert result.exit_code == ExitCode.INVALID
     assert result.stderr == ("shipline: error: environment 'staging' is not defined in "
                              "shipline.yml (defined: production)\n")
+
+
+def test_rollback_twice_returns_forward(shipline_cli, deployed_twice: Path) -> None:
+    first = shipline_cli("rollback", "production", cwd=deployed_twice)
+    second = shipline_cli("rollback", "production", cwd=deployed_twice)
+
+    assert first.exit_code == ExitCode.OK, first.stdout + first.stderr
+    assert second.exit_code == ExitCode.OK, second.stdout + second.stderr
+    assert "PASSED   rollback to 1.2.0 (" in second.stdout
+    assert versions(deployed_twice) == dict.fromkeys(WEB, "1.2.0")
