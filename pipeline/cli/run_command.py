@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from pipeline.cli.stateoptions import add_state_option, duration_argument
@@ -98,5 +103,30 @@ def _lock_and_recover(plan: Plan, config: Config, state: RunState, wait: float,
     from pipeline.staterun import deploy_environments
 
     environments = deploy_environments(plan)
-    state.lock(environments, wait=wait)
+    cancel = threading.Event()
+    with _signals_set(cancel):
+        state.lock(environments, wait=wait, cancel=cancel)
     return recover(plan, config, state, environments, resume=resume)
+
+
+@contextmanager
+def _signals_set(event: threading.Event) -> Iterator[None]:
+    """Make SIGINT and SIGTERM set ``event`` instead of stopping the process.
+
+    While a run waits for a lock, the wait runs on the state worker thread, so a
+    KeyboardInterrupt in the main thread would leave that thread waiting, and the
+    process with it, until ``--lock-wait`` ran out.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        event.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -6,7 +6,9 @@ A run is held inside a deploy by ``gated.sh`` until the test creates the gate fi
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 from integration.scripts.harness import shipline_run, wait_until, write_pipeline
@@ -179,3 +181,34 @@ def test_state_forced_release_stops_run(tmp_path: Path, shipline_cli) -> None:
     assert versions(tmp_path) == dict.fromkeys(WEB, "1.0.0")
     [deployment] = StoreReader(state, tmp_path).history()
     assert deployment.outcome is DeploymentOutcome.INTERRUPTED
+
+
+def test_state_lock_wait_stopped_by_sigterm(tmp_path: Path, state_url: str) -> None:
+    install(tmp_path, WEB, "1.0.0")
+    write_pipeline(tmp_path, pipeline(web_target("web-1@1.1.0")))
+    log = tmp_path / "waiter.log"
+
+    with shipline_run(tmp_path, "--state", state_url) as holder:
+        wait_until(lambda: _waiting(tmp_path, "web-1"), "the first deploy to wait", holder)
+        with log.open("w") as stderr:
+            waiter = subprocess.Popen(
+                [sys.executable, "-m", "pipeline", "run", "--state", state_url,
+                 "--lock-wait", "10m", "-vv"],
+                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+            try:
+                wait_until(lambda: "retrying in" in log.read_text(),
+                           "the second run to wait for the lock", waiter)
+                waiter.send_signal(signal.SIGTERM)
+                code = waiter.wait(timeout=20)
+            finally:
+                if waiter.poll() is None:
+                    waiter.kill()
+                    waiter.wait()
+        (tmp_path / GATE).touch()
+        holder_code, _, _ = _finish(holder)
+
+    assert code == ExitCode.INTERRUPTED
+    assert ("shipline: error: cancelled while waiting for the lock of 'production'"
+            in log.read_text())
+    assert holder_code == ExitCode.OK
+    assert len(StoreReader(state_url, tmp_path).history()) == 1
