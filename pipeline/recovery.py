@@ -178,6 +178,8 @@ def _undo(plan: Plan, config: Config, environment: str, deployment: Deployment,
 
     context = RunContext(plan=plan, config=config)
     context.environment = plan.environments[environment]
+    # NOTE: the local target starts afresh in every run, so there this undoes changes
+    # on processes that exist only for the recovery. Only the command target is tested.
     try:
         target = context.target()
         router = resolve_router(context)

@@ -127,6 +127,9 @@ def read_instances(plan: Plan, config: Config, name: str) -> list[InstanceStatus
 
     With slots and a router, the active slot's instances serve; otherwise all do.
     """
+    # NOTE: the local target starts its `stable` version when it is created and stops
+    # it at the end, so for a local environment this shows that version, never what a
+    # run left behind.
     from pipeline.context import RunContext
     from pipeline.rolloutparallel import MAX_PARALLEL, run_parallel
     from pipeline.slots import resolve_router
