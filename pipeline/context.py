@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from pipeline.config import Config
     from pipeline.masking import Masker
     from pipeline.plan import Environment, Plan, Stage, Step
+    from pipeline.staterun import RunState
     from pipeline.target import Router, Target
 
 logger = logging.getLogger("shipline")
@@ -71,6 +72,8 @@ class RunContext:
     packages: list[tuple[str, Path]] = field(default_factory=list)
     #: Set by the runner: queues the ``paused`` notification. See :meth:`notify_paused`.
     on_paused: Callable[[str], None] | None = field(default=None, repr=False)
+    #: The state store of the run (locks, history, journal), or ``None`` without one.
+    state: RunState | None = field(default=None, repr=False)
     _rollbacks: list[Rollback] = field(default_factory=list, repr=False)
     _targets: dict[str, Target] = field(default_factory=dict, repr=False)
     _routers: dict[str, Router | None] = field(default_factory=dict, repr=False)
@@ -117,6 +120,25 @@ class RunContext:
         """
         if self.on_paused is not None:
             self.on_paused(message)
+
+    def record_change(
+        self,
+        step: Step,
+        operation: str,
+        instances: Sequence[str],
+        version: str | None,
+        details: Mapping[str, str | int | float | bool | None] | None = None,
+    ) -> Callable[[], None]:
+        """Write a journal entry for a change ``step`` is about to make to ``instances``.
+
+        Call it before the change and call the returned function once the change has
+        finished, so that a later run can tell which instances a killed run touched.
+        Without a state store, or outside a deploy step, nothing is written. Raises
+        StateError (a ShiplineError) when the journal cannot be written.
+        """
+        if self.state is None:
+            return _nothing
+        return self.state.record_change(step, operation, instances, version, details)
 
     def add_rollback(self, step: Step, description: str, action: Callable[[], str]) -> None:
         """Record how to undo a change that ``step`` just made.
@@ -192,3 +214,7 @@ class RunContext:
             stage = self.stage.name if self.stage else "?"
             raise ShiplineError(f"stage '{stage}' has no 'environment:' to deploy to")
         return env
+
+
+def _nothing() -> None:
+    return None

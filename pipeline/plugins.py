@@ -54,6 +54,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("github-actions", "pipeline.builtin.github_actions"),
     ("gitlab-ci", "pipeline.builtin.gitlab_ci"),
     ("protect", "pipeline.builtin.protect"),
+    ("state", "pipeline.builtin.statehistory"),
 )
 
 #: The ``PluginInfo.origin`` of the plugins in :data:`BUILTIN_PLUGINS`.

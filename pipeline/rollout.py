@@ -383,8 +383,12 @@ class Rollout:
         """
         version = version or self.version
         self.table.update(instance, touched=True, result="deploying")
+        state = self.table.get(instance)
+        done = self.context.record_change(self.step, "deploy", [instance], version,
+                                          {"before": state.before, "slot": state.slot})
         result = call_target("deploy", instance,
                              lambda: self.target.deploy(instance, version, self.context.cancel))
+        done()
         if result.ok:
             self.table.update(instance, after=version, result="deployed")
         else:
@@ -410,7 +414,7 @@ class Rollout:
         before = self.read_version(instance)
         self.table.update(instance, before=before, after=before)
         if before == self.version:
-            self.table.update(instance, result="unchanged", message=f"already runs {before}")
+            self._keep(instance)
             return True
 
         if not self.deploy_instance(instance).ok:
@@ -419,6 +423,22 @@ class Rollout:
             return False
         self.table.update(instance, result="updated", message="")
         return True
+
+    def _keep(self, instance: str) -> None:
+        """Leave alone an instance that already runs the step's version.
+
+        When ``--resume`` continues a deployment that a killed run left unfinished, the
+        instance may have got the version from that run. It is then marked touched, with
+        the version it ran before that run, so that a rollback restores it too.
+        """
+        earlier = None
+        if self.context.state is not None:
+            earlier = self.context.state.resumed_version(self.environment_name, instance)
+        if earlier is not None and earlier != self.version:
+            self.table.update(instance, before=earlier, touched=True, result="unchanged",
+                              message=f"updated by the interrupted run (before: {earlier})")
+            return
+        self.table.update(instance, result="unchanged", message=f"already runs {self.version}")
 
     def check_health(self, instance: str, policy: HealthPolicy) -> InstanceResult:
         """Wait for ``instance`` to pass its health check and record a failure."""

@@ -177,19 +177,30 @@ class SlotDeploy:
     def set_weight(self, weight: int) -> None:
         """Send ``weight`` percent of requests to the idle slot and record it."""
         self.weighted = True
+        done = self._record("set_weight", {"slot": self.idle, "weight": weight,
+                                           "active": self.active})
         self.rollout.route(f"setting the weight of slot '{self.idle}' to {weight}",
                            lambda: self.router.set_weight(self.idle, weight))
+        done()
         self.rollout.record_weight(weight)
 
     def switch(self) -> None:
         """Make the idle slot the active one; its instances serve, the old ones go idle."""
         self.switched = True
+        done = self._record("switch", {"slot": self.idle, "active": self.active})
         self.rollout.route(f"switching traffic to slot '{self.idle}'",
                            lambda: self.router.switch(self.idle))
+        done()
         for instance in self.idle_instances:
             self.rollout.table.update(instance, result="serving")
         for instance in self.old_instances:
             self.rollout.table.update(instance, result="idle")
+
+    def _record(self, operation: str, details: dict[str, str | int | None]) -> Callable[[], None]:
+        """Journal a router change before it is made; ``active`` is the slot to route back to."""
+        return self.rollout.context.record_change(
+            self.rollout.step, operation, list(self.idle_instances), self.rollout.version,
+            dict(details))
 
     def scale_down(self, delay: float) -> str:
         """Wait ``delay`` seconds, then remove the old version from the old slot.

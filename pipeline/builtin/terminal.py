@@ -138,7 +138,7 @@ def use_colour(out: TextIO) -> bool:
 
 @hookimpl
 def shipline_configure(config: Config) -> None:
-    if config.option("command") != "run":
+    if config.option("command") not in ("run", "rollback"):
         return
     verbosity = int(config.option("verbose", 0)) - int(config.option("quiet", 0))
     # `--events -` owns standard output, so progress goes to standard error instead.

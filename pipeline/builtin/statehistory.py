@@ -1,0 +1,94 @@
+"""The built-in ``state`` plugin: record each deploy step of a run as a deployment.
+
+It works only when ``shipline run`` opened a state store (``context.state``). A deploy
+step is recorded as an unfinished deployment when it starts, before it changes
+anything. Its previous version is that of the deployment that ``--resume`` continues,
+else the version of the last successful deployment in the store, else the version most
+instances run now. When
+its stage ends, the deployment gets its outcome, which takes the stage's rollbacks
+into account: a deploy that passed but was rolled back because a later step failed
+is ``rolled_back``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from pipeline import hookimpl
+from pipeline.errors import ShiplineError
+from pipeline.report import Outcome
+from pipeline.state import DeploymentOutcome
+
+if TYPE_CHECKING:
+    from pipeline.context import RunContext
+    from pipeline.plan import Stage, Step
+    from pipeline.report import StepReport
+    from pipeline.runner import StageResult
+
+logger = logging.getLogger("shipline")
+
+
+@hookimpl
+def shipline_step_start(step: Step, context: RunContext) -> None:
+    state = context.state
+    if state is None or step.kind != "deploy" or context.environment is None:
+        return
+    environment = context.environment.name
+    previous = state.previous_version(environment) or running_version(context)
+    state.start_deployment(step, environment, previous)
+
+
+def running_version(context: RunContext) -> str | None:
+    """Return the version most serving instances of the stage's environment run now.
+
+    Returns None when no instance's version can be read. A target or router that
+    fails here is logged at INFO only, because the deploy step reports the same problem.
+    """
+    from pipeline.slots import resolve_router, serving_instances
+
+    try:
+        target = context.target()
+        instances = serving_instances(target, resolve_router(context))
+        versions = [target.version(instance) for instance in instances]
+    except ShiplineError as exc:
+        logger.info("reading the running version before the deploy failed: %s", exc)
+        return None
+    counts = Counter(version for version in versions if version is not None)
+    if not counts:
+        return None
+    return counts.most_common(1)[0][0]
+
+
+@hookimpl
+def shipline_step_report(report: StepReport, context: RunContext) -> None:
+    state = context.state
+    if state is None or not report.rollback:
+        return
+    step_id = report.step_id.removesuffix("/rollback")
+    state.record_rollback(step_id, report.outcome is Outcome.PASSED, report.message)
+
+
+@hookimpl
+def shipline_stage_finish(stage: Stage, result: StageResult, context: RunContext) -> None:
+    state = context.state
+    if state is None:
+        return
+    for step in stage.steps:
+        if step.kind == "deploy":
+            state.finish_deployment(step, deployment_outcome(step, result.reports))
+
+
+def deployment_outcome(step: Step, reports: list[StepReport]) -> DeploymentOutcome:
+    """Return the outcome of the deployment of ``step`` from the reports of its stage."""
+    own = [report for report in reports if report.step_id == step.id and not report.rollback]
+    rollbacks = [report for report in reports
+                 if report.rollback and report.step_id == f"{step.id}/rollback"]
+    interrupted = any(report.outcome is Outcome.INTERRUPTED for report in own)
+
+    if any(report.outcome is not Outcome.PASSED for report in rollbacks):
+        return DeploymentOutcome.ROLLBACK_FAILED
+    if rollbacks or (own and own[0].outcome is not Outcome.PASSED):
+        return DeploymentOutcome.INTERRUPTED if interrupted else DeploymentOutcome.ROLLED_BACK
+    return DeploymentOutcome.SUCCEEDED

@@ -1,0 +1,93 @@
+"""``shipline history ENV``: the deployments of an environment, newest first."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from pipeline.cli.stateoptions import (
+    add_file_option,
+    add_state_option,
+    format_moment,
+    open_state_store,
+)
+from pipeline.config import Config
+from pipeline.errors import UsageError
+from pipeline.exitcodes import ExitCode
+from pipeline.instancetable import format_table
+
+if TYPE_CHECKING:
+    from pipeline.state import Deployment
+
+#: Deployments shown when ``--limit`` is not given.
+DEFAULT_LIMIT = 20
+
+
+def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "history", parents=parents, help="list the deployments of an environment",
+        description="List the deployments of ENV recorded in the state store, newest first: "
+        "version, previous version, strategy, outcome, who started it and from which CI job.",
+    )
+    parser.add_argument("environment", metavar="ENV", help="environment name")
+    parser.add_argument("--limit", metavar="N", type=int, default=DEFAULT_LIMIT,
+                        help=f"show at most N deployments (default {DEFAULT_LIMIT})")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="output format (default: text)")
+    add_file_option(parser)
+    add_state_option(parser)
+    return parser
+
+
+def main(config: Config) -> ExitCode:
+    options = config.options
+    if options.limit < 1:
+        raise UsageError(f"--limit: {options.limit} is not valid: use 1 or more")
+
+    with open_state_store(config) as store:
+        deployments = store.history(options.environment, limit=options.limit)
+
+    if options.format == "json":
+        print(json.dumps([deployment_data(d) for d in deployments], indent=2),
+              file=config.stdout)
+    elif not deployments:
+        print(f"no deployments of environment '{options.environment}' are recorded",
+              file=config.stdout)
+    else:
+        print(history_table(deployments), file=config.stdout)
+    return ExitCode.OK
+
+
+def outcome_text(deployment: Deployment) -> str:
+    return deployment.outcome.value if deployment.outcome is not None else "unfinished"
+
+
+def history_table(deployments: list[Deployment]) -> str:
+    """Return one row per deployment: start time, id, versions, strategy, outcome, actor
+    and CI job; ``-`` marks an unknown value."""
+    rows = [
+        [format_moment(d.started), d.id, d.version, d.previous_version or "-", d.strategy,
+         outcome_text(d), d.actor or "-", d.job_url or "-"]
+        for d in deployments
+    ]
+    headers = ["started", "id", "version", "previous", "strategy", "outcome", "actor", "job"]
+    return format_table(headers, rows)
+
+
+def deployment_data(deployment: Deployment) -> dict[str, Any]:
+    """Return the deployment as JSON data; times are ISO 8601 in UTC, unknowns null."""
+    return {
+        "id": deployment.id,
+        "pipeline": deployment.pipeline,
+        "environment": deployment.environment,
+        "version": deployment.version,
+        "previous_version": deployment.previous_version,
+        "strategy": deployment.strategy,
+        "actor": deployment.actor,
+        "job_url": deployment.job_url,
+        "commit": deployment.commit,
+        "started": deployment.started.isoformat(),
+        "finished": deployment.finished.isoformat() if deployment.finished else None,
+        "outcome": deployment.outcome.value if deployment.outcome is not None else None,
+    }

@@ -1,0 +1,83 @@
+"""Options and helpers shared by the commands that use the state store.
+
+``run``, ``history``, ``status``, ``lock`` and ``rollback`` all accept ``--state URL``.
+The commands other than ``run`` take the environment as their argument and the
+pipeline file through ``-f/--file``. They read the file only when they need its
+``state:`` section or its environments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.durations import DURATION_HELP, parse_duration
+from pipeline.errors import UsageError
+from pipeline.state import STATE_VARIABLE, StateLocation
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from pipeline.config import Config
+    from pipeline.planning import LoadedPlan
+    from pipeline.state import StateStore
+
+
+def add_state_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--state URL`` to ``parser``."""
+    parser.add_argument(
+        "--state", metavar="URL",
+        help="state store: a file path, sqlite:PATH or postgresql://USER@HOST/DATABASE "
+        f"(default: ${STATE_VARIABLE}, then the pipeline file's 'state:' section, then "
+        ".shipline/state.db beside the pipeline file)",
+    )
+
+
+def add_file_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``-f/--file PATH`` to ``parser``."""
+    parser.add_argument("-f", "--file", metavar="PATH",
+                        help="pipeline file (default: shipline.yml)")
+
+
+def duration_argument(option: str, value: str) -> float:
+    """Parse a duration given on the command line; raise UsageError (exit 2) if invalid."""
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise UsageError(f"{option}: {value!r} is not a valid duration: {DURATION_HELP}") from None
+
+
+def load_for_state(config: Config) -> LoadedPlan:
+    """Load and check the pipeline file named by ``--file``, or the default one."""
+    from pipeline.planning import load_plan, resolve_pipeline_path
+
+    path = resolve_pipeline_path(config.option("file"), config.invocation_dir)
+    return load_plan(path, config)
+
+
+def state_location(config: Config) -> StateLocation:
+    """Find the state store for a command that does not otherwise need the pipeline.
+
+    ``--state`` and ``SHIPLINE_STATE`` need no pipeline file; without them, the
+    pipeline file is loaded for its ``state:`` section and its folder.
+    """
+    from pipeline.staterun import locate
+
+    if config.option("state") is not None or os.environ.get(STATE_VARIABLE, "").strip():
+        return locate(config.invocation_dir, None, config)
+    plan = load_for_state(config).plan
+    return locate(Path(plan.file).parent, dict(plan.state), config)
+
+
+def open_state_store(config: Config) -> StateStore:
+    """Open the state store that ``--state``, ``SHIPLINE_STATE`` or the pipeline names."""
+    from pipeline.state import open_store
+
+    return open_store(state_location(config), config.clock)
+
+
+def format_moment(moment: datetime) -> str:
+    """Format a store time for tables: UTC to the second, ``2027-01-15 08:00:00``."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,127 @@
+"""``shipline history``: deployments read from a store filled with a FakeClock."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.clock import FakeClock
+from pipeline.exitcodes import ExitCode
+from pipeline.state import DeploymentOutcome
+from pipeline.state.sqlite import SqliteStore
+
+
+def _fill(path: Path) -> list[str]:
+    """Record three deployments of production, a minute apart, and one of staging."""
+    clock = FakeClock(start=1_800_000_000.0)
+    ids = []
+    with SqliteStore(path, clock) as store:
+        for version, previous, outcome in (
+            ("1.0.0", None, DeploymentOutcome.SUCCEEDED),
+            ("1.1.0", "1.0.0", DeploymentOutcome.ROLLED_BACK),
+            ("1.2.0", "1.0.0", None),
+        ):
+            deployment = store.start_deployment(
+                pipeline="shop", environment="production", version=version,
+                previous_version=previous, strategy="rolling", actor="alice",
+                job_url="https://ci.example/jobs/7", commit="abc123")
+            ids.append(deployment.id)
+            clock.advance(30)
+            if outcome is not None:
+                store.finish_deployment(deployment.id, outcome)
+            clock.advance(30)
+        store.start_deployment(pipeline="shop", environment="staging", version="9.9.9",
+                               previous_version=None, strategy="canary")
+    return ids
+
+
+def test_history_text_newest_first(shipline_cli, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    first, second, third = _fill(state)
+
+    result = shipline_cli("history", "production", "--state", str(state), cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert result.stdout.splitlines() == [
+        "started              id                                version  previous  strategy"
+        "  outcome      actor  job",
+        f"2027-01-15 08:02:00  {third}  1.2.0    1.0.0     rolling   unfinished   alice"
+        "  https://ci.example/jobs/7",
+        f"2027-01-15 08:01:00  {second}  1.1.0    1.0.0     rolling   rolled_back  alice"
+        "  https://ci.example/jobs/7",
+        f"2027-01-15 08:00:00  {first}  1.0.0    -         rolling   succeeded    alice"
+        "  https://ci.example/jobs/7",
+    ]
+
+
+def test_history_limit_and_json(shipline_cli, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    _, _, third = _fill(state)
+
+    result = shipline_cli("history", "production", "--limit", "1", "--format", "json",
+                          "--state", str(state), cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert json.loads(result.stdout) == [{
+        "id": third,
+        "pipeline": "shop",
+        "environment": "production",
+        "version": "1.2.0",
+        "previous_version": "1.0.0",
+        "strategy": "rolling",
+        "actor": "alice",
+        "job_url": "https://ci.example/jobs/7",
+        "commit": "abc123",
+        "started": "2027-01-15T08:02:00+00:00",
+        "finished": None,
+        "outcome": None,
+    }]
+
+
+def test_history_empty_environment(shipline_cli, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    _fill(state)
+
+    result = shipline_cli("history", "qa", "--state", str(state), cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.OK
+    assert result.stdout == "no deployments of environment 'qa' are recorded\n"
+
+
+def test_history_invalid_limit(shipline_cli, tmp_path: Path) -> None:
+    result = shipline_cli("history", "production", "--limit", "0",
+                          "--state", str(tmp_path / "state.db"), cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == "shipline: error: --limit: 0 is not valid: use 1 or more\n"
+
+
+def test_history_state_from_pipeline_file(shipline_cli, tmp_path: Path, write_pipeline) -> None:
+    write_pipeline("""\
+        version: 1
+        name: shop
+        state: {path: records/state.db}
+        stages:
+          - name: check
+            steps:
+              - gate: {uses: command, command: "true"}
+        """)
+    (tmp_path / "records").mkdir()
+    _fill(tmp_path / "records" / "state.db")
+
+    result = shipline_cli("history", "staging", cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert "9.9.9" in result.stdout
+    assert "unfinished" in result.stdout
+
+
+def test_history_corrupt_store_exits_invalid(shipline_cli, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    state.write_bytes(b"this is not a database" * 100)
+
+    result = shipline_cli("history", "production", "--state", str(state), cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr.startswith("shipline: error: ")
+    assert state.read_bytes() == b"this is not a database" * 100
