@@ -57,7 +57,7 @@ class LockHeld(ShiplineError):
             f"environment '{lock.environment}' is locked by {lock.owner} since "
             f"{format_time(lock.acquired)} (lease expires {format_time(lock.expires)} "
             f"unless renewed): wait with --lock-wait, or run 'shipline lock release "
-            f"--force {lock.environment}' if that run is gone"
+            f"{lock.environment} --force --reason TEXT' if that run is gone"
         )
 
 

@@ -210,15 +210,19 @@ def test_github_actions_validation_annotations(tmp_path: Path) -> None:
               - gate: {uses: nope}
         """)
     code, stdout, _stderr = github_job(tmp_path, pipeline)
+    lines = stdout.splitlines()
+    masks = [line for line in lines if line.startswith("::add-mask::")]
 
     assert code == ExitCode.INVALID
-    assert stdout.splitlines() == [
+    # DEPLOY_TOKEN is a secret by its name, so its mask lines come before anything else.
+    assert masks == lines[:len(masks)]
+    assert lines[len(masks):] == [
         "::error title=invalid pipeline,file=shipline.yml,line=4,col=11::stages[0].name: "
         "'a, b' is not a valid name: use letters, digits, '.', '_' and '-', starting with "
         "a letter or digit",
         "::error title=invalid pipeline,file=shipline.yml,line=6,col=22::stages[0].steps[0]"
-        ".gate.uses: 'nope' is not one of 'command', 'echo', 'fail', 'http', 'pass', 'raise', "
-        "'wait'",
+        ".gate.uses: 'nope' is not one of 'command', 'echo', 'fail', 'http', 'package', "
+        "'pass', 'raise', 'verify', 'wait'",
     ]
     assert read_github_outputs(tmp_path / "output.txt")["outcome"] == "invalid"
     assert read_github_outputs(tmp_path / "output.txt")["exit-code"] == "2"

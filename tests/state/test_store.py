@@ -262,7 +262,7 @@ def test_lock_held_names_owner_and_since(store: SqlStore, clock: FakeClock):
     assert str(raised.value) == (
         "environment 'production' is locked by https://ci.example/jobs/7 since "
         "2027-01-15 08:00:00 UTC (lease expires 2027-01-15 08:01:00 UTC unless renewed): "
-        "wait with --lock-wait, or run 'shipline lock release --force production' if "
+        "wait with --lock-wait, or run 'shipline lock release production --force --reason TEXT' if "
         "that run is gone"
     )
     assert raised.value.exit_code == ExitCode.LOCKED
