@@ -61,7 +61,7 @@ class PublicKey:
 
     @property
     def key_id_hex(self) -> str:
-        """The key id as minisign prints it: 16 upper-case hex digits, little-endian."""
+        """The key id as minisign prints it: see :func:`key_id_text`."""
         return key_id_text(self.key_id)
 
     def verifier(self) -> Ed25519PublicKey:
@@ -91,7 +91,9 @@ class SecretKey:
 
 
 def key_id_text(key_id: bytes) -> str:
-    return key_id[::-1].hex().upper()
+    """Return the key id as minisign prints it: the little-endian number in upper-case
+    hex, without leading zeros, as minisign 0.11 prints it."""
+    return f"{int.from_bytes(key_id, 'little'):X}"
 
 
 def generate_key() -> SecretKey:

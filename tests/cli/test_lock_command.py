@@ -140,7 +140,7 @@ def test_lock_then_run_exits_locked(shipline_cli, tmp_path: Path, write_pipeline
     assert result.stderr == (
         f"shipline: error: environment 'production' is locked by {OWNER} since "
         f"{format_time(lock.acquired)} (lease expires {format_time(lock.expires)} unless "
-        "renewed): wait with --lock-wait, or run 'shipline lock release production --force --reason TEXT' "
-        "if that run is gone\n"
+        "renewed): wait with --lock-wait, or run 'shipline lock release production --force "
+        "--reason TEXT' if that run is gone\n"
     )
     assert result.stdout == ""
