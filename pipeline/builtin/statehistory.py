@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 from pipeline import hookimpl
 from pipeline.errors import ShiplineError
 from pipeline.report import Outcome
-from pipeline.state import DeploymentOutcome
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
     from pipeline.plan import Stage, Step
     from pipeline.report import StepReport
     from pipeline.runner import StageResult
+    from pipeline.state import DeploymentOutcome
 
 logger = logging.getLogger("shipline")
 
@@ -82,6 +82,8 @@ def shipline_stage_finish(stage: Stage, result: StageResult, context: RunContext
 
 def deployment_outcome(step: Step, reports: list[StepReport]) -> DeploymentOutcome:
     """Return the outcome of the deployment of ``step`` from the reports of its stage."""
+    from pipeline.state import DeploymentOutcome  # Imported here to keep start-up fast.
+
     own = [report for report in reports if report.step_id == step.id and not report.rollback]
     rollbacks = [report for report in reports
                  if report.rollback and report.step_id == f"{step.id}/rollback"]

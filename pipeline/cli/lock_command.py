@@ -15,9 +15,6 @@ from pipeline.cli.stateoptions import add_file_option, add_state_option, open_st
 from pipeline.config import Config
 from pipeline.errors import ShiplineError, UsageError
 from pipeline.exitcodes import ExitCode
-from pipeline.state import default_owner
-from pipeline.state.errors import format_time
-from pipeline.state.records import utc_from_timestamp
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -45,6 +42,9 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
 
 
 def main(config: Config) -> ExitCode:
+    # Imported here, because every subcommand's module is imported at start-up.
+    from pipeline.state.records import utc_from_timestamp
+
     options = config.options
     if options.action == "status":
         if options.force or options.reason:
@@ -66,6 +66,8 @@ def main(config: Config) -> ExitCode:
 
 def describe_lock(store: StateStore, environment: str, now: datetime) -> str:
     """Return one line about the lock of ``environment``: held, expired, or none."""
+    from pipeline.state.errors import format_time
+
     lock = store.lock_status(environment)
     if lock is None:
         return f"environment '{environment}' is not locked"
@@ -83,6 +85,9 @@ def release(store: StateStore, environment: str, now: datetime, *, force: bool,
 
     Raises a LOCKED error (exit 5) for a live lock without ``force``.
     """
+    from pipeline.state import default_owner
+    from pipeline.state.errors import format_time
+
     lock = store.lock_status(environment)
     if lock is None:
         return f"environment '{environment}' is not locked: nothing to release"

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 
 from pipeline.durations import DURATION_HELP, parse_duration
 from pipeline.errors import UsageError
-from pipeline.state import STATE_VARIABLE, StateLocation
+from pipeline.state import STATE_VARIABLE
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from pipeline.config import Config
     from pipeline.planning import LoadedPlan
-    from pipeline.state import StateStore
+    from pipeline.state import StateLocation, StateStore
 
 
 def add_state_option(parser: argparse.ArgumentParser) -> None:

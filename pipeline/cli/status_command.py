@@ -24,7 +24,6 @@ from pipeline.config import Config
 from pipeline.errors import ShiplineError, UsageError
 from pipeline.exitcodes import ExitCode
 from pipeline.instancetable import format_table, show_version
-from pipeline.state.records import utc_from_timestamp
 
 if TYPE_CHECKING:
     from pipeline.plan import Plan
@@ -105,6 +104,8 @@ def _environment_names(plan: Plan, name: str | None) -> list[str]:
 
 
 def _status(plan: Plan, config: Config, store: StateStore, name: str) -> EnvironmentStatus:
+    from pipeline.state.records import utc_from_timestamp
+
     now = utc_from_timestamp(config.clock.time())
     status = EnvironmentStatus(name, store.last_successful_version(name),
                                describe_lock(store, name, now))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from pipeline.state import STATE_VARIABLE
 from pipeline.state.errors import StateError
 
 if TYPE_CHECKING:
@@ -30,9 +31,6 @@ if TYPE_CHECKING:
 
 #: Where the sqlite backend keeps its file, relative to the pipeline file's directory.
 DEFAULT_SQLITE_PATH = Path(".shipline") / "state.db"
-
-#: The environment variable that selects the state store when ``--state`` is not given.
-STATE_VARIABLE = "SHIPLINE_STATE"
 
 _POSTGRESQL_SCHEMES = ("postgresql", "postgres")
 
