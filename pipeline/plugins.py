@@ -49,6 +49,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("metrics", "pipeline.builtin.metrics"),
     ("github-actions", "pipeline.builtin.github_actions"),
     ("gitlab-ci", "pipeline.builtin.gitlab_ci"),
+    ("series", "pipeline.builtin.series"),
 )
 
 #: The ``PluginInfo.origin`` of the plugins in :data:`BUILTIN_PLUGINS`.

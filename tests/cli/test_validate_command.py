@@ -227,6 +227,7 @@ def test_module_entry_point_runs(tmp_path: Path):
 DEFERRED_MODULES = (
     "concurrent.futures", "cryptography", "hashlib", "http.client", "http.server",
     "jsonschema", "prometheus_client", "requests", "smtplib", "ssl", "urllib3",
+    "scipy", "numpy", "croniter", "statistics",
 )
 
 DEPLOY = """\
