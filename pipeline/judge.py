@@ -3,9 +3,10 @@ of the canary with the baseline's, classify it, and score the canary.
 
 Per metric, points without data (``None`` or NaN) are dropped first. With fewer than
 ``min_points`` points left in either group the metric is ``NoData``. Otherwise a
-two-sided Mann-Whitney U test (``scipy.stats.mannwhitneyu``, exact for small samples
-without ties and the normal approximation with tie correction otherwise) asks whether
-one group's values tend to be larger than the other's:
+two-sided Mann-Whitney U test (``scipy.stats.mannwhitneyu``) tests whether one group's
+values tend to be larger than the other's. scipy's default method (1.17) computes the
+exact p-value when a group has at most 8 points and no value is tied, and uses the
+normal approximation with tie and continuity correction otherwise. The metric is:
 
 - p-value at or above ``1 - confidence``: ``Pass`` (no difference shown);
 - a difference shown, but the medians differ by at most ``tolerance`` (relative to the
@@ -125,7 +126,7 @@ class JudgeSettings:
 
         Raises AnalysisError, with ``key`` set, for a missing provider or metric list,
         a value of the wrong type or range, duplicate metric names, or a ``marginal``
-        threshold above ``pass``.
+        score above ``pass``.
         """
         provider = options.get("provider")
         if not isinstance(provider, str) or not provider:
@@ -137,7 +138,7 @@ class JudgeSettings:
                 f"invalid 'confidence': expected a number below 1, got {confidence!r}",
                 "confidence",
             )
-        pass_score, marginal_score = _thresholds(options.get("thresholds") or {})
+        pass_score, marginal_score = _score_limits(options.get("score") or {})
         defaults = MetricSpec(
             name="",
             query="",
@@ -209,23 +210,23 @@ def _metric(item: Any, index: int, defaults: MetricSpec) -> MetricSpec:
                       min_points)
 
 
-def _thresholds(value: Any) -> tuple[float, float]:
+def _score_limits(value: Any) -> tuple[float, float]:
     if not isinstance(value, Mapping):
         raise AnalysisError(
-            f"invalid 'thresholds': expected a mapping with 'pass' and 'marginal', got "
+            f"invalid 'score': expected a mapping with 'pass' and 'marginal', got "
             f"{value!r}",
-            "thresholds",
+            "score",
         )
     try:
         pass_score = _number(value, "pass", DEFAULT_PASS, low=0.0, high=100.0)
         marginal = _number(value, "marginal", DEFAULT_MARGINAL, low=0.0, high=100.0)
     except AnalysisError as exc:
-        raise AnalysisError(f"thresholds: {exc}", "thresholds") from exc
+        raise AnalysisError(f"score: {exc}", "score") from exc
     if marginal > pass_score:
         raise AnalysisError(
-            f"invalid 'thresholds': 'marginal' ({marginal:g}) is above 'pass' "
+            f"invalid 'score': 'marginal' ({marginal:g}) is above 'pass' "
             f"({pass_score:g}); set marginal at or below pass",
-            "thresholds",
+            "score",
         )
     return pass_score, marginal
 

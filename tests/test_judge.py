@@ -360,11 +360,11 @@ def test_judge_settings_analysis_defaults_apply_to_metrics() -> None:
     [
         ({"confidence": 1}, "invalid 'confidence': expected a number below 1, got 1.0"),
         ({"confidence": 0.2}, "invalid 'confidence': expected a number from 0.5 to 1, got 0.2"),
-        ({"thresholds": {"pass": 70, "marginal": 80}},
-         "invalid 'thresholds': 'marginal' (80) is above 'pass' (70); set marginal at or "
+        ({"score": {"pass": 70, "marginal": 80}},
+         "invalid 'score': 'marginal' (80) is above 'pass' (70); set marginal at or "
          "below pass"),
-        ({"thresholds": {"pass": 101}},
-         "thresholds: invalid 'pass': expected a number from 0 to 100, got 101"),
+        ({"score": {"pass": 101}},
+         "score: invalid 'pass': expected a number from 0 to 100, got 101"),
         ({"metrics": []},
          "invalid 'metrics': expected a non-empty list of metrics, each with a 'name' and a "
          "'query'"),

@@ -25,7 +25,7 @@ import math
 import shlex
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -176,12 +176,12 @@ def parse_points(points: Any, request: SeriesRequest, source: str) -> list[float
     Raises AnalysisError, naming ``source``, for anything but a list of numbers,
     ``null`` and ``[time, value]`` pairs.
     """
-    if not isinstance(points, list):
+    if not _is_list(points):
         raise AnalysisError(f"{source}: expected a list of points, got {points!r}")
 
     values: list[float | None] = []
     for point in points:
-        if isinstance(point, list) and len(point) == 2 and _is_number(point[0]):
+        if _is_list(point) and len(point) == 2 and _is_number(point[0]):
             if request.start <= point[0] <= request.end:
                 values.append(_value(point[1], source))
             continue
@@ -198,6 +198,11 @@ def _value(point: Any, source: str) -> float | None:
             f"[unix_seconds, value]"
         )
     return float(point)
+
+
+def _is_list(value: Any) -> bool:
+    """Tell a JSON list (a tuple once the plan froze it) from a string."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
 def _is_number(value: Any) -> bool:
