@@ -50,6 +50,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("github-actions", "pipeline.builtin.github_actions"),
     ("gitlab-ci", "pipeline.builtin.gitlab_ci"),
     ("series", "pipeline.builtin.series"),
+    ("approval-gate", "pipeline.builtin.approval_gate"),
 )
 
 #: The ``PluginInfo.origin`` of the plugins in :data:`BUILTIN_PLUGINS`.
