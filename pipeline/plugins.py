@@ -51,6 +51,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("gitlab-ci", "pipeline.builtin.gitlab_ci"),
     ("series", "pipeline.builtin.series"),
     ("approval-gate", "pipeline.builtin.approval_gate"),
+    ("freeze", "pipeline.builtin.freeze_guard"),
 )
 
 #: The ``PluginInfo.origin`` of the plugins in :data:`BUILTIN_PLUGINS`.
