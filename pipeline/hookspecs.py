@@ -125,6 +125,27 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
     """
 
 
+@hookspec(firstresult=True)
+def shipline_estimate_promotion(step: Step, plan: Plan) -> float | None:
+    """Return the shortest time in seconds that deploy ``step`` needs to promote its
+    version, for ``shipline plan``.
+
+    Count only waits that nothing can shorten: timed pauses, pauses between batches,
+    the minimum span of analyses. Count deploys, checks and approvals as instant.
+    Return ``None`` when the step is not yours. The first non-``None`` result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def shipline_estimate_rollback(step: Step, plan: Plan) -> float | None:
+    """Return the longest time in seconds that undoing deploy ``step`` can take, for
+    ``shipline plan``: the rollback actions alone, not the step that ran before them.
+
+    Return ``None`` when the step is not yours or the time is unknown. The first
+    non-``None`` result wins.
+    """
+
+
 @hookspec
 def shipline_capabilities(environment: Environment) -> frozenset[Capability] | None:
     """Return what the target or router of ``environment`` can do, if its type is yours.

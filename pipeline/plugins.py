@@ -52,6 +52,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("series", "pipeline.builtin.series"),
     ("approval-gate", "pipeline.builtin.approval_gate"),
     ("freeze", "pipeline.builtin.freeze_guard"),
+    ("strategy-timings", "pipeline.builtin.strategy_timings"),
 )
 
 #: The ``PluginInfo.origin`` of the plugins in :data:`BUILTIN_PLUGINS`.
