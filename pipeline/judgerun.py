@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pipeline.analysismodel import ERROR, AnalysisError, AnalysisResult, Measurement
 from pipeline.context import Interrupted
+from pipeline.durations import format_duration
 from pipeline.judge import JudgeSettings, compare_metric, score_comparisons
 
 if TYPE_CHECKING:
@@ -112,7 +113,10 @@ def run_comparison(
         logger.warning("analysis %r cannot run: %s", name, exc)
         return AnalysisResult(name, ERROR, str(exc))
 
-    context.progress(f"analysis '{name}': collecting {settings.window:g}s of series")
+    logger.info("analysis %r: judging %d metric(s) of %s against %s", name,
+                len(settings.metrics), canary_version, stable_version)
+    context.progress(f"analysis '{name}': collecting {format_duration(settings.window)} of "
+                     f"series")
     if not context.sleep(settings.window):
         raise Interrupted("interrupted")
 

@@ -265,3 +265,17 @@ def test_approval_gate_blocks_without_enough(tmp_path: Path, keys) -> None:
         "approvals) with 'shipline approve' to approve (approved by alice; "
         f"{tmp_path / 'approvals' / '1.json'}: alice approved twice; counted once)"
     )
+
+
+def test_approval_gate_missing_key_fails_validation(tmp_path: Path) -> None:
+    run = run_pipeline(GATE.replace("REQUIRED", "1"), directory=tmp_path)
+
+    assert run.exit_code == 2
+    assert run.errors.splitlines() == [
+        f"{tmp_path / 'shipline.yml'}:10:9: stages[0].steps[0].gate.signed.keys.alice: "
+        f"public key of approver 'alice' not found: {tmp_path / 'alice.pub'} (create it "
+        f"with 'shipline approve --generate-key NAME')",
+        f"{tmp_path / 'shipline.yml'}:10:9: stages[0].steps[0].gate.signed.keys.bob: "
+        f"public key of approver 'bob' not found: {tmp_path / 'bob.pub'} (create it with "
+        f"'shipline approve --generate-key NAME')",
+    ]

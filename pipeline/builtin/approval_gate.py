@@ -8,11 +8,13 @@ It passes once approved. When the timeout passes first it fails, which blocks th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.approval import APPROVAL_SCHEMA, ApprovalSpec, wait_for_approval
 from pipeline.context import Interrupted
+from pipeline.diagnostics import Diagnostic
 from pipeline.errors import ShiplineError
 from pipeline.report import Outcome, StepReport
 from pipeline.schema import StepSchema
@@ -38,6 +40,35 @@ def shipline_step_schemas() -> list[StepSchema]:
             "signed approvals from enough approvers.",
         )
     ]
+
+
+@hookimpl
+def shipline_check_plan(plan: Plan) -> list[Diagnostic]:
+    """Report approval gates whose spec is invalid or whose public key files are missing."""
+    diagnostics = []
+    for stage in plan.stages:
+        for step in stage.steps:
+            if step.kind == "gate" and step.type == GATE_TYPE:
+                diagnostics.extend(_check_gate(step, plan.file.parent))
+    return diagnostics
+
+
+def _check_gate(step: Step, base: Path) -> list[Diagnostic]:
+    try:
+        spec = ApprovalSpec.parse(step.options, "approval")
+    except ShiplineError as exc:
+        return [Diagnostic(str(exc), step.mark, (*step.path, "gate"))]
+    if spec.signed is None:
+        return []
+
+    diagnostics = []
+    for approver, key in spec.signed.keys.items():
+        if not (base / key).is_file():
+            message = f"public key of approver {approver!r} not found: {base / key}"
+            hint = "create it with 'shipline approve --generate-key NAME'"
+            path = (*step.path, "gate", "signed", "keys", approver)
+            diagnostics.append(Diagnostic(message, step.mark, path, hint))
+    return diagnostics
 
 
 @hookimpl
