@@ -9,8 +9,10 @@ exact p-value when a group has at most 8 points and no value is tied, and uses t
 normal approximation with tie and continuity correction otherwise. The metric is:
 
 - p-value at or above ``1 - confidence``: ``Pass`` (no difference shown);
-- a difference shown, but the medians differ by at most ``tolerance`` (relative to the
-  baseline median): ``Pass``, because the shift is too small to matter;
+- a difference shown, but the means differ by at most ``tolerance`` (relative to the
+  baseline mean): ``Pass``, because the shift is too small to matter. The mean, not the
+  median, measures the shift so that a metric whose median stays 0, such as an error
+  count, still shows a shift when its nonzero values become more frequent;
 - otherwise ``High`` or ``Low``: the canary's values tend to be larger or smaller,
   read from the U statistic (canary U above ``n1 * n2 / 2`` is ``High``).
 
@@ -67,7 +69,7 @@ LOW = "Low"
 NO_DATA = "NoData"
 
 DEFAULT_CONFIDENCE = 0.98
-#: Relative median shift (0.1 is 10 %) below which a significant difference passes.
+#: Relative mean shift (0.1 is 10 %) up to which a significant difference passes.
 DEFAULT_TOLERANCE = 0.1
 DEFAULT_MIN_POINTS = 10
 DEFAULT_PASS = 95.0
@@ -286,8 +288,10 @@ class Comparison:
     p_value: float | None = None
     baseline_median: float | None = None
     canary_median: float | None = None
-    #: Relative median shift, ``(canary - baseline) / |baseline|``; ``None`` when the
-    #: baseline median is 0 or there is no data.
+    baseline_mean: float | None = None
+    canary_mean: float | None = None
+    #: Relative mean shift, ``(canary - baseline) / |baseline|``; ``None`` when the
+    #: baseline mean is 0 or there is no data.
     effect: float | None = None
 
     @property
@@ -312,6 +316,8 @@ class Comparison:
             "canary_points": float(self.canary_points),
             "baseline_median": self.baseline_median,
             "canary_median": self.canary_median,
+            "baseline_mean": self.baseline_mean,
+            "canary_mean": self.canary_mean,
             "effect": self.effect,
         }
 
@@ -324,8 +330,8 @@ class Comparison:
         else:
             text = (
                 f"{spec.name}: {self.classification} (U={self.statistic:g}, "
-                f"p={self.p_value:.4g}, {sizes}, median {self.baseline_median:g} -> "
-                f"{self.canary_median:g}{_effect_text(self.effect)})"
+                f"p={self.p_value:.4g}, {sizes}, mean {self.baseline_mean:g} -> "
+                f"{self.canary_mean:g}{_effect_text(self.effect)})"
             )
         if self.passed:
             return text
@@ -358,22 +364,25 @@ def compare_metric(
     test = mannwhitneyu(new, base, alternative="two-sided")
     statistic = float(test.statistic)
     p_value = float(test.pvalue)
-    base_median = statistics.median(base)
-    new_median = statistics.median(new)
-    effect = None if base_median == 0 else (new_median - base_median) / abs(base_median)
+    base_mean = statistics.fmean(base)
+    new_mean = statistics.fmean(new)
+    effect = None if base_mean == 0 else (new_mean - base_mean) / abs(base_mean)
 
     classification = PASSED
-    if p_value < 1.0 - confidence and not _within(effect, new_median, base_median, spec):
+    if p_value < 1.0 - confidence and not _within(effect, new_mean, base_mean, spec):
         classification = HIGH if statistic > len(base) * len(new) / 2 else LOW
     passed = classification not in DIRECTIONS[spec.direction]
-    return Comparison(spec, classification, passed, len(base), len(new), statistic, p_value,
-                      base_median, new_median, effect)
+    return Comparison(
+        spec, classification, passed, len(base), len(new), statistic, p_value,
+        baseline_median=statistics.median(base), canary_median=statistics.median(new),
+        baseline_mean=base_mean, canary_mean=new_mean, effect=effect,
+    )
 
 
 def _within(effect: float | None, new: float, base: float, spec: MetricSpec) -> bool:
-    """Tell whether the median shift is within the metric's tolerance.
+    """Tell whether the mean shift is within the metric's tolerance.
 
-    With a baseline median of 0 no relative shift exists, so only equal medians are
+    With a baseline mean of 0 no relative shift exists, so only equal means are
     within it.
     """
     if effect is None:

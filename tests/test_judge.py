@@ -99,7 +99,7 @@ def test_compare_metric_same_series_passes() -> None:
     assert comparison.statistic == 450
     assert comparison.effect == 0
     assert comparison.describe() == (
-        "latency: Pass (U=450, p=1, baseline n=30, canary n=30, median 99.8333 -> "
+        "latency: Pass (U=450, p=1, baseline n=30, canary n=30, mean 99.8333 -> "
         "99.8333, +0.0%)"
     )
 
@@ -240,9 +240,22 @@ def test_compare_metric_zero_baseline_median() -> None:
     assert comparison.effect is None
     assert comparison.classification == HIGH
     assert comparison.describe() == (
-        "latency: High (U=300, p=0.0003338, baseline n=20, canary n=20, median 0 -> 0.5), "
+        "latency: High (U=300, p=0.0003338, baseline n=20, canary n=20, mean 0 -> 0.5), "
         "fails"
     )
+
+
+def test_compare_metric_zero_median_error_counts() -> None:
+    """Errors stay 0 in most windows before and after, so both medians are 0, but the
+    canary has errors three times as often. The mean shift shows it."""
+    before = [1.0 if i % 10 == 0 else 0.0 for i in range(60)]
+    after = [1.0 if i % 10 < 3 else 0.0 for i in range(60)]
+
+    comparison = compare_metric(spec(direction="increase"), before, after, 0.98)
+
+    assert comparison.baseline_median == comparison.canary_median == 0
+    assert comparison.effect == pytest.approx(2.0)
+    assert comparison.classification == HIGH
 
 
 # -- scoring -----------------------------------------------------------------------------

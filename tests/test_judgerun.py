@@ -93,9 +93,9 @@ def test_run_comparison_successful(tmp_path: Path) -> None:
     assert [m.time for m in result.measurements] == [START + 300] * 2
     assert result.details() == (
         "1. 2027-01-15T08:05:00Z successful: latency: Pass (U=450, p=1, baseline n=30, "
-        "canary n=30, median 99.8333 -> 99.8333, +0.0%)\n"
+        "canary n=30, mean 99.8333 -> 99.8333, +0.0%)\n"
         "2. 2027-01-15T08:05:00Z successful: errors: Pass (U=200, p=1, baseline n=20, "
-        "canary n=20, median 0 -> 0)"
+        "canary n=20, mean 0 -> 0)"
     )
 
 
@@ -109,7 +109,7 @@ def test_run_comparison_reports_numbers_in_data(tmp_path: Path) -> None:
     assert latency["verdict"] == FAILED
     assert set(latency["values"]) == {
         "statistic", "p_value", "baseline_points", "canary_points", "baseline_median",
-        "canary_median", "effect",
+        "canary_median", "baseline_mean", "canary_mean", "effect",
     }
     assert latency["values"]["baseline_points"] == 30
     assert latency["values"]["statistic"] == 900
@@ -354,7 +354,7 @@ def test_pipeline_judgment_in_step_report(tmp_path: Path) -> None:
         "analysis 'compare': successful: score 100.0 (1 of 1 scored metrics passed), at or "
         "above pass 95\n"
         "1. 2027-01-15T08:05:00Z successful: latency: Pass (U=450, p=1, baseline n=30, "
-        "canary n=30, median 99.8333 -> 99.8333, +0.0%)"
+        "canary n=30, mean 99.8333 -> 99.8333, +0.0%)"
     )
 
 
@@ -369,7 +369,7 @@ def test_pipeline_judgment_failure_in_junit(tmp_path: Path) -> None:
     )
     assert (
         "1. 2027-01-15T08:05:00Z failed: latency: High (U=900, p=3.02e-11, baseline n=30, "
-        "canary n=30, median 99.8333 -> 129.783, +30.0%), fails"
+        "canary n=30, mean 99.8333 -> 129.783, +30.0%), fails"
     ) in failure.text
 
 
