@@ -301,8 +301,16 @@ def test_command_series_needs_command() -> None:
 
     assert str(caught.value) == (
         "a 'judge: compare' analysis with provider 'command' needs 'command', a command "
-        "line that prints the series"
+        "line or a list of arguments that prints the series"
     )
+
+
+def test_command_series_argument_list(tmp_path: Path) -> None:
+    options = command_options(tmp_path, "lines")
+    provider = series.CommandSeries(shlex.split(options["command"]))
+    request = SeriesRequest("a", "m", "lines", "canary", "2.0", 100.0, 160.0, 10.0)
+
+    assert provider.fetch_series(request, threading.Event()) == [1.5, None, None, 2.5]
 
 
 # -- in a pipeline -----------------------------------------------------------------------

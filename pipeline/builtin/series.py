@@ -9,8 +9,9 @@ replaced, to a list of points. A point is a number, ``null`` (no data), or a pai
 ``[unix_seconds, value]``; pairs outside the judged window are left out. A query that
 the data does not contain is an error naming the query.
 
-For a ``judge: compare`` analysis with ``provider: command``, ``command`` is split
-into arguments like a POSIX shell would (without running a shell), and ``{query}``,
+For a ``judge: compare`` analysis with ``provider: command``, ``command`` is a list of
+arguments, or a string split into arguments like a POSIX shell would (without running a
+shell). ``{query}``,
 ``{version}``, ``{group}``, ``{start}`` and ``{end}`` (Unix seconds) in each argument
 are replaced. The command's standard output is a JSON list of points, as above, or one
 number per line (``NaN`` or an empty line for no data). A non-zero exit status or output
@@ -216,10 +217,13 @@ class CommandSeries:
     """Series from a command's standard output, one run per series."""
 
     def __init__(self, command: Any) -> None:
+        if _is_list(command) and command and all(isinstance(part, str) for part in command):
+            self.template = list(command)
+            return
         if not isinstance(command, str) or not command.strip():
             raise AnalysisError(
                 "a 'judge: compare' analysis with provider 'command' needs 'command', a "
-                "command line that prints the series",
+                "command line or a list of arguments that prints the series",
                 "command",
             )
         try:
