@@ -16,13 +16,15 @@ normal approximation with tie and continuity correction otherwise. The metric is
 - otherwise ``High`` or ``Low``: the canary's values tend to be larger or smaller,
   read from the U statistic (canary U above ``n1 * n2 / 2`` is ``High``).
 
-A metric's ``direction`` says which of ``High`` and ``Low`` is a failure (``increase``
+A metric's ``direction`` decides which of ``High`` and ``Low`` is a failure (``increase``
 for latencies and errors, ``decrease`` for throughput, ``either``). ``NoData`` fails
 only a metric with ``must_have_data``, and otherwise leaves the metric out of the score.
-The score is the weighted share of passing metrics, in percent. The judgment fails
-when a ``critical`` metric fails or the score is below ``marginal``, is marginal
-(``inconclusive``) below ``pass``, and is successful at or above ``pass``. When no
-metric has data and none must have it, the judgment is inconclusive.
+The score is the weighted share of passing metrics, in percent. The judgment is:
+
+- ``failed`` when a ``critical`` metric fails, or the score is below ``marginal``;
+- ``inconclusive`` (marginal) when the score is below ``pass``, or when no metric
+  counts in the score (every metric ``NoData`` and none must have data);
+- ``successful`` otherwise.
 
 The U test compares location (whether one group tends to be larger), not spread: a
 canary whose variance grew while its median stayed put usually passes. Judge the tail
@@ -426,7 +428,7 @@ def score_comparisons(
     if score is None:
         message = "no metric has data to compare, so the canary cannot be judged"
         if counted:
-            message = "every metric has weight 0, so the canary cannot be judged"
+            message = "every scored metric has weight 0, so the canary cannot be judged"
         return Judgment(INCONCLUSIVE, message, None, tuple(comparisons))
     if score >= pass_score:
         return Judgment(SUCCESSFUL, f"{summary}, at or above pass {pass_score:g}", score,
@@ -440,5 +442,5 @@ def score_comparisons(
 
 def _summary(counted: Sequence[Comparison], score: float | None) -> str:
     passed = sum(1 for c in counted if c.passed)
-    shown = "none" if score is None else f"{score:.1f}"
-    return f"score {shown} ({passed} of {len(counted)} scored metrics passed)"
+    score_text = "none" if score is None else f"{score:.1f}"
+    return f"score {score_text} ({passed} of {len(counted)} scored metrics passed)"

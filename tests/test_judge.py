@@ -204,7 +204,7 @@ def test_compare_metric_no_data_fails_when_required() -> None:
 def test_compare_metric_variance_grew_median_same_passes() -> None:
     """A canary whose spread tripled around the same median passes.
 
-    The U test asks whether one group tends to be larger than the other. Values spread
+    The U test tests whether one group tends to be larger than the other. Values spread
     evenly on both sides of the same median are larger than a baseline value about as
     often as they are smaller, so U stays near n1 * n2 / 2 and the p-value stays high.
     This is the documented limit: judge the tail with its own metric, such as p99.
