@@ -331,6 +331,15 @@ def test_score_without_any_data_is_inconclusive() -> None:
     assert judgment.message == "no metric has data to compare, so the canary cannot be judged"
 
 
+def test_score_all_weights_zero_is_inconclusive() -> None:
+    judgment = score_comparisons([outcome("a", True, weight=0)], 95, 75)
+
+    assert judgment.verdict == INCONCLUSIVE
+    assert judgment.message == (
+        "every scored metric has weight 0, so the canary cannot be judged"
+    )
+
+
 # -- options -----------------------------------------------------------------------------
 
 OPTIONS = {
