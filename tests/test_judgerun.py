@@ -391,3 +391,26 @@ def test_pipeline_judgment_validated(tmp_path: Path) -> None:
         f"{tmp_path / 'shipline.yml'}:11:12: analyses.compare.score: invalid "
         f"'score': 'marginal' (60) is above 'pass' (50); set marginal at or below pass"
     )
+
+
+def test_pipeline_judgment_in_events(tmp_path: Path) -> None:
+    """``--events`` lists each metric as a measurement with its test numbers, in lines
+    that follow the events schema."""
+    from jsonschema import Draft202012Validator
+
+    schema_file = Path(__file__).resolve().parents[1] / "schemas" / "events.schema.json"
+    validator = Draft202012Validator(json.loads(schema_file.read_text(encoding="utf-8")))
+    data = {"latency:baseline": BASELINE, "latency:canary": SLOWER}
+    (tmp_path / "series.json").write_text(json.dumps(data), encoding="utf-8")
+
+    run_pipeline(PIPELINE, directory=tmp_path, args=["--events", str(tmp_path / "ev.jsonl")])
+
+    events = [json.loads(line) for line in (tmp_path / "ev.jsonl").read_text().splitlines()]
+    measurements = [event for event in events if event["event"] == "measurement"]
+    assert len(measurements) == 1
+    assert measurements[0]["values"]["statistic"] == 900
+    assert measurements[0]["values"]["baseline_points"] == 30
+    assert measurements[0]["values"]["p_value"] < 1e-9
+    assert measurements[0]["verdict"] == FAILED
+    for event in events:
+        assert list(validator.iter_errors(event)) == []
