@@ -104,7 +104,9 @@ def shipline_step_schemas() -> list[StepSchema]:
     ]
 
 
-@hookimpl
+# tryfirst: the plugin of the measuring ``command`` provider must not answer first for a
+# judge analysis, because its providers cannot fetch series.
+@hookimpl(tryfirst=True)
 def shipline_make_provider(
     name: str, options: Mapping[str, Any], context: RunContext
 ) -> object | None:
