@@ -19,6 +19,7 @@ from pipeline.analysissettings import (
     unknown_template_message,
 )
 from pipeline.diagnostics import Diagnostic, DocPath, Mark
+from pipeline.judge import JudgeSettings, is_comparison
 from pipeline.plan import thaw
 
 if TYPE_CHECKING:
@@ -106,7 +107,10 @@ def _check_settings(
     name: str, options: Mapping[str, Any], path: DocPath, mark: Mark | None
 ) -> list[Diagnostic]:
     try:
-        AnalysisSettings.from_options(name, options)
+        if is_comparison(options):
+            JudgeSettings.from_options(name, options)
+        else:
+            AnalysisSettings.from_options(name, options)
     except AnalysisError as exc:
         where = (*path, exc.key) if exc.key else path
         return [Diagnostic(str(exc), mark, where)]

@@ -29,6 +29,8 @@ from pipeline.analysissettings import AnalysisSettings, resolve_analysis
 from pipeline.conditions import Condition, ConditionError
 from pipeline.context import Interrupted
 from pipeline.durations import format_duration
+from pipeline.judge import is_comparison
+from pipeline.judgerun import run_comparison
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
@@ -143,6 +145,9 @@ def run_analysis(
     try:
         name, options = resolve_analysis(ref, context.plan.analyses)
         label = name
+        if is_comparison(options):
+            return run_comparison(name, options, context, stable_version=stable_version,
+                                  canary_version=canary_version)
         settings = AnalysisSettings.from_options(name, options)
         provider = _make_provider(settings, options, context)
     except AnalysisError as exc:

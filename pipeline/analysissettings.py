@@ -25,6 +25,7 @@ from pipeline.analysismodel import (
 )
 from pipeline.conditions import Condition, ConditionError, compile_condition
 from pipeline.durations import parse_duration
+from pipeline.judge import is_comparison
 
 if TYPE_CHECKING:
     from pipeline.plan import Plan
@@ -192,5 +193,9 @@ def estimate_analysis(ref: str | Mapping[str, Any], plan: Plan) -> float:
     does not resolve or its options are invalid.
     """
     name, options = resolve_analysis(ref, plan.analyses)
+    if is_comparison(options):
+        from pipeline.judgerun import estimate_comparison
+
+        return estimate_comparison(options)
     return AnalysisSettings.from_options(name, options).worst_case_seconds()
 

@@ -10,6 +10,10 @@ A blue-green deploy with ``auto_promote: false`` and a canary ``pause: {until_ap
   its own environment, which cannot change while it runs, so the variable serves to
   approve ahead of time, for example from a CI variable set on a manual job.
 
+A spec with ``signed`` instead waits for approval documents signed by enough approvers
+(:mod:`pipeline.signedapproval`). It cannot be combined with the plain ``file`` and
+``env`` flags, which anyone who can write the file or set the variable could satisfy.
+
 The wait is polled every ``interval`` through the run's clock, so it can be interrupted
 and tests run it in no time. When ``timeout`` passes first, the result is "not approved"
 and the caller fails its step.
@@ -27,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.context import Interrupted
 from pipeline.durations import DURATION_PATTERN, format_duration, parse_duration
 from pipeline.errors import ShiplineError
+from pipeline.signedapproval import SIGNED_SCHEMA, RunFacts, SignedSpec, check_signed
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
@@ -55,8 +60,9 @@ APPROVAL_SCHEMA: dict[str, Any] = {
     "description": "Wait until a file exists or an environment variable is true.",
     "type": "object",
     "additionalProperties": False,
-    "anyOf": [{"required": ["file"]}, {"required": ["env"]}],
+    "anyOf": [{"required": ["file"]}, {"required": ["env"]}, {"required": ["signed"]}],
     "properties": {
+        "signed": SIGNED_SCHEMA,
         "file": {
             "title": "Approval file",
             "description": "Approve when this file exists. A relative path is resolved "
@@ -97,6 +103,7 @@ class ApprovalSpec:
     env: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     interval: float = DEFAULT_INTERVAL
+    signed: SignedSpec | None = None
 
     @classmethod
     def parse(cls, value: Mapping[str, Any], option: str = "approval") -> ApprovalSpec:
@@ -105,7 +112,15 @@ class ApprovalSpec:
             raise ShiplineError(f"{option}: expected a mapping with 'file' or 'env'")
         file = value.get("file")
         env = value.get("env")
-        if not file and not env:
+        signed = None
+        if value.get("signed") is not None:
+            if file or env:
+                raise ShiplineError(
+                    f"{option}: 'signed' cannot be combined with 'file' or 'env', which "
+                    f"approve without a signature; move them under 'signed'"
+                )
+            signed = SignedSpec.parse(value["signed"], f"{option}.signed")
+        elif not file and not env:
             raise ShiplineError(f"{option}: give a 'file' or an 'env' variable to wait for")
 
         interval = _duration(value, "interval", DEFAULT_INTERVAL, option)
@@ -116,10 +131,13 @@ class ApprovalSpec:
             env=str(env) if env else None,
             timeout=_duration(value, "timeout", DEFAULT_TIMEOUT, option),
             interval=interval,
+            signed=signed,
         )
 
     def describe(self) -> str:
         """Return what a person must do to approve, for messages."""
+        if self.signed is not None:
+            return self.signed.describe()
         ways = []
         if self.file:
             ways.append(f"create {self.file}")
@@ -150,7 +168,8 @@ def wait_for_approval(
     started = context.clock.monotonic()
     logger.info("waiting up to %s for approval: %s", format_duration(parsed.timeout),
                 parsed.describe())
-    if _approval_reason(parsed, base) is None:
+    checker = _Checker(parsed, base, context)
+    if checker.reason() is None:
         waiting = (f"waiting up to {format_duration(parsed.timeout)} for approval: "
                    f"{parsed.describe()}")
         context.progress(waiting)
@@ -158,7 +177,7 @@ def wait_for_approval(
 
     while True:
         waited = context.clock.monotonic() - started
-        reason = _approval_reason(parsed, base)
+        reason = checker.reason()
         if reason is not None:
             logger.info("approved after %s: %s", format_duration(waited), reason)
             return ApprovalResult(True, f"approved: {reason}", waited)
@@ -167,6 +186,8 @@ def wait_for_approval(
         if remaining <= 0:
             message = (f"not approved within {format_duration(parsed.timeout)}: "
                        f"{parsed.describe()} to approve")
+            if checker.last_summary:
+                message = f"{message} ({checker.last_summary})"
             logger.warning("%s", message)
             return ApprovalResult(False, message, waited)
 
@@ -174,17 +195,50 @@ def wait_for_approval(
             raise Interrupted("interrupted while waiting for approval")
 
 
-def _approval_reason(spec: ApprovalSpec, base: Path) -> str | None:
-    """Return why ``spec`` is approved now, or ``None`` if it is not."""
-    if spec.file:
-        path = base / spec.file
-        if path.exists():
-            return f"{spec.file} exists"
-    if spec.env:
-        value = os.environ.get(spec.env, "")
-        if value.strip().lower() in APPROVING_VALUES:
-            return f"{spec.env} is {value.strip()!r}"
-    return None
+class _Checker:
+    """Looks at the approval sources of one wait, and remembers what it last logged."""
+
+    def __init__(self, spec: ApprovalSpec, base: Path, context: RunContext) -> None:
+        self.spec = spec
+        self.base = base
+        self.context = context
+        self.last_summary = ""
+
+    def reason(self) -> str | None:
+        """Return why the spec is approved now, or ``None`` if it is not."""
+        spec = self.spec
+        if spec.signed is not None:
+            return self._signed_reason(spec.signed)
+        if spec.file:
+            path = self.base / spec.file
+            if path.exists():
+                return f"{spec.file} exists"
+        if spec.env:
+            value = os.environ.get(spec.env, "")
+            if value.strip().lower() in APPROVING_VALUES:
+                return f"{spec.env} is {value.strip()!r}"
+        return None
+
+    def _signed_reason(self, signed: SignedSpec) -> str | None:
+        """Count the signed approvals; log the rejected ones whenever they change."""
+        status = check_signed(signed, run_facts(signed, self.context), self.base)
+        summary = status.summary()
+        if status.rejected and summary != self.last_summary:
+            logger.warning("signed approvals: %s", summary)
+        self.last_summary = summary
+        return summary if status.approved else None
+
+
+def run_facts(spec: SignedSpec, context: RunContext) -> RunFacts:
+    """Return what approvals must name in this run; raise ShiplineError if unknown."""
+    version = spec.version or context.version
+    if context.environment is None or version is None:
+        raise ShiplineError(
+            "signed approvals need the environment and the version: run the approval in "
+            "a stage with an environment, after the deploy step or with 'signed.version'"
+        )
+    return RunFacts(context.plan.name, context.environment.name, version,
+                    context.clock.time())
 
 
 def _duration(value: Mapping[str, Any], key: str, default: float, option: str) -> float:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pipeline.config import Config
     from pipeline.context import RunContext
     from pipeline.diagnostics import Diagnostic
+    from pipeline.freeze import ActiveWindow
     from pipeline.notification import Delivery, Notification
     from pipeline.plan import Environment, Plan, Stage, Step
     from pipeline.report import StepReport
@@ -121,6 +122,27 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
 
     Sum pauses, timeouts, retries and analysis counts. Return ``None`` when the step is
     not yours. The first non-``None`` result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def shipline_estimate_promotion(step: Step, plan: Plan) -> float | None:
+    """Return the shortest time in seconds that deploy ``step`` needs to promote its
+    version, for ``shipline plan``.
+
+    Count only waits that nothing can shorten: timed pauses, pauses between batches,
+    the minimum span of analyses. Count deploys, checks and approvals as instant.
+    Return ``None`` when the step is not yours. The first non-``None`` result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def shipline_estimate_rollback(step: Step, plan: Plan) -> float | None:
+    """Return the longest time in seconds that undoing deploy ``step`` can take, for
+    ``shipline plan``: the rollback actions alone, not the step that ran before them.
+
+    Return ``None`` when the step is not yours or the time is unknown. The first
+    non-``None`` result wins.
     """
 
 
@@ -221,6 +243,19 @@ def shipline_run_deploy(step: Step, context: RunContext) -> StepReport | None:
     change with ``context.add_rollback`` as soon as the change is made, so that the
     runner can roll back after a failure or an interrupt. The first non-``None`` result
     wins. An exception is reported as an error of the plugin that raised it.
+    """
+
+
+@hookspec
+def shipline_break_glass(
+    step: Step, windows: Sequence[ActiveWindow], reason: str, context: RunContext
+) -> None:
+    """Record that deploy ``step`` runs inside freeze ``windows`` because of
+    ``--break-glass REASON``.
+
+    Called once per such step, just before it deploys, after the override was logged.
+    The step's report also records it. A history store implements this hook to keep a
+    lasting record of each override; every implementation is called.
     """
 
 

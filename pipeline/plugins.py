@@ -55,6 +55,10 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("gitlab-ci", "pipeline.builtin.gitlab_ci"),
     ("protect", "pipeline.builtin.protect"),
     ("state", "pipeline.builtin.statehistory"),
+    ("series", "pipeline.builtin.series"),
+    ("approval-gate", "pipeline.builtin.approval_gate"),
+    ("freeze", "pipeline.builtin.freeze_guard"),
+    ("strategy-timings", "pipeline.builtin.strategy_timings"),
 )
 
 #: The ``PluginInfo.origin`` of the plugins in :data:`BUILTIN_PLUGINS`.

@@ -19,6 +19,7 @@ from types import ModuleType
 
 from pipeline import __version__
 from pipeline.cli import (
+    approve_command,
     decrypt_command,
     encrypt_command,
     history_command,
@@ -59,6 +60,7 @@ COMMANDS: dict[str, ModuleType] = {
     "verify": verify_command,
     "encrypt": encrypt_command,
     "decrypt": decrypt_command,
+    "approve": approve_command,
 }
 
 

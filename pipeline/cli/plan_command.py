@@ -8,10 +8,11 @@ from typing import Any
 
 from pipeline import policy
 from pipeline.config import Config
-from pipeline.durations import format_duration
+from pipeline.durations import format_duration, parse_duration
 from pipeline.exitcodes import ExitCode
 from pipeline.plan import Plan, Stage, Step, thaw
 from pipeline.planning import load_plan, resolve_pipeline_path
+from pipeline.plantimes import StageTimes, deploy_stage_times, job_timeout_warnings
 from pipeline.policy import add_policy_argument
 
 
@@ -26,7 +27,17 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
     parser.add_argument("--format", choices=("text", "json", "policy"), default="text",
                         help="output format (default: text); 'policy' prints the JSON view "
                         "of the plan that policy rules read as 'plan'")
+    parser.add_argument("--job-timeout", metavar="DURATION", type=_duration,
+                        help="the CI job's time limit (30m, 1h): warn about deploy stages "
+                        "whose worst case with rollback is longer")
     return parser
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def step_max_duration(step: Step, plan: Plan, config: Config) -> float | None:
@@ -73,14 +84,33 @@ def plan_data(plan: Plan, config: Config) -> dict[str, Any]:
             "max_duration": stage_max_duration(stage, durations),
             "steps": steps,
         })
+    _add_times(plan, config, stages)
     # Step names and versions can contain interpolated secrets too, not only options.
     data = {"pipeline": plan.name, "file": str(plan.file), "stages": stages}
     masked: dict[str, Any] = config.masker.mask_data(data)
     return masked
 
 
+def _add_times(plan: Plan, config: Config, stages: list[dict[str, Any]]) -> None:
+    """Add ``min_promote``, ``max_rollback`` and ``worst_case`` to deploy stages."""
+    durations = [stage["max_duration"] for stage in stages]
+    by_name = {stage["name"]: stage for stage in stages}
+    for times in deploy_stage_times(plan, config, durations):
+        by_name[times.stage].update(min_promote=times.min_promote,
+                                    max_rollback=times.max_rollback,
+                                    worst_case=times.worst_case)
+
+
 def _format_limit(seconds: float | None) -> str:
     return "unbounded" if seconds is None else f"at most {format_duration(seconds)}"
+
+
+def _format_least(seconds: float | None) -> str:
+    return "unknown" if seconds is None else f"at least {format_duration(seconds)}"
+
+
+def _format_most(seconds: float | None) -> str:
+    return "unknown" if seconds is None else f"at most {format_duration(seconds)}"
 
 
 def print_text(data: dict[str, Any], config: Config) -> None:
@@ -94,6 +124,10 @@ def print_text(data: dict[str, Any], config: Config) -> None:
         needs = f", needs {', '.join(stage['needs'])}" if stage["needs"] else ""
         print(f"\n{number}. {stage['name']}{where}  [{stage['when']}{needs}; "
               f"{_format_limit(stage['max_duration'])}]", file=out)
+        if "min_promote" in stage:
+            print(f"   promote: {_format_least(stage['min_promote'])}; roll back: "
+                  f"{_format_most(stage['max_rollback'])}; worst case with rollback: "
+                  f"{_format_most(stage['worst_case'])}", file=out)
         for step in stage["steps"]:
             kind = "strategy" if step["kind"] == "deploy" else "uses"
             print(f"   - {step['name']}: {step['kind']}, {kind} {step['type']}, "
@@ -115,8 +149,24 @@ def main(config: Config) -> ExitCode:
 
     policy.enforce(loaded.plan, config.option("policy", []), ExitCode.BLOCKED)
     data = plan_data(loaded.plan, config)
+    warnings = _warnings(data, config.options.job_timeout)
     if config.options.format == "json":
+        if config.options.job_timeout is not None:
+            data["warnings"] = warnings
         print(json.dumps(data, indent=2), file=config.stdout)
     else:
         print_text(data, config)
+    for warning in warnings:
+        print(f"shipline: warning: {warning}", file=config.stderr)
     return ExitCode.OK
+
+
+def _warnings(data: dict[str, Any], job_timeout: float | None) -> list[str]:
+    if job_timeout is None:
+        return []
+    times = [
+        StageTimes(stage["name"], stage["min_promote"], stage["max_rollback"],
+                   stage["worst_case"])
+        for stage in data["stages"] if "min_promote" in stage
+    ]
+    return job_timeout_warnings(times, job_timeout)

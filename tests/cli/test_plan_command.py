@@ -40,6 +40,7 @@ def test_plan_text_lists_stages_in_run_order(shipline_cli, write_pipeline, tmp_p
         "   - gate echo: gate, uses echo, plugin helpers.stepplugin, unbounded (line 17)",
         "",
         "2. ship -> prod (none target)  [on_success, needs build; at most 10m]",
+        "   promote: unknown; roll back: unknown; worst case with rollback: unknown",
         "   - deploy 1.10 (record): deploy, strategy record, plugin helpers.stepplugin, "
         "unbounded (line 12)",
     ]
