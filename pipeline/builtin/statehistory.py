@@ -21,13 +21,19 @@ from pipeline.errors import ShiplineError
 from pipeline.report import Outcome
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pipeline.context import RunContext
+    from pipeline.freeze import ActiveWindow
     from pipeline.plan import Stage, Step
     from pipeline.report import StepReport
     from pipeline.runner import StageResult
     from pipeline.state import DeploymentOutcome
 
 logger = logging.getLogger("shipline")
+
+#: The journal operation of a deploy that ran inside a freeze window with --break-glass.
+BREAK_GLASS = "break_glass"
 
 
 @hookimpl
@@ -38,6 +44,18 @@ def shipline_step_start(step: Step, context: RunContext) -> None:
     environment = context.environment.name
     previous = state.previous_version(environment) or running_version(context)
     state.start_deployment(step, environment, previous)
+
+
+@hookimpl
+def shipline_break_glass(
+    step: Step, windows: Sequence[ActiveWindow], reason: str, context: RunContext
+) -> None:
+    """Keep a ``--break-glass`` override in the deployment's journal, where ``shipline
+    history`` shows it. The entry changes no instance, so recovery passes over it."""
+    names = "; ".join(window.window.label for window in windows)
+    done = context.record_change(step, BREAK_GLASS, [], None,
+                                 {"reason": reason, "windows": names})
+    done()
 
 
 def running_version(context: RunContext) -> str | None:

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from pipeline.builtin.statehistory import BREAK_GLASS
 from pipeline.cli.stateoptions import (
     add_file_option,
     add_state_option,
@@ -18,7 +19,7 @@ from pipeline.exitcodes import ExitCode
 from pipeline.instancetable import format_table
 
 if TYPE_CHECKING:
-    from pipeline.state import Deployment
+    from pipeline.state import Deployment, JournalEntry
 
 #: Deployments shown when ``--limit`` is not given.
 DEFAULT_LIMIT = 20
@@ -47,28 +48,44 @@ def main(config: Config) -> ExitCode:
 
     with open_state_store(config) as store:
         deployments = store.history(options.environment, limit=options.limit)
+        overrides = {d.id: break_glass(store.journal(d.id)) for d in deployments}
 
     if options.format == "json":
-        print(json.dumps([deployment_data(d) for d in deployments], indent=2),
-              file=config.stdout)
+        data = [{**deployment_data(d), "break_glass": overrides[d.id]} for d in deployments]
+        print(json.dumps(data, indent=2), file=config.stdout)
     elif not deployments:
         print(f"no deployments of environment '{options.environment}' are recorded",
               file=config.stdout)
     else:
-        print(history_table(deployments), file=config.stdout)
+        print(history_table(deployments, overrides), file=config.stdout)
     return ExitCode.OK
+
+
+def break_glass(journal: list[JournalEntry]) -> dict[str, Any] | None:
+    """Return the ``--break-glass`` override of a deployment (reason and freeze windows)
+    from its journal, or None when it deployed outside any freeze window."""
+    for entry in journal:
+        if entry.operation == BREAK_GLASS:
+            return {"reason": entry.details.get("reason"),
+                    "windows": entry.details.get("windows")}
+    return None
 
 
 def outcome_text(deployment: Deployment) -> str:
     return deployment.outcome.value if deployment.outcome is not None else "unfinished"
 
 
-def history_table(deployments: list[Deployment]) -> str:
+def history_table(
+    deployments: list[Deployment], overrides: dict[str, dict[str, Any] | None] | None = None
+) -> str:
     """Return one row per deployment: start time, id, versions, strategy, outcome, actor
-    and CI job; ``-`` marks an unknown value."""
+    and CI job; ``-`` marks an unknown value. A deployment in ``overrides`` that ran
+    with ``--break-glass`` gets ``(break glass)`` after its outcome."""
+    overrides = overrides or {}
     rows = [
         [format_moment(d.started), d.id, d.version, d.previous_version or "-", d.strategy,
-         outcome_text(d), d.actor or "-", d.job_url or "-"]
+         outcome_text(d) + (" (break glass)" if overrides.get(d.id) else ""),
+         d.actor or "-", d.job_url or "-"]
         for d in deployments
     ]
     headers = ["started", "id", "version", "previous", "strategy", "outcome", "actor", "job"]

@@ -75,6 +75,7 @@ def test_history_limit_and_json(shipline_cli, tmp_path: Path) -> None:
         "started": "2027-01-15T08:02:00+00:00",
         "finished": None,
         "outcome": None,
+        "break_glass": None,
     }]
 
 
@@ -125,3 +126,53 @@ def test_history_corrupt_store_exits_invalid(shipline_cli, tmp_path: Path) -> No
     assert result.exit_code == ExitCode.INVALID
     assert result.stderr.startswith("shipline: error: ")
     assert state.read_bytes() == b"this is not a database" * 100
+
+
+FROZEN = """\
+version: 1
+name: shop
+environments:
+  production:
+    target:
+      type: command
+      deploy: "true"
+      instances: [web-1]
+    freeze:
+      - name: always
+        start: "2000-01-01T00:00:00Z"
+        end: "2100-01-01T00:00:00Z"
+stages:
+  - name: release
+    environment: production
+    steps:
+      - deploy: {version: "2.0.0", strategy: rolling, health: false}
+"""
+
+
+def test_history_shows_break_glass(shipline_cli, tmp_path: Path) -> None:
+    (tmp_path / "shipline.yml").write_text(FROZEN, encoding="utf-8")
+    state = str(tmp_path / "state.db")
+
+    run = shipline_cli("run", "--break-glass", "fix the checkout outage", "--state", state,
+                       cwd=tmp_path)
+    table = shipline_cli("history", "production", "--state", state, cwd=tmp_path)
+    data = shipline_cli("history", "production", "--format", "json", "--state", state,
+                        cwd=tmp_path)
+
+    assert run.exit_code == ExitCode.OK, run.stdout + run.stderr
+    assert "succeeded (break glass)" in table.stdout.splitlines()[1]
+    assert json.loads(data.stdout)[0]["break_glass"] == {
+        "reason": "fix the checkout outage", "windows": "always",
+    }
+
+
+def test_history_no_break_glass_is_null(shipline_cli, tmp_path: Path) -> None:
+    (tmp_path / "shipline.yml").write_text(FROZEN.replace("2100-", "2001-"), encoding="utf-8")
+    state = str(tmp_path / "state.db")
+
+    run = shipline_cli("run", "--state", state, cwd=tmp_path)
+    data = shipline_cli("history", "production", "--format", "json", "--state", state,
+                        cwd=tmp_path)
+
+    assert run.exit_code == ExitCode.OK, run.stdout + run.stderr
+    assert json.loads(data.stdout)[0]["break_glass"] is None
