@@ -6,13 +6,14 @@ The verdict rules are described in :mod:`pipeline.analysis`.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipeline.analysismodel import (
     ERROR,
@@ -25,15 +26,22 @@ from pipeline.analysismodel import (
     MeasurementRequest,
     MetricProvider,
 )
-from pipeline.analysissettings import AnalysisSettings, resolve_analysis
-from pipeline.conditions import Condition, ConditionError
+from pipeline.analysispolicy import ABORT, PASS, PAUSE, RETRY, Policy
+from pipeline.analysissettings import AnalysisSettings, analysis_label, prepare_analysis
+from pipeline.approval import wait_for_approval
+from pipeline.conditions import (
+    Condition,
+    ConditionError,
+    ConditionEvaluationError,
+    without_nan,
+)
 from pipeline.context import Interrupted
 from pipeline.durations import format_duration
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
 
-__all__ = ["judge", "run_analysis"]
+__all__ = ["Judgement", "judge", "run_analysis", "show_value"]
 
 logger = logging.getLogger("shipline")
 
@@ -44,45 +52,60 @@ _POLL_SECONDS = 0.05
 # -- judging one measurement -------------------------------------------------------------
 
 
+class Judgement(NamedTuple):
+    """The verdict of one measurement, its message, and whether missing data decided it."""
+
+    verdict: str
+    message: str
+    no_data: bool = False
+
+
 def judge(
-    values: Mapping[str, float | None],
+    values: Mapping[str, Any],
     success: Sequence[Condition],
     failure: Sequence[Condition],
-) -> tuple[str, str]:
+    args: Mapping[str, str] | None = None,
+) -> Judgement:
     """Return the verdict and message of a measurement with ``values``.
 
-    Applies the rules for one measurement in :mod:`pipeline.analysis`. Raises
-    ConditionError when a condition reads a metric that ``values`` lacks.
+    Applies the rules for one measurement in :mod:`pipeline.analysis`; ``args`` are the
+    analysis use's arguments, which conditions read as ``args``. Raises ConditionError
+    when a condition reads a metric that ``values`` lacks, and ConditionEvaluationError
+    when a condition fails on these values for another reason than missing data.
     """
-    failed, failure_decider = _any_true(failure, values)
-    passed, success_decider = _all_true(success, values)
+    failed, failure_decider = _any_true(failure, values, args)
+    passed, success_decider = _all_true(success, values, args)
     metrics = _show_values(values, success, failure)
 
     if failed:
-        return FAILED, f"failure condition {failure_decider} is true ({metrics})"
+        return Judgement(FAILED, f"failure condition {failure_decider} is true ({metrics})")
     if failed is None:
-        return INCONCLUSIVE, f"no data for failure condition {failure_decider} ({metrics})"
+        return Judgement(INCONCLUSIVE,
+                         f"no data for failure condition {failure_decider} ({metrics})", True)
     if passed is None:
-        return INCONCLUSIVE, f"no data for success condition {success_decider} ({metrics})"
+        return Judgement(INCONCLUSIVE,
+                         f"no data for success condition {success_decider} ({metrics})", True)
     if not success:
-        return SUCCESSFUL, f"no failure condition is true ({metrics})"
+        return Judgement(SUCCESSFUL, f"no failure condition is true ({metrics})")
     if passed and len(success) > 1:
-        return SUCCESSFUL, f"success conditions {success_decider} are true ({metrics})"
+        return Judgement(SUCCESSFUL,
+                         f"success conditions {success_decider} are true ({metrics})")
     if passed:
-        return SUCCESSFUL, f"success condition {success_decider} is true ({metrics})"
+        return Judgement(SUCCESSFUL, f"success condition {success_decider} is true ({metrics})")
     if not failure:
-        return FAILED, f"success condition {success_decider} is false ({metrics})"
-    return INCONCLUSIVE, (
+        return Judgement(FAILED, f"success condition {success_decider} is false ({metrics})")
+    return Judgement(INCONCLUSIVE, (
         f"success condition {success_decider} is false and no failure condition is true "
         f"({metrics})"
-    )
+    ))
 
 
 def _all_true(
-    conditions: Sequence[Condition], values: Mapping[str, float | None]
+    conditions: Sequence[Condition], values: Mapping[str, Any],
+    args: Mapping[str, str] | None,
 ) -> tuple[bool | None, str]:
     """Kleene ``and`` over ``conditions``, with the quoted condition that decided it."""
-    results = [(condition.evaluate(values), repr(condition.text)) for condition in conditions]
+    results = [(c.evaluate(values, args), repr(c.text)) for c in conditions]
     for decisive in (False, None):
         for result, text in results:
             if result is decisive:
@@ -91,10 +114,11 @@ def _all_true(
 
 
 def _any_true(
-    conditions: Sequence[Condition], values: Mapping[str, float | None]
+    conditions: Sequence[Condition], values: Mapping[str, Any],
+    args: Mapping[str, str] | None,
 ) -> tuple[bool | None, str]:
     """Kleene ``or`` over ``conditions``, with the quoted condition that decided it."""
-    results = [(condition.evaluate(values), repr(condition.text)) for condition in conditions]
+    results = [(c.evaluate(values, args), repr(c.text)) for c in conditions]
     for decisive in (True, None):
         for result, text in results:
             if result is decisive:
@@ -103,16 +127,29 @@ def _any_true(
 
 
 def _show_values(
-    values: Mapping[str, float | None],
+    values: Mapping[str, Any],
     success: Sequence[Condition],
     failure: Sequence[Condition],
 ) -> str:
-    names = sorted({name for condition in (*success, *failure) for name in condition.names})
-    return ", ".join(f"{name}={_show_number(values.get(name))}" for name in names)
+    """Show the values that the conditions read, ``result`` only when the provider set it."""
+    read = {name for condition in (*success, *failure) for name in condition.names}
+    names = sorted(name for name in read if name in values)
+    if not names and "result" in read:
+        names = sorted(values)
+    return ", ".join(f"{name}={show_value(values.get(name))}" for name in names)
 
 
-def _show_number(value: float | None) -> str:
-    return "no data" if value is None else f"{value:g}"
+def show_value(value: Any) -> str:
+    """Format a measured value for messages: ``no data``, a number, or compact JSON.
+
+    JSON longer than 200 characters is cut, because a provider may return a long list.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "no data"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:g}"
+    text = json.dumps(value, separators=(",", ":"), default=str)
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 # -- running -----------------------------------------------------------------------------
@@ -139,15 +176,19 @@ def run_analysis(
     :class:`~pipeline.context.Interrupted` when ``context.cancel`` is set, and lets an
     unexpected exception from ``shipline_make_provider`` (a plugin bug) propagate.
     """
-    label = ref if isinstance(ref, str) else "inline analysis"
+    label = analysis_label(ref)
+    builtins = {
+        "canary_version": canary_version,
+        "stable_version": stable_version or "",
+        "environment": context.environment.name if context.environment else "",
+    }
     try:
-        name, options = resolve_analysis(ref, context.plan.analyses)
-        label = name
-        settings = AnalysisSettings.from_options(name, options)
+        settings, options = prepare_analysis(ref, context.plan.analyses, builtins)
+        name = settings.name
         provider = _make_provider(settings, options, context)
     except AnalysisError as exc:
         logger.warning("analysis %r cannot run: %s", label, exc)
-        return AnalysisResult(label, ERROR, str(exc))
+        return AnalysisResult(label, ERROR, str(exc), action=ABORT)
 
     request = MeasurementRequest(
         analysis=name, canary_version=canary_version, stable_version=stable_version,
@@ -200,6 +241,8 @@ class _AnalysisRun:
         self.measurements: list[Measurement] = []
         self.tally = {SUCCESSFUL: 0, FAILED: 0, INCONCLUSIVE: 0, ERROR: 0}
         self.consecutive_errors = 0
+        #: Measurements in a row that ``on_no_data: {retry: N}`` took again.
+        self.no_data_retries = 0
 
     @property
     def counted(self) -> int:
@@ -214,8 +257,19 @@ class _AnalysisRun:
                 measurement = self._measure(len(self.measurements) + 1)
             except AnalysisError as exc:
                 self._record(Measurement(self.context.clock.time(), {}, ERROR, str(exc)))
-                return self._result(ERROR, str(exc))
-            self._record(measurement)
+                return self._result(ERROR, str(exc), action=ABORT)
+
+            if measurement.no_data:
+                measurement, abort = self._on_no_data(measurement)
+                self._record(measurement)
+                if abort:
+                    return self._result(
+                        FAILED, f"no data, and on_no_data is abort: {measurement.message}",
+                        action=ABORT,
+                    )
+            else:
+                self.no_data_retries = 0
+                self._record(measurement)
 
             verdict, message = self._assess()
             if verdict is not None:
@@ -238,11 +292,57 @@ class _AnalysisRun:
                          exc_info=True)
             return Measurement(started, {}, ERROR, f"{type(exc).__name__}: {exc}")
 
+        settings = self.settings
         try:
-            verdict, message = judge(values, self.settings.success, self.settings.failure)
+            verdict, message, no_data = judge(
+                values, settings.success, settings.failure, settings.args
+            )
+        except ConditionEvaluationError as exc:
+            return Measurement(started, values, ERROR, str(exc))
         except ConditionError as exc:
             raise AnalysisError(str(exc)) from exc
-        return Measurement(started, values, verdict, message)
+        return Measurement(started, values, verdict, message, no_data=no_data)
+
+    def _on_no_data(self, measurement: Measurement) -> tuple[Measurement, bool]:
+        """Apply ``on_no_data`` to a measurement without data; return it and whether to abort.
+
+        See :mod:`pipeline.analysispolicy` for the actions.
+        """
+        policy = self.settings.policies.on_no_data
+        message = measurement.message
+
+        if policy.action == RETRY and self.no_data_retries < policy.retries:
+            self.no_data_retries += 1
+            note = f"measuring again (on_no_data retry {self.no_data_retries} of {policy.retries})"
+            return replace(measurement, message=f"{message}; {note}", counted=False), False
+        if policy.action == RETRY:
+            self.no_data_retries = 0
+            note = f"still no data after {policy.retries} retries: counted as inconclusive"
+            return replace(measurement, message=f"{message}; {note}"), False
+        if policy.action == PASS:
+            note = "counted as successful (on_no_data: pass)"
+            return replace(measurement, verdict=SUCCESSFUL, message=f"{message}; {note}"), False
+        if policy.action == ABORT:
+            return measurement, True
+        if policy.action == PAUSE and policy.approval is not None:
+            return self._pause_for_no_data(measurement, policy)
+        return measurement, False
+
+    def _pause_for_no_data(
+        self, measurement: Measurement, policy: Policy
+    ) -> tuple[Measurement, bool]:
+        assert policy.approval is not None
+        self.context.progress(
+            f"analysis '{self.settings.name}': no data: {measurement.message}"
+        )
+        approval = wait_for_approval(policy.approval, self.context)
+        message = f"{measurement.message}; {approval.message}"
+        if approval.approved:
+            return replace(measurement, verdict=SUCCESSFUL, message=message), False
+        if policy.default == PASS:
+            message += ": counted as successful (default pass)"
+            return replace(measurement, verdict=SUCCESSFUL, message=message), False
+        return replace(measurement, message=message), True
 
     def _call_provider(self, request: MeasurementRequest) -> Mapping[str, Any]:
         """Run ``measure`` in a worker thread, bounded by the timeout and the run's cancel.
@@ -282,7 +382,8 @@ class _AnalysisRun:
 
     def _record(self, measurement: Measurement) -> None:
         self.measurements.append(measurement)
-        self.tally[measurement.verdict] += 1
+        if measurement.counted:
+            self.tally[measurement.verdict] += 1
         if measurement.verdict == ERROR:
             self.consecutive_errors += 1
         else:
@@ -338,34 +439,49 @@ class _AnalysisRun:
         if seconds > 0 and not self.context.sleep(seconds):
             raise Interrupted("interrupted")
 
-    def _result(self, verdict: str, message: str) -> AnalysisResult:
+    def _result(self, verdict: str, message: str, action: str = "") -> AnalysisResult:
         logger.info("analysis %r %s: %s", self.settings.name, verdict, message)
-        return AnalysisResult(self.settings.name, verdict, message, list(self.measurements))
+        return AnalysisResult(self.settings.name, verdict, message, list(self.measurements),
+                              action=action)
 
 
-def _clean_values(raw: Any, provider: str) -> dict[str, float | None]:
-    """Check a provider's return value; NaN becomes ``None`` (no data).
+def _clean_values(raw: Any, provider: str) -> dict[str, Any]:
+    """Check a provider's return value; NaN becomes ``None`` (no data) at any depth.
 
     Raises TypeError, which makes the measurement an ``error``, for anything but a
-    mapping from names to numbers or ``None``.
+    mapping from names to JSON values: ``None``, booleans, numbers, strings, lists and
+    maps with string keys.
     """
     if not isinstance(raw, Mapping):
         raise TypeError(
             f"provider {provider!r} returned {type(raw).__name__}, expected a mapping of "
             f"metric values"
         )
-    values: dict[str, float | None] = {}
     for name, value in raw.items():
-        if value is None:
-            values[str(name)] = None
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            values[str(name)] = None if math.isnan(value) else float(value)
-        else:
+        problem = _json_problem(value)
+        if problem:
             raise TypeError(
-                f"provider {provider!r} returned {value!r} for metric {name!r}, expected "
-                f"a number or no data"
+                f"provider {provider!r} returned {problem} for metric {name!r}, expected "
+                f"a number, a list, a map or no data"
             )
-    return values
+    return {str(name): without_nan(value) for name, value in raw.items()}
+
+
+def _json_problem(value: Any) -> str:
+    """Describe the first part of ``value`` that is not a JSON value, or return ``""``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return ""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"a map with the key {key!r}"
+            problem = _json_problem(item)
+            if problem:
+                return problem
+        return ""
+    if isinstance(value, (list, tuple)):
+        return next((p for p in map(_json_problem, value) if p), "")
+    return repr(value)
 
 
 def _plural(count: int, noun: str) -> str:
