@@ -67,6 +67,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
+from pipeline.analysisargs import BUILTIN_ARGS, bind_args
 from pipeline.analysischecks import (
     AnalysisUse,
     check_analyses,
@@ -92,9 +93,18 @@ from pipeline.analysismodel import (
     MeasurementRequest,
     MetricProvider,
 )
-from pipeline.analysisrun import judge, run_analysis
+from pipeline.analysispolicy import Policies, Policy
+from pipeline.analysisrun import Judgement, judge, run_analysis, show_value
 from pipeline.analysisschema import ANALYSIS_REF_SCHEMA, COMMON_ANALYSIS_PROPERTIES
-from pipeline.analysissettings import AnalysisSettings, estimate_analysis, resolve_analysis
+from pipeline.analysissettings import (
+    AnalysisSettings,
+    analysis_label,
+    estimate_analysis,
+    estimate_analysis_or_zero,
+    prepare_analysis,
+    resolve_analysis,
+)
+from pipeline.analysisstep import AnalysisOutcome, record_outcome, run_analysis_use
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -103,6 +113,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ANALYSIS_REF_SCHEMA",
+    "BUILTIN_ARGS",
     "COMMON_ANALYSIS_PROPERTIES",
     "DEFAULT_CONSECUTIVE_ERROR_LIMIT",
     "DEFAULT_COUNT",
@@ -117,20 +128,31 @@ __all__ = [
     "INCONCLUSIVE",
     "SUCCESSFUL",
     "AnalysisError",
+    "AnalysisOutcome",
     "AnalysisResult",
     "AnalysisSettings",
     "AnalysisUse",
+    "Judgement",
     "Measurement",
     "MeasurementRequest",
     "MetricProvider",
+    "Policies",
+    "Policy",
+    "analysis_label",
+    "bind_args",
     "check_analyses",
     "estimate_analysis",
+    "estimate_analysis_or_zero",
     "iter_analysis_uses",
     "judge",
+    "prepare_analysis",
+    "record_outcome",
     "resolve_analysis",
     "resolve_use",
     "run_analysis",
+    "run_analysis_use",
     "shipline_check_plan",
+    "show_value",
 ]
 
 

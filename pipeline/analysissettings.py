@@ -36,6 +36,7 @@ __all__ = [
     "AnalysisSettings",
     "analysis_label",
     "estimate_analysis",
+    "estimate_analysis_or_zero",
     "prepare_analysis",
     "resolve_analysis",
     "unknown_template_message",
@@ -268,6 +269,15 @@ def estimate_analysis(ref: str | Mapping[str, Any], plan: Plan) -> float:
     """
     settings, _ = prepare_analysis(ref, plan.analyses, PLACEHOLDER_BUILTINS)
     return settings.worst_case_seconds()
+
+
+def estimate_analysis_or_zero(ref: str | Mapping[str, Any], plan: Plan) -> float:
+    """Return :func:`estimate_analysis`, or 0 when ``ref`` does not resolve or its options
+    are invalid, because ``shipline validate`` reports those."""
+    try:
+        return estimate_analysis(ref, plan)
+    except AnalysisError:
+        return 0.0
 
 
 #: Values of the built-in arguments when no run supplies them: at validation and in

@@ -20,8 +20,15 @@ from pipeline.approval import wait_for_approval
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
+    from pipeline.rollout import Rollout
 
-__all__ = ["AnalysisOutcome", "record_outcome", "run_analysis_use"]
+__all__ = [
+    "AnalysisOutcome",
+    "analyse_rollout",
+    "record_outcome",
+    "rollout_endpoint",
+    "run_analysis_use",
+]
 
 logger = logging.getLogger("shipline")
 
@@ -173,3 +180,40 @@ def record_outcome(
     for run in outcome.runs:
         entries.append({"step": step, **run.to_data()})
     sections.append(outcome.details())
+
+
+def analyse_rollout(
+    rollout: Rollout,
+    ref: str | Mapping[str, Any],
+    *,
+    stable: str | None,
+    endpoint: str | None,
+    step: int | None = None,
+    where: str = "",
+) -> None:
+    """Run the analysis ``ref`` inside a deploy step, and record it in the step's report.
+
+    ``endpoint`` is the URL that clients use, as :func:`rollout_endpoint` finds it or
+    the strategy's router returns it. ``where`` prefixes the failure message
+    (``batch 2 of 3: ``). Raises StepFailed when the analysis does not pass, so that the
+    deploy rolls back, and Interrupted when the run is cancelled.
+    """
+    from pipeline.rollout import StepFailed
+
+    outcome = run_analysis_use(ref, rollout.context, stable_version=stable,
+                               canary_version=rollout.version,
+                               endpoint=endpoint)
+    record_outcome(outcome, rollout.data, rollout.sections, step=step)
+    rollout.check_cancelled(f"during analysis '{outcome.name}'")
+    if not outcome.passed:
+        raise StepFailed(f"{where}analysis '{outcome.name}' {outcome.message}")
+
+
+def rollout_endpoint(rollout: Rollout) -> str | None:
+    """Return the URL that clients use: the router's, else the environment's ``url``."""
+    if rollout.router is not None:
+        endpoint = rollout.router.endpoint()
+        if endpoint:
+            return endpoint
+    environment = rollout.context.environment
+    return environment.url if environment is not None else None

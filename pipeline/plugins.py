@@ -47,6 +47,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("junitxml", "pipeline.builtin.junitxml"),
     ("eventlog", "pipeline.builtin.eventlog"),
     ("metrics", "pipeline.builtin.metrics"),
+    ("analysis-gate", "pipeline.builtin.analysis_gate"),
 )
 
 #: The ``PluginInfo.origin`` of the plugins in :data:`BUILTIN_PLUGINS`.

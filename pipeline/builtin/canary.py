@@ -366,14 +366,9 @@ def _analyse(
     rollout: Rollout, item: CanaryStep, number: int, *, stable: str | None,
     endpoint: str | None,
 ) -> None:
-    from pipeline.analysisstep import record_outcome, run_analysis_use
+    from pipeline.analysisstep import analyse_rollout
 
-    outcome = run_analysis_use(item.analysis, rollout.context, stable_version=stable,
-                               canary_version=rollout.version, endpoint=endpoint)
-    record_outcome(outcome, rollout.data, rollout.sections, step=number)
-    rollout.check_cancelled(f"during analysis '{outcome.name}'")
-    if not outcome.passed:
-        raise StepFailed(f"analysis '{outcome.name}' {outcome.message}")
+    analyse_rollout(rollout, item.analysis, stable=stable, endpoint=endpoint, step=number)
 
 
 # -- hooks -------------------------------------------------------------------------------

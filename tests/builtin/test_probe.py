@@ -507,8 +507,8 @@ def test_check_plan_unknown_probe_metric_in_template() -> None:
     assert [d.format() for d in found] == [
         "analyses.latency.success: condition 'p95 <= 300' uses unknown metric 'p95' (did you "
         "mean 'p95_ms'?): available metrics are args, error_rate, p50_ms, p95_ms, p99_ms, "
-        "requests, result, stable_error_rate, stable_p50_ms, stable_p95_ms, stable_p99_ms, stable_requests, "
-        "stable_success_rate, success_rate, unattributed_requests"
+        "requests, result, stable_error_rate, stable_p50_ms, stable_p95_ms, stable_p99_ms, "
+        "stable_requests, stable_success_rate, success_rate, unattributed_requests"
     ]
 
 
