@@ -107,25 +107,33 @@ def check_analyses(plan: Plan, config: Config) -> list[Diagnostic]:
     """Find what the schema cannot: unknown templates and arguments, conditions, options.
 
     Templates are checked once each, where they are defined, with every required
-    argument set to a placeholder. A reference is checked for its name, its arguments
-    and its policy overrides. Inline analyses are checked where they are written,
-    including their provider's options against the provider's schema fragment.
+    argument set to a placeholder. A reference to a valid template is checked for its
+    name, its arguments and its policy overrides. Inline analyses are checked where
+    they are written, including their provider's options against the provider's schema
+    fragment.
     """
     diagnostics: list[Diagnostic] = []
     inline: list[AnalysisUse] = []
-    for use in iter_analysis_uses(plan):
+    invalid_templates: set[str] = set()
+    uses = list(iter_analysis_uses(plan))
+    for use in uses:
+        if use.is_template and isinstance(use.ref, str):
+            found = _check_template(use.ref, plan, use.mark)
+            if found:
+                invalid_templates.add(use.ref)
+            diagnostics.extend(found)
+
+    for use in uses:
         template = _template_name(use)
+        if use.is_template or template in invalid_templates:
+            continue
         if template is not None and template not in plan.analyses:
             message = unknown_template_message(template, plan.analyses)
             diagnostics.append(Diagnostic(message, use.mark, use.path))
             continue
-        if use.is_template:
-            diagnostics.extend(_check_template(template or "", plan, use.mark))
-        elif template is None:
+        if template is None:
             inline.append(use)
-            diagnostics.extend(_check_use(use, plan))
-        elif isinstance(use.ref, Mapping):
-            diagnostics.extend(_check_use(use, plan))
+        diagnostics.extend(_check_use(use, plan))
 
     if inline:
         diagnostics.extend(_check_inline_options(inline, config))
