@@ -48,6 +48,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("eventlog", "pipeline.builtin.eventlog"),
     ("metrics", "pipeline.builtin.metrics"),
     ("analysis-gate", "pipeline.builtin.analysis_gate"),
+    ("prometheus", "pipeline.builtin.prometheus"),
 )
 
 #: The ``PluginInfo.origin`` of the plugins in :data:`BUILTIN_PLUGINS`.

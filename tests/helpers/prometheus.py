@@ -1,0 +1,189 @@
+"""A real Prometheus server on 127.0.0.1, scraping a test service whose counters tests set.
+
+The session fixture ``prometheus`` starts the ``prometheus`` binary of the Debian package
+on a free loopback port with a temporary storage folder, a scrape interval of 1 s and
+one scrape job: :class:`MetricsService`, a small HTTP server whose ``/metrics`` page
+shows ``http_requests_total{version, code}`` counters. A test sets counters for a version
+label of its own, then waits until Prometheus has scraped them::
+
+    def test_x(prometheus: PrometheusServer) -> None:
+        prometheus.service.set("v7", ok=990, errors=10)
+        prometheus.wait_for('sum(http_requests_total{version="v7"})', 1000.0)
+
+The binary is not optional: when it is missing, the tests fail and say to run
+``scripts/install-system-deps``. Registered in ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BINARY = "prometheus"
+
+#: Seconds to wait for ``/-/ready``, and for a scrape to show a value. Both waits end as
+#: soon as the condition holds.
+READY_TIMEOUT = 30.0
+SCRAPE_TIMEOUT = 30.0
+
+
+class MetricsService:
+    """An HTTP server on 127.0.0.1 that shows request counters in the Prometheus format."""
+
+    def __init__(self) -> None:
+        self._counters: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+                body = service.exposition().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def set(self, version: str, *, ok: int, errors: int) -> None:
+        """Set the counters of ``version``: ``ok`` requests with code 200, ``errors`` with 500."""
+        with self._lock:
+            self._counters[(version, "200")] = ok
+            self._counters[(version, "500")] = errors
+
+    def exposition(self) -> str:
+        """Return the ``/metrics`` text."""
+        lines = ["# HELP http_requests_total Requests served, by version and status code.",
+                 "# TYPE http_requests_total counter"]
+        with self._lock:
+            for (version, code), value in sorted(self._counters.items()):
+                lines.append(f'http_requests_total{{version="{version}",code="{code}"}} {value}')
+        return "\n".join(lines) + "\n"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class PrometheusServer:
+    """A running Prometheus: its base URL, log file and the service it scrapes."""
+
+    url: str
+    log: Path
+    service: MetricsService
+
+    def query(self, promql: str) -> Any:
+        """Return the ``data.result`` of an instant query."""
+        address = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        with urllib.request.urlopen(address, timeout=5) as response:
+            return json.loads(response.read())["data"]["result"]
+
+    def wait_for(self, promql: str, expected: float) -> None:
+        """Poll the query until its one value is ``expected``; fail after SCRAPE_TIMEOUT."""
+        deadline = time.monotonic() + SCRAPE_TIMEOUT
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = self.query(promql)
+            if len(last) == 1 and float(last[0]["value"][1]) == expected:
+                return
+            time.sleep(0.1)
+        pytest.fail(f"Prometheus did not show {promql} = {expected}; last result: {last}")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _write_config(folder: Path, target: str) -> Path:
+    config = folder / "prometheus.yml"
+    config.write_text(
+        "global:\n"
+        "  scrape_interval: 1s\n"
+        "  evaluation_interval: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: service\n"
+        f"    static_configs: [{{targets: ['{target}']}}]\n",
+        encoding="utf-8",
+    )
+    return config
+
+
+def start_prometheus(folder: Path, service: MetricsService) -> tuple[subprocess.Popen[bytes],
+                                                                     PrometheusServer]:
+    """Start Prometheus scraping ``service`` and wait for ``/-/ready``; fail if it does not."""
+    binary = shutil.which(BINARY)
+    if binary is None:
+        pytest.fail(f"{BINARY} is not installed: run scripts/install-system-deps "
+                    "(it installs the Debian package prometheus)")
+
+    config = _write_config(folder, service.address)
+    log = folder / "prometheus.log"
+    url = f"http://127.0.0.1:{_free_port()}"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+             f"--web.listen-address={url.removeprefix('http://')}", "--log.level=warn"],
+            stdout=output, stderr=subprocess.STDOUT,
+        )
+
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline and process.poll() is None:
+        if _ready(url):
+            return process, PrometheusServer(url, log, service)
+        time.sleep(0.05)
+    stop(process)
+    pytest.fail(f"{BINARY} did not get ready; its log:\n{log.read_text(errors='replace')}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """A Prometheus server for the whole test session; see the module docstring."""
+    folder = tmp_path_factory.mktemp("prometheus")
+    service = MetricsService()
+    process, server = start_prometheus(folder, service)
+    try:
+        yield server
+    finally:
+        stop(process)
+        service.close()
