@@ -35,8 +35,10 @@ ARG_REFERENCE = re.compile(r"\{\{\s*args\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 #: Arguments that shipline defines for every analysis run.
 BUILTIN_ARGS = ("canary_version", "stable_version", "environment")
 
-#: Options that are never substituted: conditions read ``args`` as a CEL variable.
-_NOT_SUBSTITUTED = frozenset({"success", "failure", "args"})
+#: Options that are never substituted: conditions read ``args`` as a CEL variable, and
+#: the ``command`` provider fills arguments in as ``{NAME}`` placeholders after splitting
+#: its command line, so that a value always stays one argument.
+_NOT_SUBSTITUTED = frozenset({"success", "failure", "args", "command"})
 
 
 def bind_args(

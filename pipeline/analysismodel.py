@@ -153,6 +153,8 @@ class MeasurementRequest:
     number: int = 1
     #: Seconds this measurement may take before it is cancelled.
     timeout: float = DEFAULT_TIMEOUT
+    #: Argument values of the analysis use, the built-in ones included.
+    args: Mapping[str, str] = field(default_factory=dict)
 
 
 class MetricProvider(Protocol):

@@ -192,7 +192,7 @@ def run_analysis(
 
     request = MeasurementRequest(
         analysis=name, canary_version=canary_version, stable_version=stable_version,
-        endpoint=endpoint, timeout=settings.timeout,
+        endpoint=endpoint, timeout=settings.timeout, args=settings.args,
     )
     try:
         return _AnalysisRun(settings, provider, request, context).run()

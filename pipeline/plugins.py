@@ -49,6 +49,8 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("metrics", "pipeline.builtin.metrics"),
     ("analysis-gate", "pipeline.builtin.analysis_gate"),
     ("prometheus", "pipeline.builtin.prometheus"),
+    ("http-provider", "pipeline.builtin.http_provider"),
+    ("command-provider", "pipeline.builtin.command_provider"),
 )
 
 #: The ``PluginInfo.origin`` of the plugins in :data:`BUILTIN_PLUGINS`.
