@@ -19,6 +19,7 @@ from types import ModuleType
 
 from pipeline import __version__
 from pipeline.cli import (
+    analyze_command,
     plan_command,
     plugins_command,
     run_command,
@@ -40,6 +41,7 @@ COMMANDS: dict[str, ModuleType] = {
     "run": run_command,
     "schema": schema_command,
     "plugins": plugins_command,
+    "analyze": analyze_command,
 }
 
 
