@@ -39,7 +39,7 @@ PROVIDER = "http"
 
 HTTP_PROPERTIES: dict[str, Any] = {
     "url": {
-        "type": "string", "pattern": "^https?://", "title": "URL",
+        "type": "string", "minLength": 1, "title": "URL",
         "description": "The JSON API to read at each measurement.",
     },
     "select": {

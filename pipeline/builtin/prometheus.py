@@ -47,7 +47,7 @@ MAX_LISTED_SERIES = 5
 
 PROMETHEUS_PROPERTIES: dict[str, Any] = {
     "address": {
-        "type": "string", "pattern": "^https?://", "title": "Address",
+        "type": "string", "minLength": 1, "title": "Address",
         "description": "Base URL of the Prometheus server, for example "
         "`http://prometheus:9090`.",
     },
