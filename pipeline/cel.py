@@ -102,6 +102,10 @@ def evaluate(
         result = program.evaluate(activation)
     except CELEvalError as exc:
         raise CelError(expression.source, _eval_reason(exc)) from None
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        # cel-python 0.5 lets some Python errors out instead of returning a CEL error,
+        # for example a macro such as all() applied to null raises TypeError.
+        raise CelError(expression.source, f"{type(exc).__name__}: {exc}") from None
     if isinstance(result, CELEvalError):
         raise CelError(expression.source, _eval_reason(result))
     return to_python(result)

@@ -255,3 +255,7 @@ def test_contains_no_data() -> None:
     assert contains_no_data({"a": [1.0, None]})
     assert contains_no_data(math.nan)
     assert not contains_no_data({"a": [1.0, 2.0]})
+
+
+def test_evaluate_macro_over_no_data_is_unknown() -> None:
+    assert compile_condition("result.all(x, x < 300)").evaluate({"result": None}) is None

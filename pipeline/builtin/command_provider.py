@@ -3,8 +3,8 @@
 Each measurement runs ``command`` in the pipeline file's folder, without a shell (see
 :mod:`pipeline.commands`), and parses its standard output, stripped, as JSON: a number,
 a list, a map, ``null`` or ``NaN``, which Python's JSON parser accepts. Empty output is
-no data, like ``null`` and ``NaN``. Options, besides the common analysis options of
-:mod:`pipeline.analysis`:
+no data, like ``null`` and NaN in any case (Python's ``print`` writes ``nan``).
+Options, besides the common analysis options of :mod:`pipeline.analysis`:
 
 ``command`` (required)
     A command line (split like a shell would, without running one) or a list of
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from pipeline.context import RunContext
 
 PROVIDER = "command"
+
+#: How tools other than JSON encoders print NaN (Python's print, printf "%f"); no data.
+_NAN_SPELLINGS = frozenset({"nan", "-nan", "+nan"})
 
 #: Characters of output shown in the error for output that is not JSON.
 SHOWN_OUTPUT = 80
@@ -87,7 +90,7 @@ def parse_output(stdout: str) -> Any:
     Raises CommandProviderError, showing the start of the output, for anything else.
     """
     text = stdout.strip()
-    if not text:
+    if not text or text.lower() in _NAN_SPELLINGS:
         return None
     try:
         return json.loads(text)

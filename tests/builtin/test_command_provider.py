@@ -59,8 +59,14 @@ def test_command_provider_output(tmp_path: Path, output: str, expected: Any) -> 
     assert measure(tmp_path, printing(output)) == expected
 
 
-def test_command_provider_nan(tmp_path: Path) -> None:
-    assert math.isnan(measure(tmp_path, printing("NaN")))
+def test_command_provider_nan_is_no_data(tmp_path: Path) -> None:
+    assert measure(tmp_path, printing("NaN")) is None
+
+
+def test_parse_output_nan_spellings() -> None:
+    assert math.isnan(parse_output("[NaN]")[0])
+    assert parse_output("nan\n") is None
+    assert parse_output("-nan") is None
 
 
 def test_command_provider_placeholders_stay_one_argument(tmp_path: Path) -> None:
