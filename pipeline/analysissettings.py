@@ -86,7 +86,7 @@ class AnalysisSettings:
         if not success and not failure:
             raise AnalysisError(
                 f"analysis {name!r} has no 'success' or 'failure' condition, so it could "
-                f"never fail: add one, for example success: \"success_rate >= 0.99\""
+                f"never fail: add one, for example success: \"result < 0.01\""
             )
 
         return cls(

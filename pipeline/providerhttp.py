@@ -19,7 +19,8 @@ Options (all optional):
     chain to, instead of the system's; relative to the pipeline file's folder.
 
 Requests ignore proxy settings from the environment (``HTTP_PROXY``...) and ``.netrc``,
-like the ``probe`` provider, so that a measurement goes where the pipeline file says.
+like the ``probe`` provider, so that a measurement reaches the address in the pipeline
+file.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class HttpOptions:
 def get_json(
     url: str, params: Mapping[str, str], options: HttpOptions, cancel: threading.Event
 ) -> tuple[int, Any]:
-    """Send a GET request, retrying as the options say, and return the status and JSON body.
+    """Send a GET request, with the options' retries, and return the status and JSON body.
 
     The body is ``None`` when it is not JSON. Raises ProviderHttpError when the last
     attempt got no response or a status that is retried, and Interrupted when

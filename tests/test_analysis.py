@@ -170,9 +170,10 @@ def test_run_analysis_measurement_values_and_message() -> None:
 def test_run_analysis_passes_request_to_provider() -> None:
     _, provider = run_fake([GOOD, GOOD], count=2, timeout="5s")
 
+    args = {"canary_version": "2", "stable_version": "1", "environment": ""}
     assert provider.requests == [
-        MeasurementRequest("check", "2", "1", "http://x", number=1, timeout=5.0),
-        MeasurementRequest("check", "2", "1", "http://x", number=2, timeout=5.0),
+        MeasurementRequest("check", "2", "1", "http://x", number=1, timeout=5.0, args=args),
+        MeasurementRequest("check", "2", "1", "http://x", number=2, timeout=5.0, args=args),
     ]
 
 
@@ -581,7 +582,7 @@ def test_settings_parse_durations_and_lists() -> None:
         ({"success": "x > 0"}, "provider", "analysis 'a' has no 'provider'"),
         ({"provider": "fake"}, None,
          "analysis 'a' has no 'success' or 'failure' condition, so it could never fail: "
-         "add one, for example success: \"success_rate >= 0.99\""),
+         "add one, for example success: \"result < 0.01\""),
         ({"provider": "fake", "success": "x >"}, "success",
          "invalid condition 'x >': CEL syntax error at column 3"),
         ({"provider": "fake", "failure": ["x > 1", 3]}, "failure",
@@ -739,7 +740,7 @@ def test_check_analyses_template_without_condition() -> None:
     assert found == [
         "analyses.error-rate: analysis 'error-rate' has no 'success' or 'failure' "
         "condition, so it could never fail: add one, for example success: "
-        "\"success_rate >= 0.99\""
+        "\"result < 0.01\""
     ]
 
 

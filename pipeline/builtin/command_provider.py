@@ -12,9 +12,9 @@ Options, besides the common analysis options of :mod:`pipeline.analysis`:
     ``{NAME}`` for each template argument are filled in after splitting, so a value
     always stays one argument. ``{{ args.NAME }}`` is not used here for that reason.
 
-The measurement's ``timeout`` bounds the command; it is stopped then, with its process
-group. An exit code other than 0 is a measurement error that shows the last line of its
-output; a command that is not found ends the analysis.
+The measurement's ``timeout`` bounds the command, which is then stopped with its
+process group. An exit code other than 0 is a measurement error that shows the last
+line of its output. A command that is not found ends the analysis.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 PROVIDER = "command"
 
-#: How tools other than JSON encoders print NaN (Python's print, printf "%f"); no data.
+#: Spellings of NaN that tools other than JSON encoders print (Python's print, printf
+#: "%f"). They mean no data.
 _NAN_SPELLINGS = frozenset({"nan", "-nan", "+nan"})
 
 #: Characters of output shown in the error for output that is not JSON.

@@ -52,7 +52,7 @@ HTTP_PROPERTIES: dict[str, Any] = {
 
 
 class HttpProviderError(RuntimeError):
-    """An answer that this measurement cannot use; the measurement is an error."""
+    """A response that this measurement cannot use; the measurement is an error."""
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,12 @@ class HttpProvider:
         status, body = get_json(self.url, {}, self.http, cancel)
         if status in (401, 403):
             raise AnalysisError(
-                f"{self.url} refused the request with status {status}: check "
+                f"{self.url} rejected the request with status {status}: check "
                 f"'bearer_token' or 'basic_auth'", "bearer_token")
         if status != 200:
-            raise HttpProviderError(f"{self.url} answered with status {status}")
+            raise HttpProviderError(f"{self.url} returned status {status}, expected 200")
         if body is None:
-            raise HttpProviderError(f"{self.url} answered with a body that is not JSON")
+            raise HttpProviderError(f"{self.url} returned a body that is not JSON")
         return {"result": body if self.select is None else self.select.search(body)}
 
 

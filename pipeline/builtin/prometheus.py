@@ -20,7 +20,7 @@ An empty vector and the value NaN (what ``0/0`` gives, for example a rate of err
 a rate of requests with no requests) are *no data*: ``result`` is ``null`` and the
 analysis's ``on_no_data`` policy applies. A range vector (``x[5m]`` without a function
 around it) or a string is a configuration error, as are an invalid query (status 400)
-and a rejected authentication (401, 403).
+and rejected authentication (401, 403).
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ class PrometheusProvider:
         """Run the query once and return ``{"result": value}``.
 
         Raises AnalysisError for a problem a retry cannot fix (invalid query, refused
-        authentication, range vector), PrometheusQueryError for an unusable answer,
-        and ProviderHttpError when the server did not answer.
+        authentication, range vector), PrometheusQueryError for an unusable response,
+        and ProviderHttpError when the server did not respond.
         """
         url = f"{self.address.rstrip('/')}/api/v1/query"
         status, body = get_json(url, {"query": self.query}, self.http, cancel)
@@ -115,7 +115,8 @@ class PrometheusProvider:
         if len(values) > 1:
             names = sorted(values)
             listed = ", ".join(names[:MAX_LISTED_SERIES])
-            more = f" and {len(names) - MAX_LISTED_SERIES} more" if len(names) > 5 else ""
+            more = (f" and {len(names) - MAX_LISTED_SERIES} more"
+                    if len(names) > MAX_LISTED_SERIES else "")
             raise PrometheusQueryError(
                 f"query returned {len(names)} series where one value was expected: "
                 f"{listed}{more}; aggregate them (for example with sum()) or set "
@@ -125,7 +126,7 @@ class PrometheusProvider:
 
 
 def _check_answer(status: int, body: Any, address: str) -> Mapping[str, Any]:
-    """Return the ``data`` of a successful answer, or raise for the status and error."""
+    """Return the ``data`` of a successful response, or raise for the status and error."""
     reason = ""
     if isinstance(body, Mapping) and body.get("status") == "error":
         reason = f": {body.get('errorType', 'error')}: {body.get('error', '')}"
@@ -133,13 +134,13 @@ def _check_answer(status: int, body: Any, address: str) -> Mapping[str, Any]:
         raise AnalysisError(f"Prometheus rejected the query{reason}", "query")
     if status in (401, 403):
         raise AnalysisError(
-            f"Prometheus at {address} refused the request with status {status}: check "
+            f"Prometheus at {address} rejected the request with status {status}: check "
             f"'bearer_token' or 'basic_auth'", "bearer_token")
     if status != 200 or not isinstance(body, Mapping) or body.get("status") != "success":
-        raise PrometheusQueryError(f"Prometheus answered with status {status}{reason}")
+        raise PrometheusQueryError(f"Prometheus returned status {status}{reason}")
     data = body.get("data")
     if not isinstance(data, Mapping):
-        raise PrometheusQueryError("Prometheus answered without 'data'")
+        raise PrometheusQueryError("Prometheus returned a response without 'data'")
     return data
 
 

@@ -6,8 +6,8 @@ however long its intervals are. Every measurement is printed with its time since
 start, then the verdict and what the policies made of it. Exit 0 when the analysis
 passes (policies included), 1 when it does not, 2 for invalid input.
 
-A ``pause`` policy looks for its approval file and variable as in a real run; without
-them it waits its whole timeout on the fake clock, then takes its default action.
+A ``pause`` policy looks for its approval file and variable as in a real run. Without
+them it waits its whole timeout on the fake clock and then takes its default action.
 """
 
 from __future__ import annotations

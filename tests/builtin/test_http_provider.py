@@ -72,7 +72,7 @@ def test_http_provider_status_is_measurement_error() -> None:
         with pytest.raises(HttpProviderError) as caught:
             measure(make_provider(url=server.url("/stats")))
 
-    assert str(caught.value) == f"{server.url('/stats')} answered with status 404"
+    assert str(caught.value) == f"{server.url('/stats')} returned status 404, expected 200"
 
 
 def test_http_provider_body_not_json() -> None:
@@ -82,14 +82,14 @@ def test_http_provider_body_not_json() -> None:
         with pytest.raises(HttpProviderError) as caught:
             measure(make_provider(url=server.url("/stats")))
 
-    assert str(caught.value) == f"{server.url('/stats')} answered with a body that is not JSON"
+    assert str(caught.value) == f"{server.url('/stats')} returned a body that is not JSON"
 
 
 def test_http_provider_refused_authentication() -> None:
     with HttpServer() as server:
         server.route("/stats", Reply(403))
 
-        with pytest.raises(AnalysisError, match="refused the request with status 403"):
+        with pytest.raises(AnalysisError, match="rejected the request with status 403"):
             measure(make_provider(url=server.url("/stats"), bearer_token="t"))
 
     assert server.requests[0].headers["Authorization"] == "Bearer t"

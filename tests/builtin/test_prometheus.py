@@ -234,7 +234,7 @@ def test_prometheus_refused_authentication() -> None:
             measure(provider)
 
     assert str(caught.value) == (
-        f"Prometheus at {server.url('')} refused the request with status 401: check "
+        f"Prometheus at {server.url('')} rejected the request with status 401: check "
         f"'bearer_token' or 'basic_auth'"
     )
 
