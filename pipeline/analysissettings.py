@@ -89,6 +89,7 @@ class AnalysisSettings:
                 f"never fail: add one, for example success: \"result < 0.01\""
             )
 
+        _check_condition_args(name, success, failure, args)
         return cls(
             name=name,
             provider=provider,
@@ -143,6 +144,25 @@ class AnalysisSettings:
             default=0,
         )
         return runs * once + self.policies.worst_case_seconds()
+
+
+def _check_condition_args(
+    name: str, success: tuple[Condition, ...], failure: tuple[Condition, ...],
+    args: Mapping[str, str] | None,
+) -> None:
+    """Raise AnalysisError for a condition that reads ``args.NAME`` that is not defined.
+
+    Skipped when ``args`` is ``None``: the options were parsed without binding them.
+    """
+    if args is None:
+        return
+    for key, conditions in (("success", success), ("failure", failure)):
+        for condition in conditions:
+            unknown = sorted(condition.arg_names - set(args))
+            if unknown:
+                raise AnalysisError(
+                    f"analysis {name!r}: condition {condition.text!r} reads args.{unknown[0]}, "
+                    f"which is not declared under 'args:'", key)
 
 
 def _duration(options: Mapping[str, Any], key: str, default: float) -> float:

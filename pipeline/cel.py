@@ -178,6 +178,31 @@ def free_names(expression: Expression) -> frozenset[str]:
     return frozenset(read - bound)
 
 
+def member_names(expression: Expression, variable: str) -> frozenset[str]:
+    """Return the field names that ``expression`` reads from ``variable`` with a dot.
+
+    ``args.limit`` gives ``limit``. Index access (``args["limit"]``) is not included.
+    """
+    import lark
+
+    names = set()
+    for node in expression._ast.iter_subtrees():
+        if node.data != "member_dot" or len(node.children) != 2:
+            continue
+        target, field_name = node.children
+        if not isinstance(target, lark.Tree) or not isinstance(field_name, lark.Token):
+            continue
+        idents = [child for child in target.iter_subtrees() if child.data == "ident"]
+        if len(idents) == 1 and str(idents[0].children[0]) == variable and _is_plain(target):
+            names.add(str(field_name))
+    return frozenset(names)
+
+
+def _is_plain(member: Any) -> bool:
+    """Tell whether a ``member`` node is a bare identifier, not a call or a longer path."""
+    return [node.data for node in member.iter_subtrees_topdown()] == ["member", "primary", "ident"]
+
+
 def _bound_names(node: Any) -> set[str]:
     """Return the name that a macro call node (``member_dot_arg``) binds, if it is a macro."""
     import lark

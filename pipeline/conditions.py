@@ -48,6 +48,7 @@ from pipeline.cel import (
     compile_expression,
     evaluate,
     free_names,
+    member_names,
 )
 
 __all__ = [
@@ -90,6 +91,8 @@ class Condition:
     #: Every variable the condition reads, ``result`` and ``args`` included.
     names: frozenset[str]
     _expression: Expression
+    #: The arguments the condition reads as ``args.NAME``.
+    arg_names: frozenset[str] = frozenset()
 
     def evaluate(
         self, values: Mapping[str, Any], args: Mapping[str, str] | None = None
@@ -154,7 +157,8 @@ def compile_condition(text: str) -> Condition:
         where = f" at column {exc.column}" if exc.column else ""
         message = f"invalid condition {text!r}: {_reason(exc)}{where}"
         raise ConditionError(message + _python_words_hint(text)) from None
-    return Condition(text, free_names(expression), expression)
+    return Condition(text, free_names(expression), expression,
+                     member_names(expression, "args"))
 
 
 def variables_for(

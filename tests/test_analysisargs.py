@@ -102,7 +102,21 @@ def test_run_analysis_condition_reads_undeclared_arg() -> None:
     result = run_analysis({"template": "errors", "args": {"service": "shop"}}, context,
                           stable_version="1", canary_version="2", endpoint=None)
 
-    assert result.measurements[0].verdict == ERROR
-    assert result.measurements[0].message == (
-        "condition 'result < double(args.limit)' failed: no such member in mapping: 'limit'"
+    assert result.verdict == ERROR
+    assert result.measurements == []
+    assert result.message == (
+        "analysis 'errors': condition 'result < double(args.limit)' reads args.limit, "
+        "which is not declared under 'args:'"
     )
+    assert provider.requests == []
+
+
+def test_condition_may_read_builtin_args() -> None:
+    template = {**TEMPLATE, "success": 'args.canary_version == "2" && result < 0.01'}
+    provider = ScriptedProvider([{"result": 0.001}])
+    context = provider_context({"errors": template}, provider)
+
+    result = run_analysis({"template": "errors", "args": {"service": "shop"}}, context,
+                          stable_version="1", canary_version="2", endpoint=None)
+
+    assert result.verdict == SUCCESSFUL

@@ -160,3 +160,12 @@ def test_check_use_policy_override() -> None:
     assert check({"errors": ERRORS}, {**USE, "on_failure": {"retry": 0}}) == [
         "invalid 'on_failure': retry needs a count of 1 or more, got 0"
     ]
+
+
+def test_check_condition_reads_undeclared_arg() -> None:
+    template = {**ERRORS, "success": "result < double(args.limit)"}
+
+    assert check({"errors": template}, USE) == [
+        "analysis 'errors': condition 'result < double(args.limit)' reads args.limit, which "
+        "is not declared under 'args:'"
+    ]

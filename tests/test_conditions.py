@@ -259,3 +259,9 @@ def test_contains_no_data() -> None:
 
 def test_evaluate_macro_over_no_data_is_unknown() -> None:
     assert compile_condition("result.all(x, x < 300)").evaluate({"result": None}) is None
+
+
+def test_condition_arg_names() -> None:
+    condition = compile_condition('result < double(args.limit) && args.mode.size() > 0')
+
+    assert condition.arg_names == frozenset({"limit", "mode"})
