@@ -3,6 +3,7 @@ run through the real Runner on the in-memory target, and their validate-time che
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from helpers.memorytarget import (
@@ -169,3 +170,47 @@ def test_check_condition_reads_undeclared_arg() -> None:
         "analysis 'errors': condition 'result < double(args.limit)' reads args.limit, which "
         "is not declared under 'args:'"
     ]
+
+
+def test_canary_analysis_on_failure_pass_promotes() -> None:
+    provider = ScriptedProvider([BAD])
+    target = MemoryTarget(slots=SLOTS, weights=True, endpoint="http://127.0.0.1:9/")
+    template = {**ERRORS, "on_failure": "pass"}
+
+    run = run_deploy("canary", {"version": "2.0", "steps": [{"set_weight": 20},
+                                                            {"analysis": USE}]},
+                     target, plugins=[provider], analyses={"errors": template})
+
+    entry = run.step.data["analyses"][0]
+    assert run.result.exit_code == ExitCode.OK
+    assert (entry["verdict"], entry["action"], entry["step"]) == ("failed", "pass", 2)
+    assert target.active == "green"
+
+
+def test_canary_analysis_pause_approved_by_file(tmp_path: Path) -> None:
+    (tmp_path / "go").touch()
+    provider = ScriptedProvider([{"result": 0.05}])
+    template = {**ERRORS, "failure": "result > 0.5",
+                "on_inconclusive": {"pause": {"file": "go", "timeout": "5m"}}}
+    target = MemoryTarget(slots=SLOTS, weights=True, endpoint="http://127.0.0.1:9/")
+
+    run = run_deploy("canary", {"version": "2.0", "steps": [{"analysis": USE}]}, target,
+                     plugins=[provider], analyses={"errors": template},
+                     plan_file=tmp_path / "shipline.yml")
+
+    assert run.result.exit_code == ExitCode.OK
+    assert run.step.data["analyses"][0]["action_message"] == (
+        "on_inconclusive is pause: approved: go exists"
+    )
+
+
+def test_bluegreen_post_promotion_analysis_switches_back() -> None:
+    provider = ScriptedProvider([BAD])
+    target = MemoryTarget(slots=SLOTS)
+
+    run = run_deploy("blue-green", {"version": "2.0", "post_promotion_analysis": USE},
+                     target, plugins=[provider], analyses={"errors": ERRORS})
+
+    assert run.result.exit_code == ExitCode.FAILED
+    assert run.step.message.startswith("post-promotion analysis 'errors' failed: ")
+    assert target.active == "blue"
