@@ -4,6 +4,7 @@ its HTTP options (authentication, headers, TLS) against recording servers."""
 from __future__ import annotations
 
 import base64
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -296,3 +297,42 @@ def test_series_name() -> None:
     )
     assert series_name({"__name__": "up"}) == "up"
     assert series_name({}) == "{}"
+
+
+# -- against a real server with TLS and basic authentication -----------------------------
+
+
+def test_prometheus_tls_and_basic_auth(secured_prometheus: Any, tmp_path: Path) -> None:
+    server, secured = secured_prometheus
+    shutil.copy(secured.ca_file, tmp_path / "ca.pem")
+    auth = {"username": secured.username, "password": secured.password}
+    provider = make_provider(tmp_path, address=server.url, query="scalar(vector(0.25))",
+                             ca_file="ca.pem", basic_auth=auth)
+
+    assert measure(provider) == 0.25
+
+
+def test_prometheus_wrong_password_ends_analysis(secured_prometheus: Any,
+                                                 tmp_path: Path) -> None:
+    server, secured = secured_prometheus
+    shutil.copy(secured.ca_file, tmp_path / "ca.pem")
+    provider = make_provider(tmp_path, address=server.url, query="up", ca_file="ca.pem",
+                             basic_auth={"username": secured.username, "password": "wrong"})
+
+    with pytest.raises(AnalysisError) as caught:
+        measure(provider)
+
+    assert str(caught.value) == (
+        f"Prometheus at {server.url} rejected the request with status 401: check "
+        f"'bearer_token' or 'basic_auth'"
+    )
+
+
+def test_prometheus_untrusted_certificate(secured_prometheus: Any, tmp_path: Path) -> None:
+    server, secured = secured_prometheus
+    provider = make_provider(tmp_path, address=server.url, query="up", retries=0,
+                             basic_auth={"username": secured.username,
+                                         "password": secured.password})
+
+    with pytest.raises(ProviderHttpError, match="SSLError"):
+        measure(provider)

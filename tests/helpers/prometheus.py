@@ -11,14 +11,18 @@ label of its own, then waits until Prometheus has scraped them::
         prometheus.wait_for('sum(http_requests_total{version="v7"})', 1000.0)
 
 The binary is not optional: when it is missing, the tests fail and say to run
-``scripts/install-system-deps``. Registered in ``tests/conftest.py``.
+``scripts/install-system-deps``. Registered in ``tests/conftest.py``. The session
+fixture ``secured_prometheus`` runs a second server on https with basic
+authentication, for the provider's TLS and authentication options.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -118,9 +122,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _ready(url: str) -> bool:
+def _ready(url: str, ca_file: Path | None = None,
+           credentials: tuple[str, str] | None = None) -> bool:
+    request = urllib.request.Request(f"{url}/-/ready")
+    if credentials is not None:
+        token = base64.b64encode(":".join(credentials).encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
     try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
+        with urllib.request.urlopen(request, timeout=1, context=context) as response:
             return bool(response.status == 200)
     except (OSError, urllib.error.URLError):
         return False
@@ -140,9 +150,14 @@ def _write_config(folder: Path, target: str) -> Path:
     return config
 
 
-def start_prometheus(folder: Path, service: MetricsService) -> tuple[subprocess.Popen[bytes],
-                                                                     PrometheusServer]:
-    """Start Prometheus scraping ``service`` and wait for ``/-/ready``; fail if it does not."""
+def start_prometheus(
+    folder: Path, service: MetricsService, secured: SecuredWeb | None = None
+) -> tuple[subprocess.Popen[bytes], PrometheusServer]:
+    """Start Prometheus scraping ``service`` and wait for ``/-/ready``; fail if it does not.
+
+    With ``secured``, the server serves https with that certificate and asks for basic
+    authentication.
+    """
     binary = shutil.which(BINARY)
     if binary is None:
         pytest.fail(f"{BINARY} is not installed: run scripts/install-system-deps "
@@ -150,17 +165,21 @@ def start_prometheus(folder: Path, service: MetricsService) -> tuple[subprocess.
 
     config = _write_config(folder, service.address)
     log = folder / "prometheus.log"
-    url = f"http://127.0.0.1:{_free_port()}"
+    port = _free_port()
+    arguments = [binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    url = f"http://127.0.0.1:{port}"
+    ca_file = credentials = None
+    if secured is not None:
+        arguments.append(f"--web.config.file={secured.write_config(folder)}")
+        url = f"https://127.0.0.1:{port}"
+        ca_file, credentials = secured.ca_file, (secured.username, secured.password)
     with log.open("wb") as output:
-        process = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
-             f"--web.listen-address={url.removeprefix('http://')}", "--log.level=warn"],
-            stdout=output, stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(arguments, stdout=output, stderr=subprocess.STDOUT)
 
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline and process.poll() is None:
-        if _ready(url):
+        if _ready(url, ca_file, credentials):
             return process, PrometheusServer(url, log, service)
         time.sleep(0.05)
     stop(process)
@@ -174,6 +193,59 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=5)
+
+
+@dataclass(frozen=True)
+class SecuredWeb:
+    """TLS and basic authentication for Prometheus's web server (``--web.config.file``)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    username: str
+    password: str
+
+    def write_config(self, folder: Path) -> Path:
+        import bcrypt
+
+        # 4 rounds, the minimum, keeps each request's password check fast in tests.
+        hashed = bcrypt.hashpw(self.password.encode(), bcrypt.gensalt(rounds=4)).decode()
+        config = folder / "web.yml"
+        config.write_text(
+            "tls_server_config:\n"
+            f"  cert_file: {self.cert_file}\n"
+            f"  key_file: {self.key_file}\n"
+            "basic_auth_users:\n"
+            f"  {self.username}: {hashed}\n",
+            encoding="utf-8",
+        )
+        return config
+
+
+@pytest.fixture(scope="session")
+def secured_prometheus(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[PrometheusServer, SecuredWeb]]:
+    """A Prometheus server on https with basic authentication (user ``ci``, password
+    ``s3cret``), its certificate issued by a test CA whose file is ``SecuredWeb.ca_file``."""
+    import trustme
+
+    folder = tmp_path_factory.mktemp("prometheus-secured")
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    secured = SecuredWeb(folder / "server.pem", folder / "server.key", folder / "ca.pem",
+                         "ci", "s3cret")
+    certificate.cert_chain_pems[0].write_to_path(str(secured.cert_file))
+    certificate.private_key_pem.write_to_path(str(secured.key_file))
+    authority.cert_pem.write_to_path(str(secured.ca_file))
+
+    service = MetricsService()
+    process, server = start_prometheus(folder, service, secured)
+    try:
+        yield server, secured
+    finally:
+        stop(process)
+        service.close()
 
 
 @pytest.fixture(scope="session")
