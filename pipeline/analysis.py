@@ -70,6 +70,7 @@ The code is split by concept, and this module re-exports the public names of eac
 :mod:`pipeline.analysismodel` (verdicts, defaults, measurements, results, the provider
 interface), :mod:`pipeline.analysisschema` (JSON Schema of the options),
 :mod:`pipeline.analysissettings` (parsing the options, resolving template names),
+:mod:`pipeline.analysisjudge` (judging one measurement),
 :mod:`pipeline.analysisrun` (the measurement loop) and :mod:`pipeline.analysischecks`
 (validate-time checks), :mod:`pipeline.analysisargs` (template arguments),
 :mod:`pipeline.analysispolicy` (policies) and :mod:`pipeline.analysisstep` (running an
@@ -89,6 +90,7 @@ from pipeline.analysischecks import (
     iter_analysis_uses,
     resolve_use,
 )
+from pipeline.analysisjudge import Judgement, judge, show_value
 from pipeline.analysismodel import (
     DEFAULT_CONSECUTIVE_ERROR_LIMIT,
     DEFAULT_COUNT,
@@ -109,7 +111,7 @@ from pipeline.analysismodel import (
     MetricProvider,
 )
 from pipeline.analysispolicy import Policies, Policy
-from pipeline.analysisrun import Judgement, judge, run_analysis, show_value
+from pipeline.analysisrun import run_analysis
 from pipeline.analysisschema import ANALYSIS_REF_SCHEMA, COMMON_ANALYSIS_PROPERTIES
 from pipeline.analysissettings import (
     AnalysisSettings,
