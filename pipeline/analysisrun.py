@@ -27,7 +27,12 @@ from pipeline.analysismodel import (
     MetricProvider,
 )
 from pipeline.analysispolicy import ABORT, PASS, PAUSE, RETRY, Policy
-from pipeline.analysissettings import AnalysisSettings, analysis_label, prepare_analysis
+from pipeline.analysissettings import (
+    AnalysisSettings,
+    analysis_label,
+    builtin_args,
+    prepare_analysis,
+)
 from pipeline.approval import wait_for_approval
 from pipeline.conditions import ConditionError, ConditionEvaluationError
 from pipeline.context import Interrupted
@@ -69,11 +74,7 @@ def run_analysis(
     unexpected exception from ``shipline_make_provider`` (a plugin bug) propagate.
     """
     label = analysis_label(ref)
-    builtins = {
-        "canary_version": canary_version,
-        "stable_version": stable_version or "",
-        "environment": context.environment.name if context.environment else "",
-    }
+    builtins = builtin_args(canary_version, stable_version, context)
     try:
         settings, options = prepare_analysis(ref, context.plan.analyses, builtins)
         name = settings.name

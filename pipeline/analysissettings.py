@@ -29,12 +29,14 @@ from pipeline.conditions import Condition, ConditionError, compile_condition
 from pipeline.durations import parse_duration
 
 if TYPE_CHECKING:
+    from pipeline.context import RunContext
     from pipeline.plan import Plan
 
 __all__ = [
     "PLACEHOLDER_BUILTINS",
     "AnalysisSettings",
     "analysis_label",
+    "builtin_args",
     "estimate_analysis",
     "estimate_analysis_or_zero",
     "prepare_analysis",
@@ -289,6 +291,17 @@ def estimate_analysis(ref: str | Mapping[str, Any], plan: Plan) -> float:
     """
     settings, _ = prepare_analysis(ref, plan.analyses, PLACEHOLDER_BUILTINS)
     return settings.worst_case_seconds()
+
+
+def builtin_args(
+    canary_version: str, stable_version: str | None, context: RunContext
+) -> dict[str, str]:
+    """Return the values of the built-in arguments for one analysis run."""
+    return {
+        "canary_version": canary_version,
+        "stable_version": stable_version or "",
+        "environment": context.environment.name if context.environment else "",
+    }
 
 
 def estimate_analysis_or_zero(ref: str | Mapping[str, Any], plan: Plan) -> float:

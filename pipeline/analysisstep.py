@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.analysismodel import ERROR, FAILED, INCONCLUSIVE, SUCCESSFUL, AnalysisResult
 from pipeline.analysispolicy import ABORT, PASS, PAUSE, RETRY, Policy
-from pipeline.analysissettings import PLACEHOLDER_BUILTINS, prepare_analysis
+from pipeline.analysissettings import builtin_args, prepare_analysis
 from pipeline.approval import wait_for_approval
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def run_analysis_use(
     """
     from pipeline.analysisrun import run_analysis
 
-    policies = _policies(ref, context)
+    policies = _policies(ref, context, builtin_args(canary_version, stable_version, context))
     runs: list[AnalysisResult] = []
     retries = 0
     while True:
@@ -93,15 +93,18 @@ def run_analysis_use(
         return _decide(result, policy, context, runs)
 
 
-def _policies(ref: str | Mapping[str, Any], context: RunContext) -> dict[str, Policy] | None:
+def _policies(
+    ref: str | Mapping[str, Any], context: RunContext, builtins: Mapping[str, str]
+) -> dict[str, Policy] | None:
     """Return the analysis's policies by verdict, or ``None`` when its options are invalid.
 
-    Invalid options end the run with ``error``, which always aborts.
+    Invalid options end the run with ``error``, which always aborts. ``builtins`` are
+    the run's built-in arguments, which an approval file name may refer to.
     """
     from pipeline.errors import ShiplineError
 
     try:
-        settings, _ = prepare_analysis(ref, context.plan.analyses, PLACEHOLDER_BUILTINS)
+        settings, _ = prepare_analysis(ref, context.plan.analyses, builtins)
     except ShiplineError:
         return None
     return {FAILED: settings.policies.on_failure,

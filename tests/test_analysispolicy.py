@@ -302,3 +302,13 @@ def test_outcome_details_list_measurements_and_policy() -> None:
         "(result=0.5)\n"
         "policy: on_failure is pass: going on"
     )
+
+
+def test_pause_file_named_with_arguments(tmp_path: Path) -> None:
+    (tmp_path / "approve-2").touch()
+    pause = {"pause": {"file": "approve-{{ args.canary_version }}", "timeout": "1m"}}
+
+    outcome, _ = run_use([BAD], tmp_path, on_failure=pause)
+
+    assert outcome.passed
+    assert outcome.message.endswith("; on_failure is pause: approved: approve-2 exists")
