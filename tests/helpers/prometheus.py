@@ -1,9 +1,9 @@
 """A real Prometheus server on 127.0.0.1, scraping a test service whose counters tests set.
 
 The session fixture ``prometheus`` starts the ``prometheus`` binary of the Debian package
-on a free loopback port with a temporary storage folder, a scrape interval of 1 s and
-one scrape job: :class:`MetricsService`, a small HTTP server whose ``/metrics`` page
-shows ``http_requests_total{version, code}`` counters. A test sets counters for a version
+on a free loopback port with a temporary storage folder and a scrape interval of 1 s.
+Its one scrape job reads :class:`MetricsService`, a small HTTP server whose ``/metrics``
+page shows ``http_requests_total{version, code}`` counters. A test sets counters for a version
 label of its own, then waits until Prometheus has scraped them::
 
     def test_x(prometheus: PrometheusServer) -> None:
@@ -155,7 +155,7 @@ def start_prometheus(
 ) -> tuple[subprocess.Popen[bytes], PrometheusServer]:
     """Start Prometheus scraping ``service`` and wait for ``/-/ready``; fail if it does not.
 
-    With ``secured``, the server serves https with that certificate and asks for basic
+    With ``secured``, the server serves https with that certificate and requires basic
     authentication.
     """
     binary = shutil.which(BINARY)
