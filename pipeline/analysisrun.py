@@ -156,9 +156,10 @@ class _AnalysisRun:
                 measurement, abort = self._on_no_data(measurement)
                 self._record(measurement)
                 if abort:
+                    policy = self.settings.policies.on_no_data.describe()
                     return self._result(
-                        FAILED, f"no data, and on_no_data is abort: {measurement.message}",
-                        action=ABORT,
+                        FAILED, f"no data, and on_no_data ({policy}) aborts: "
+                        f"{measurement.message}", action=ABORT,
                     )
             else:
                 self.no_data_retries = 0

@@ -146,7 +146,7 @@ def _decide(
     if result.verdict == ERROR:
         note = "an analysis with an error always aborts"
     elif result.action == ABORT:
-        note = "on_no_data is abort"
+        note = "on_no_data aborted the analysis"
     else:
         note = f"{key} is abort"
     return _finish(result, runs, ABORT, note, passed=False, shown=False)

@@ -269,7 +269,11 @@ def test_on_no_data_abort_ends_at_once() -> None:
 
     assert not outcome.passed
     assert outcome.runs[0].verdict == FAILED
-    assert outcome.runs[0].action_message == "on_no_data is abort"
+    assert outcome.runs[0].action_message == "on_no_data aborted the analysis"
+    assert outcome.message == (
+        "failed: no data, and on_no_data (abort) aborts: no data for success condition "
+        "'result < 0.01' (result=no data)"
+    )
     assert len(provider.requests) == 1
 
 
@@ -281,6 +285,7 @@ def test_on_no_data_pause_not_approved_aborts(tmp_path: Path) -> None:
     assert outcome.runs[0].measurements[0].message.endswith(
         "; not approved within 30s: create go to approve"
     )
+    assert outcome.runs[0].message.startswith("no data, and on_no_data (pause) aborts: ")
 
 
 def test_on_no_data_pause_approved_counts_successful(tmp_path: Path) -> None:
