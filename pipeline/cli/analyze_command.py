@@ -3,8 +3,9 @@
 The template comes from the pipeline file, its provider is replaced by the recording
 (see :mod:`pipeline.replay`), and time is a fake clock, so the replay takes no real time
 however long its intervals are. Every measurement is printed with its time since the
-start, then the verdict and what the policies made of it. Exit 0 when the analysis
-passes (policies included), 1 when it does not, 2 for invalid input.
+start, then the verdict and what the policies made of it; ``--format json`` prints the
+same as one JSON object. Exit 0 when the analysis passes (policies included), 1 when it
+does not, 2 for invalid input.
 
 A ``pause`` policy looks for its approval file and variable as in a real run. Without
 them it waits its whole timeout on the fake clock and then takes its default action.
@@ -49,6 +50,9 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
                         help="version that args.canary_version reads (default: canary)")
     parser.add_argument("--stable-version", default="stable",
                         help="version that args.stable_version reads (default: stable)")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="output format (default: text); json prints one object with "
+                        "every run and measurement")
     return parser
 
 
@@ -86,7 +90,10 @@ def main(config: Config) -> ExitCode:
 
     outcome = run_analysis_use(ref, context, stable_version=options.stable_version,
                                canary_version=options.canary_version, endpoint=None)
-    _print(outcome, recording, provider.start, config)
+    if options.format == "json":
+        _print_json(outcome, recording, provider.start, config)
+    else:
+        _print(outcome, recording, provider.start, config)
     return ExitCode.OK if outcome.passed else ExitCode.FAILED
 
 
@@ -112,6 +119,22 @@ def _parse_args(pairs: list[str]) -> dict[str, str]:
             raise UsageError(f"--arg {pair!r}: expected NAME=VALUE")
         values[name] = value
     return values
+
+
+def _print_json(outcome: AnalysisOutcome, recording: Recording, start: float,
+                config: Config) -> None:
+    """Print the outcome as JSON; each measurement's ``offset`` is seconds from the start."""
+    import json
+
+    runs = []
+    for run in outcome.runs:
+        data = run.to_data()
+        for measurement in data["measurements"]:
+            measurement["offset"] = measurement["time"] - start
+        runs.append(data)
+    document = {"analysis": outcome.name, "data": str(recording.path),
+                "passed": outcome.passed, "message": outcome.message, "runs": runs}
+    print(json.dumps(document, indent=2), file=config.stdout)
 
 
 def _print(outcome: AnalysisOutcome, recording: Recording, start: float,

@@ -163,3 +163,20 @@ def test_analyze_missing_data_file(shipline_cli, folder):
 
     assert result.exit_code == ExitCode.INVALID
     assert result.stderr == f"shipline: error: {folder / 'missing.csv'}: file not found\n"
+
+
+def test_analyze_json_output(shipline_cli, folder):
+    import json
+
+    result = shipline_cli("analyze", "error-rate", "--data", "regression.csv",
+                          "--arg", "service=shop", "--format", "json", cwd=folder)
+
+    document = json.loads(result.stdout)
+    assert result.exit_code == ExitCode.FAILED
+    assert document["passed"] is False
+    assert document["runs"][0]["verdict"] == "failed"
+    assert document["runs"][0]["action"] == "abort"
+    assert [m["offset"] for m in document["runs"][0]["measurements"]] == [0.0, 60.0, 120.0]
+    assert [m["values"] for m in document["runs"][0]["measurements"]] == [
+        {"result": 0.001}, {"result": 0.002}, {"result": 0.05},
+    ]
