@@ -87,6 +87,9 @@ def run_analysis(
         analysis=name, canary_version=canary_version, stable_version=stable_version,
         endpoint=endpoint, timeout=settings.timeout, args=settings.args,
     )
+    logger.info("analysis %r started: provider %s, %d measurement(s) every %s, canary %s, "
+                "stable %s", name, settings.provider, settings.count,
+                format_duration(settings.interval), canary_version, stable_version or "none")
     try:
         return _AnalysisRun(settings, provider, request, context).run()
     finally:

@@ -423,6 +423,8 @@ def test_run_analysis_logs_every_measurement(caplog: pytest.LogCaptureFixture) -
 
     lines = [r.getMessage() for r in caplog.records if r.name == "shipline"]
     assert lines == [
+        "analysis 'check' started: provider fake, 2 measurement(s) every 1m, canary 2, "
+        "stable 1",
         "analysis 'check': measurement 1 (1 of 2 counted): successful: success condition "
         "'rate >= 0.9' is true (rate=1)",
         "analysis 'check': measurement 2 (2 of 2 counted): failed: success condition "
