@@ -2,7 +2,9 @@
 
 An analysis is a mapping with a ``provider`` (the plugin that measures) and options. It
 is either a template under the pipeline's top-level ``analyses:`` and referred to by
-name, or written inline where it is used (a canary ``analysis`` step). A provider is a
+name (with arguments: ``{template: NAME, args: {...}}``), or written inline where it is
+used: a canary ``analysis`` step, a blue-green promotion analysis, a rolling deploy's
+``analysis``, or an ``analysis`` gate. A provider is a
 :class:`MetricProvider` created through the ``shipline_make_provider`` hook; its JSON
 Schema fragment (kind ``analysis``) includes :data:`COMMON_ANALYSIS_PROPERTIES`.
 
@@ -17,7 +19,9 @@ of Argo Rollouts (``interval``, ``count``, ``initialDelay``, ``failureLimit``,
     with an error, the retry waits ``interval`` when the analysis sets it and 10 s
     otherwise, as Argo Rollouts does.
 ``count`` (integer, default 1)
-    Number of measurements to take. Measurements with an error do not count.
+    Number of measurements to take. Measurements with an error do not count. Argo
+    Rollouts runs without end when only ``interval`` is set; shipline takes 1, because
+    a CI job must end.
 ``initial_delay`` (duration, default 0)
     Time to wait before the first measurement.
 ``failure_limit`` (integer, default 0)
@@ -29,19 +33,25 @@ of Argo Rollouts (``interval``, ``count``, ``initialDelay``, ``failureLimit``,
     The analysis ends with an error as soon as more measurements than this in a row
     have had errors. Any measurement without an error resets the run.
 ``success`` and ``failure`` (condition, or list of conditions)
-    See :mod:`pipeline.conditions`. A list of success conditions holds when every one
-    of them holds; a list of failure conditions holds when any one of them holds. At
-    least one of ``success`` and ``failure`` is required.
+    CEL expressions over the measured values; see :mod:`pipeline.conditions`. A list
+    of success conditions holds when every one of them holds; a list of failure
+    conditions holds when any one of them holds. At least one of ``success`` and
+    ``failure`` is required.
 ``timeout`` (duration, default 60 s)
     The maximum time one measurement may take. A measurement still running then is
     cancelled and counts as an error. Argo Rollouts has no such field: this bound is
     shipline's, so that no measurement can hang a run.
+``args``, ``on_failure``, ``on_inconclusive``, ``on_no_data``
+    Template arguments (:mod:`pipeline.analysisargs`) and policies
+    (:mod:`pipeline.analysispolicy`).
 
-A measurement's verdict follows Argo Rollouts, with "unknown" for missing data:
+A measurement's verdict follows Argo Rollouts, with "no data" for missing data:
 
-1. the provider raised, or returned something that is not metric values: ``error``;
+1. the provider raised, returned something that is not metric values, or a condition
+   failed on them: ``error``;
 2. a failure condition is true: ``failed``;
-3. a condition is unknown because a metric it needs has no data: ``inconclusive``;
+3. a condition is unknown because a value it reads has no data: ``on_no_data``
+   decides, by default ``inconclusive``;
 4. with success conditions only: ``successful`` when they hold, else ``failed``;
 5. with failure conditions only: ``successful`` (none of them holds);
 6. with both: ``successful`` when the success conditions hold, else ``inconclusive``.
@@ -51,15 +61,21 @@ first rule that applies: more failed measurements than ``failure_limit``: ``fail
 more inconclusive ones than ``inconclusive_limit``: ``inconclusive``; more errors in a
 row than ``consecutive_error_limit``: ``error``; ``count`` measurements taken:
 ``successful``. A configuration problem that no retry can fix (an unknown template or
-provider, invalid options, a condition naming an unknown metric, a provider raising
-:class:`AnalysisError`) ends the analysis at once with ``error``.
+provider, invalid options, a missing argument, a condition naming an unknown metric,
+a provider raising :class:`AnalysisError`) ends the analysis at once with ``error``.
+:func:`run_analysis_use` then applies ``on_failure`` or ``on_inconclusive`` to the
+verdict; an ``error`` always aborts.
 
 The code is split by concept, and this module re-exports the public names of each part:
 :mod:`pipeline.analysismodel` (verdicts, defaults, measurements, results, the provider
 interface), :mod:`pipeline.analysisschema` (JSON Schema of the options),
 :mod:`pipeline.analysissettings` (parsing the options, resolving template names),
+:mod:`pipeline.analysisjudge` (judging one measurement),
 :mod:`pipeline.analysisrun` (the measurement loop) and :mod:`pipeline.analysischecks`
-(validate-time checks). The built-in plugin ``analysis`` is this module.
+(validate-time checks), :mod:`pipeline.analysisargs` (template arguments),
+:mod:`pipeline.analysispolicy` (policies) and :mod:`pipeline.analysisstep` (running an
+analysis for a step, with its policies). The built-in plugin ``analysis`` is this
+module.
 """
 
 from __future__ import annotations
@@ -67,12 +83,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
+from pipeline.analysisargs import BUILTIN_ARGS, bind_args
 from pipeline.analysischecks import (
     AnalysisUse,
     check_analyses,
     iter_analysis_uses,
     resolve_use,
 )
+from pipeline.analysisjudge import Judgement, judge, show_value
 from pipeline.analysismodel import (
     DEFAULT_CONSECUTIVE_ERROR_LIMIT,
     DEFAULT_COUNT,
@@ -92,9 +110,18 @@ from pipeline.analysismodel import (
     MeasurementRequest,
     MetricProvider,
 )
-from pipeline.analysisrun import judge, run_analysis
+from pipeline.analysispolicy import Policies, Policy
+from pipeline.analysisrun import run_analysis
 from pipeline.analysisschema import ANALYSIS_REF_SCHEMA, COMMON_ANALYSIS_PROPERTIES
-from pipeline.analysissettings import AnalysisSettings, estimate_analysis, resolve_analysis
+from pipeline.analysissettings import (
+    AnalysisSettings,
+    analysis_label,
+    estimate_analysis,
+    estimate_analysis_or_zero,
+    prepare_analysis,
+    resolve_analysis,
+)
+from pipeline.analysisstep import AnalysisOutcome, record_outcome, run_analysis_use
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -103,6 +130,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ANALYSIS_REF_SCHEMA",
+    "BUILTIN_ARGS",
     "COMMON_ANALYSIS_PROPERTIES",
     "DEFAULT_CONSECUTIVE_ERROR_LIMIT",
     "DEFAULT_COUNT",
@@ -117,20 +145,31 @@ __all__ = [
     "INCONCLUSIVE",
     "SUCCESSFUL",
     "AnalysisError",
+    "AnalysisOutcome",
     "AnalysisResult",
     "AnalysisSettings",
     "AnalysisUse",
+    "Judgement",
     "Measurement",
     "MeasurementRequest",
     "MetricProvider",
+    "Policies",
+    "Policy",
+    "analysis_label",
+    "bind_args",
     "check_analyses",
     "estimate_analysis",
+    "estimate_analysis_or_zero",
     "iter_analysis_uses",
     "judge",
+    "prepare_analysis",
+    "record_outcome",
     "resolve_analysis",
     "resolve_use",
     "run_analysis",
+    "run_analysis_use",
     "shipline_check_plan",
+    "show_value",
 ]
 
 

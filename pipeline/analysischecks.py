@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.analysismodel import AnalysisError
 from pipeline.analysissettings import (
-    AnalysisSettings,
+    PLACEHOLDER_BUILTINS,
+    prepare_analysis,
     resolve_analysis,
     unknown_template_message,
 )
@@ -24,9 +25,11 @@ from pipeline.plan import thaw
 
 if TYPE_CHECKING:
     from pipeline.config import Config
-    from pipeline.plan import Plan
+    from pipeline.plan import Plan, Step
 
-__all__ = ["AnalysisUse", "check_analyses", "iter_analysis_uses", "resolve_use"]
+__all__ = [
+    "ANALYSIS_OPTIONS",
+    "AnalysisUse", "check_analyses", "iter_analysis_uses", "resolve_use"]
 
 @dataclass(frozen=True)
 class AnalysisUse:
@@ -41,76 +44,136 @@ class AnalysisUse:
     is_template: bool = False
 
 
-def iter_analysis_uses(plan: Plan) -> Iterator[AnalysisUse]:
-    """Yield every template under ``analyses:``, then every ``analysis`` of a canary step.
+#: Options of deploy strategies that contain one analysis, by strategy.
+ANALYSIS_OPTIONS = {
+    "blue-green": ("pre_promotion_analysis", "post_promotion_analysis"),
+    "rolling": ("analysis",),
+}
 
-    Canary steps are deploy steps with strategy ``canary``; their ``steps`` option is a
-    list of mappings, and those with an ``analysis`` key hold a reference.
+
+def iter_analysis_uses(plan: Plan) -> Iterator[AnalysisUse]:
+    """Yield every template under ``analyses:``, then every use of an analysis in a step.
+
+    Uses are the ``analysis`` entries of canary steps, the analysis options of
+    blue-green and rolling deploy steps (:data:`ANALYSIS_OPTIONS`), and ``analysis``
+    gate steps.
     """
     for name in plan.analyses:
         yield AnalysisUse(name, ("analyses", name), is_template=True)
 
     for stage in plan.stages:
         for step in stage.steps:
-            if step.kind != "deploy" or step.type != "canary":
-                continue
-            canary_steps = step.options.get("steps")
-            if not isinstance(canary_steps, Sequence):
-                continue
-            for index, item in enumerate(canary_steps):
-                if isinstance(item, Mapping) and "analysis" in item:
-                    path = (*step.path, "deploy", "steps", index, "analysis")
-                    yield AnalysisUse(item["analysis"], path, step.mark)
+            yield from _step_uses(step)
+
+
+def _step_uses(step: Step) -> Iterator[AnalysisUse]:
+    if step.kind == "gate" and step.type == "analysis" and "analysis" in step.options:
+        yield AnalysisUse(step.options["analysis"], (*step.path, "gate", "analysis"),
+                          step.mark)
+    if step.kind != "deploy":
+        return
+    for option in ANALYSIS_OPTIONS.get(step.type, ()):
+        if option in step.options:
+            yield AnalysisUse(step.options[option], (*step.path, "deploy", option), step.mark)
+    if step.type != "canary":
+        return
+    canary_steps = step.options.get("steps")
+    if not isinstance(canary_steps, Sequence):
+        return
+    for index, item in enumerate(canary_steps):
+        if isinstance(item, Mapping) and "analysis" in item:
+            path = (*step.path, "deploy", "steps", index, "analysis")
+            yield AnalysisUse(item["analysis"], path, step.mark)
 
 
 def resolve_use(use: AnalysisUse, plan: Plan) -> tuple[str, Mapping[str, Any], DocPath] | None:
     """Return the name, options and document path of the analysis that ``use`` denotes.
 
-    For a template reference the path is the template's. Returns ``None`` when the
-    reference does not resolve (:func:`check_analyses` reports that).
+    For a template reference the path is the template's, and the options are the
+    template's with the use's policy overrides. Returns ``None`` when the reference does
+    not resolve (:func:`check_analyses` reports that).
     """
-    if isinstance(use.ref, str):
-        if use.ref not in plan.analyses:
-            return None
-        return use.ref, plan.analyses[use.ref], ("analyses", use.ref)
-    name, options = resolve_analysis(use.ref, plan.analyses)
-    return name, options, use.path
+    template = _template_name(use)
+    if template is not None and template not in plan.analyses:
+        return None
+    try:
+        name, options, _ = resolve_analysis(use.ref, plan.analyses)
+    except AnalysisError:
+        return None
+    path = ("analyses", template) if template is not None else use.path
+    return name, options, path
 
 
 def check_analyses(plan: Plan, config: Config) -> list[Diagnostic]:
-    """Find what the schema cannot: unknown template names, conditions, provider options.
+    """Find what the schema cannot: unknown templates and arguments, conditions, options.
 
-    Templates are checked once each, where they are defined; references to them only
-    for their name. Inline analyses are checked where they are written, including their
-    provider's options against the provider's schema fragment.
+    Templates are checked once each, where they are defined, with every required
+    argument set to a placeholder. A reference to a valid template is checked for its
+    name, its arguments and its policy overrides. Inline analyses are checked where
+    they are written, including their provider's options against the provider's schema
+    fragment.
     """
     diagnostics: list[Diagnostic] = []
     inline: list[AnalysisUse] = []
-    for use in iter_analysis_uses(plan):
-        if isinstance(use.ref, str) and not use.is_template:
-            if use.ref not in plan.analyses:
-                message = unknown_template_message(use.ref, plan.analyses)
-                diagnostics.append(Diagnostic(message, use.mark, use.path))
+    invalid_templates: set[str] = set()
+    uses = list(iter_analysis_uses(plan))
+    for use in uses:
+        if use.is_template and isinstance(use.ref, str):
+            found = _check_template(use.ref, plan, use.mark)
+            if found:
+                invalid_templates.add(use.ref)
+            diagnostics.extend(found)
+
+    for use in uses:
+        template = _template_name(use)
+        if use.is_template or template in invalid_templates:
             continue
-        if not isinstance(use.ref, str):
+        if template is not None and template not in plan.analyses:
+            message = unknown_template_message(template, plan.analyses)
+            diagnostics.append(Diagnostic(message, use.mark, use.path))
+            continue
+        if template is None:
             inline.append(use)
-        resolved = resolve_use(use, plan)
-        if resolved is not None:
-            diagnostics.extend(_check_settings(*resolved, use.mark))
+        diagnostics.extend(_check_use(use, plan))
 
     if inline:
         diagnostics.extend(_check_inline_options(inline, config))
     return diagnostics
 
 
-def _check_settings(
-    name: str, options: Mapping[str, Any], path: DocPath, mark: Mark | None
+def _template_name(use: AnalysisUse) -> str | None:
+    """Return the template that ``use`` defines or refers to, or ``None`` for inline ones."""
+    if isinstance(use.ref, str):
+        return use.ref
+    if isinstance(use.ref, Mapping) and isinstance(use.ref.get("template"), str):
+        return str(use.ref["template"])
+    return None
+
+
+def _check_template(name: str, plan: Plan, mark: Mark | None) -> list[Diagnostic]:
+    """Check a template's options, with a placeholder for every required argument."""
+    options = plan.analyses[name]
+    declared = options.get("args")
+    placeholders = {}
+    if isinstance(declared, Mapping):
+        placeholders = {arg: "1" for arg, default in declared.items() if default is None}
+    ref = {"template": name, "args": placeholders}
+    return _settings_diagnostics(ref, plan, ("analyses", name), mark)
+
+
+def _check_use(use: AnalysisUse, plan: Plan) -> list[Diagnostic]:
+    return _settings_diagnostics(use.ref, plan, use.path, use.mark)
+
+
+def _settings_diagnostics(
+    ref: str | Mapping[str, Any], plan: Plan, path: DocPath, mark: Mark | None
 ) -> list[Diagnostic]:
     try:
+        name, options, _given = resolve_analysis(ref, plan.analyses)
         if is_comparison(options):
             JudgeSettings.from_options(name, options)
         else:
-            AnalysisSettings.from_options(name, options)
+            prepare_analysis(ref, plan.analyses, PLACEHOLDER_BUILTINS)
     except AnalysisError as exc:
         where = (*path, exc.key) if exc.key else path
         return [Diagnostic(str(exc), mark, where)]

@@ -71,10 +71,14 @@ class Measurement:
     """One measurement: when it started (Unix seconds), the values and their verdict."""
 
     time: float
-    #: Metric name to value; ``None`` means the metric had no data.
-    values: Mapping[str, float | None]
+    #: Metric name to a JSON value; ``None`` means the metric had no data.
+    values: Mapping[str, Any]
     verdict: str
     message: str
+    #: True when missing data left the conditions undecided (``on_no_data`` applied).
+    no_data: bool = False
+    #: False for a measurement that ``on_no_data: {retry: N}`` took again.
+    counted: bool = True
 
 
 @dataclass
@@ -86,6 +90,11 @@ class AnalysisResult:
     verdict: str
     message: str
     measurements: list[Measurement] = field(default_factory=list)
+    #: The policy action taken after the verdict: ``continue`` after success, ``abort``,
+    #: ``pass``, ``retry`` or ``pause``; empty until a policy applied.
+    action: str = ""
+    #: What the policy did, for reports: ``on_failure is retry: 2: running again (1 of 2)``.
+    action_message: str = ""
 
     @property
     def ok(self) -> bool:
@@ -100,6 +109,8 @@ class AnalysisResult:
                 f"{number}. {stamp:%Y-%m-%dT%H:%M:%SZ} {measurement.verdict}: "
                 f"{measurement.message}"
             )
+        if self.action_message:
+            lines.append(f"policy: {self.action_message}")
         return "\n".join(lines)
 
     def to_data(self) -> dict[str, Any]:
@@ -108,12 +119,16 @@ class AnalysisResult:
             "name": self.name,
             "verdict": self.verdict,
             "message": self.message,
+            "action": self.action,
+            "action_message": self.action_message,
             "measurements": [
                 {
                     "time": m.time,
                     "values": dict(m.values),
                     "verdict": m.verdict,
                     "message": m.message,
+                    "no_data": m.no_data,
+                    "counted": m.counted,
                 }
                 for m in self.measurements
             ],
@@ -138,6 +153,8 @@ class MeasurementRequest:
     number: int = 1
     #: Seconds this measurement may take before it is cancelled.
     timeout: float = DEFAULT_TIMEOUT
+    #: Argument values of the analysis use, the built-in ones included.
+    args: Mapping[str, str] = field(default_factory=dict)
 
 
 class MetricProvider(Protocol):
@@ -148,8 +165,11 @@ class MetricProvider(Protocol):
 
     def measure(
         self, request: MeasurementRequest, cancel: threading.Event
-    ) -> Mapping[str, float | None]:
+    ) -> Mapping[str, Any]:
         """Measure and return metric values by name; ``None`` for a metric without data.
+
+        A value is a number, a list or a map of JSON values. A provider with one value
+        names it ``result``; NaN anywhere counts as no data.
 
         Runs in a worker thread. ``cancel`` is set when the run is interrupted or the
         measurement's timeout passes: stop soon after, by returning or raising. Raise

@@ -1,19 +1,20 @@
 """Run one analysis: take measurements through its provider, judge each one, and stop at
 the first verdict that the analysis reaches.
 
-The verdict rules are described in :mod:`pipeline.analysis`.
+The verdict rules are described in :mod:`pipeline.analysis`; judging one measurement is
+:mod:`pipeline.analysisjudge`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from pipeline.analysisjudge import clean_values, judge
 from pipeline.analysismodel import (
     ERROR,
     FAILED,
@@ -25,8 +26,16 @@ from pipeline.analysismodel import (
     MeasurementRequest,
     MetricProvider,
 )
-from pipeline.analysissettings import AnalysisSettings, resolve_analysis
-from pipeline.conditions import Condition, ConditionError
+from pipeline.analysispolicy import ABORT, PASS, PAUSE, RETRY, Policy
+from pipeline.analysissettings import (
+    AnalysisSettings,
+    analysis_label,
+    builtin_args,
+    prepare_analysis,
+    resolve_analysis,
+)
+from pipeline.approval import wait_for_approval
+from pipeline.conditions import ConditionError, ConditionEvaluationError
 from pipeline.context import Interrupted
 from pipeline.durations import format_duration
 from pipeline.judge import is_comparison
@@ -35,86 +44,12 @@ from pipeline.judgerun import run_comparison
 if TYPE_CHECKING:
     from pipeline.context import RunContext
 
-__all__ = ["judge", "run_analysis"]
+__all__ = ["run_analysis"]
 
 logger = logging.getLogger("shipline")
 
 #: How often a wait for a running measurement checks for cancellation, in seconds.
 _POLL_SECONDS = 0.05
-
-
-# -- judging one measurement -------------------------------------------------------------
-
-
-def judge(
-    values: Mapping[str, float | None],
-    success: Sequence[Condition],
-    failure: Sequence[Condition],
-) -> tuple[str, str]:
-    """Return the verdict and message of a measurement with ``values``.
-
-    Applies the rules for one measurement in :mod:`pipeline.analysis`. Raises
-    ConditionError when a condition reads a metric that ``values`` lacks.
-    """
-    failed, failure_decider = _any_true(failure, values)
-    passed, success_decider = _all_true(success, values)
-    metrics = _show_values(values, success, failure)
-
-    if failed:
-        return FAILED, f"failure condition {failure_decider} is true ({metrics})"
-    if failed is None:
-        return INCONCLUSIVE, f"no data for failure condition {failure_decider} ({metrics})"
-    if passed is None:
-        return INCONCLUSIVE, f"no data for success condition {success_decider} ({metrics})"
-    if not success:
-        return SUCCESSFUL, f"no failure condition is true ({metrics})"
-    if passed and len(success) > 1:
-        return SUCCESSFUL, f"success conditions {success_decider} are true ({metrics})"
-    if passed:
-        return SUCCESSFUL, f"success condition {success_decider} is true ({metrics})"
-    if not failure:
-        return FAILED, f"success condition {success_decider} is false ({metrics})"
-    return INCONCLUSIVE, (
-        f"success condition {success_decider} is false and no failure condition is true "
-        f"({metrics})"
-    )
-
-
-def _all_true(
-    conditions: Sequence[Condition], values: Mapping[str, float | None]
-) -> tuple[bool | None, str]:
-    """Kleene ``and`` over ``conditions``, with the quoted condition that decided it."""
-    results = [(condition.evaluate(values), repr(condition.text)) for condition in conditions]
-    for decisive in (False, None):
-        for result, text in results:
-            if result is decisive:
-                return decisive, text
-    return True, " and ".join(text for _, text in results)
-
-
-def _any_true(
-    conditions: Sequence[Condition], values: Mapping[str, float | None]
-) -> tuple[bool | None, str]:
-    """Kleene ``or`` over ``conditions``, with the quoted condition that decided it."""
-    results = [(condition.evaluate(values), repr(condition.text)) for condition in conditions]
-    for decisive in (True, None):
-        for result, text in results:
-            if result is decisive:
-                return decisive, text
-    return False, ""
-
-
-def _show_values(
-    values: Mapping[str, float | None],
-    success: Sequence[Condition],
-    failure: Sequence[Condition],
-) -> str:
-    names = sorted({name for condition in (*success, *failure) for name in condition.names})
-    return ", ".join(f"{name}={_show_number(values.get(name))}" for name in names)
-
-
-def _show_number(value: float | None) -> str:
-    return "no data" if value is None else f"{value:g}"
 
 
 # -- running -----------------------------------------------------------------------------
@@ -141,23 +76,29 @@ def run_analysis(
     :class:`~pipeline.context.Interrupted` when ``context.cancel`` is set, and lets an
     unexpected exception from ``shipline_make_provider`` (a plugin bug) propagate.
     """
-    label = ref if isinstance(ref, str) else "inline analysis"
+    label = analysis_label(ref)
+    builtins = builtin_args(canary_version, stable_version, context)
     try:
-        name, options = resolve_analysis(ref, context.plan.analyses)
+        name, options, _given = resolve_analysis(ref, context.plan.analyses)
         label = name
         if is_comparison(options):
+            # NOTE: a judge analysis takes no template arguments: its options are used as
+            # written.
             return run_comparison(name, options, context, stable_version=stable_version,
                                   canary_version=canary_version)
-        settings = AnalysisSettings.from_options(name, options)
+        settings, options = prepare_analysis(ref, context.plan.analyses, builtins)
         provider = _make_provider(settings, options, context)
     except AnalysisError as exc:
         logger.warning("analysis %r cannot run: %s", label, exc)
-        return AnalysisResult(label, ERROR, str(exc))
+        return AnalysisResult(label, ERROR, str(exc), action=ABORT)
 
     request = MeasurementRequest(
         analysis=name, canary_version=canary_version, stable_version=stable_version,
-        endpoint=endpoint, timeout=settings.timeout,
+        endpoint=endpoint, timeout=settings.timeout, args=settings.args,
     )
+    logger.info("analysis %r started: provider %s, %d measurement(s) every %s, canary %s, "
+                "stable %s", name, settings.provider, settings.count,
+                format_duration(settings.interval), canary_version, stable_version or "none")
     try:
         return _AnalysisRun(settings, provider, request, context).run()
     finally:
@@ -205,6 +146,8 @@ class _AnalysisRun:
         self.measurements: list[Measurement] = []
         self.tally = {SUCCESSFUL: 0, FAILED: 0, INCONCLUSIVE: 0, ERROR: 0}
         self.consecutive_errors = 0
+        #: Measurements in a row that ``on_no_data: {retry: N}`` took again.
+        self.no_data_retries = 0
 
     @property
     def counted(self) -> int:
@@ -219,8 +162,20 @@ class _AnalysisRun:
                 measurement = self._measure(len(self.measurements) + 1)
             except AnalysisError as exc:
                 self._record(Measurement(self.context.clock.time(), {}, ERROR, str(exc)))
-                return self._result(ERROR, str(exc))
-            self._record(measurement)
+                return self._result(ERROR, str(exc), action=ABORT)
+
+            if measurement.no_data:
+                measurement, abort = self._on_no_data(measurement)
+                self._record(measurement)
+                if abort:
+                    policy = self.settings.policies.on_no_data.describe()
+                    return self._result(
+                        FAILED, f"no data, and on_no_data ({policy}) aborts: "
+                        f"{measurement.message}", action=ABORT,
+                    )
+            else:
+                self.no_data_retries = 0
+                self._record(measurement)
 
             verdict, message = self._assess()
             if verdict is not None:
@@ -232,7 +187,7 @@ class _AnalysisRun:
         request = replace(self.request, number=number)
         try:
             raw = self._call_provider(request)
-            values = _clean_values(raw, self.settings.provider)
+            values = clean_values(raw, self.settings.provider)
         except _Timeout:
             message = f"timed out after {format_duration(self.settings.timeout)}"
             return Measurement(started, {}, ERROR, message)
@@ -243,11 +198,57 @@ class _AnalysisRun:
                          exc_info=True)
             return Measurement(started, {}, ERROR, f"{type(exc).__name__}: {exc}")
 
+        settings = self.settings
         try:
-            verdict, message = judge(values, self.settings.success, self.settings.failure)
+            verdict, message, no_data = judge(
+                values, settings.success, settings.failure, settings.args
+            )
+        except ConditionEvaluationError as exc:
+            return Measurement(started, values, ERROR, str(exc))
         except ConditionError as exc:
             raise AnalysisError(str(exc)) from exc
-        return Measurement(started, values, verdict, message)
+        return Measurement(started, values, verdict, message, no_data=no_data)
+
+    def _on_no_data(self, measurement: Measurement) -> tuple[Measurement, bool]:
+        """Apply ``on_no_data`` to a measurement without data; return it and whether to abort.
+
+        See :mod:`pipeline.analysispolicy` for the actions.
+        """
+        policy = self.settings.policies.on_no_data
+        message = measurement.message
+
+        if policy.action == RETRY and self.no_data_retries < policy.retries:
+            self.no_data_retries += 1
+            note = f"measuring again (on_no_data retry {self.no_data_retries} of {policy.retries})"
+            return replace(measurement, message=f"{message}; {note}", counted=False), False
+        if policy.action == RETRY:
+            self.no_data_retries = 0
+            note = f"still no data after {policy.retries} retries: counted as inconclusive"
+            return replace(measurement, message=f"{message}; {note}"), False
+        if policy.action == PASS:
+            note = "counted as successful (on_no_data: pass)"
+            return replace(measurement, verdict=SUCCESSFUL, message=f"{message}; {note}"), False
+        if policy.action == ABORT:
+            return measurement, True
+        if policy.action == PAUSE and policy.approval is not None:
+            return self._pause_for_no_data(measurement, policy)
+        return measurement, False
+
+    def _pause_for_no_data(
+        self, measurement: Measurement, policy: Policy
+    ) -> tuple[Measurement, bool]:
+        assert policy.approval is not None
+        self.context.progress(
+            f"analysis '{self.settings.name}': no data: {measurement.message}"
+        )
+        approval = wait_for_approval(policy.approval, self.context)
+        message = f"{measurement.message}; {approval.message}"
+        if approval.approved:
+            return replace(measurement, verdict=SUCCESSFUL, message=message), False
+        if policy.default == PASS:
+            message += ": counted as successful (default pass)"
+            return replace(measurement, verdict=SUCCESSFUL, message=message), False
+        return replace(measurement, message=message), True
 
     def _call_provider(self, request: MeasurementRequest) -> Mapping[str, Any]:
         """Run ``measure`` in a worker thread, bounded by the timeout and the run's cancel.
@@ -287,7 +288,8 @@ class _AnalysisRun:
 
     def _record(self, measurement: Measurement) -> None:
         self.measurements.append(measurement)
-        self.tally[measurement.verdict] += 1
+        if measurement.counted:
+            self.tally[measurement.verdict] += 1
         if measurement.verdict == ERROR:
             self.consecutive_errors += 1
         else:
@@ -343,34 +345,10 @@ class _AnalysisRun:
         if seconds > 0 and not self.context.sleep(seconds):
             raise Interrupted("interrupted")
 
-    def _result(self, verdict: str, message: str) -> AnalysisResult:
+    def _result(self, verdict: str, message: str, action: str = "") -> AnalysisResult:
         logger.info("analysis %r %s: %s", self.settings.name, verdict, message)
-        return AnalysisResult(self.settings.name, verdict, message, list(self.measurements))
-
-
-def _clean_values(raw: Any, provider: str) -> dict[str, float | None]:
-    """Check a provider's return value; NaN becomes ``None`` (no data).
-
-    Raises TypeError, which makes the measurement an ``error``, for anything but a
-    mapping from names to numbers or ``None``.
-    """
-    if not isinstance(raw, Mapping):
-        raise TypeError(
-            f"provider {provider!r} returned {type(raw).__name__}, expected a mapping of "
-            f"metric values"
-        )
-    values: dict[str, float | None] = {}
-    for name, value in raw.items():
-        if value is None:
-            values[str(name)] = None
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            values[str(name)] = None if math.isnan(value) else float(value)
-        else:
-            raise TypeError(
-                f"provider {provider!r} returned {value!r} for metric {name!r}, expected "
-                f"a number or no data"
-            )
-    return values
+        return AnalysisResult(self.settings.name, verdict, message, list(self.measurements),
+                              action=action)
 
 
 def _plural(count: int, noun: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.analysispolicy import policy_schema
 from pipeline.durations import DURATION_PATTERN
 
 __all__ = ["ANALYSIS_REF_SCHEMA", "COMMON_ANALYSIS_PROPERTIES"]
@@ -87,6 +88,42 @@ COMMON_ANALYSIS_PROPERTIES: dict[str, Any] = {
         "description": "The longest one measurement may take (default 60s); a "
         "measurement still running then counts as an error.",
     },
+    "args": {
+        "type": "object",
+        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        "additionalProperties": {"type": ["string", "number", "null"]},
+        "title": "Arguments",
+        "description": "Arguments of the template and their defaults; null marks a "
+        "required one. String options refer to them as `{{ args.NAME }}`, conditions "
+        "as `args.NAME`.",
+        "examples": [{"service": None, "max_error_rate": "0.01"}],
+    },
+    "on_failure": {
+        **policy_schema(),
+        "title": "On failure",
+        "description": "What a failed analysis does: abort (default), pass, pause or "
+        "{retry: N}.",
+    },
+    "on_inconclusive": {
+        **policy_schema(),
+        "title": "On inconclusive",
+        "description": "What an inconclusive analysis does: pause (default) for approval, "
+        "abort, pass or {retry: N}.",
+    },
+    "on_no_data": {
+        **policy_schema(no_data=True),
+        "title": "On no data",
+        "description": "What a measurement whose conditions lack data counts as: "
+        "inconclusive (default), pass, abort, pause or {retry: N}.",
+    },
+}
+
+#: JSON Schema of the ``args`` that a use gives to a template.
+_USE_ARGS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": {"type": ["string", "number"]},
+    "title": "Arguments",
+    "description": "Values of the template's arguments.",
 }
 
 _NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -97,8 +134,9 @@ _NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]*$"
 #: ``shipline_check_plan`` hook of :mod:`pipeline.analysis` against the provider's fragment.
 ANALYSIS_REF_SCHEMA: dict[str, Any] = {
     "title": "Analysis",
-    "description": "The name of a template under `analyses:`, or an inline analysis "
-    "with a `provider` and its options.",
+    "description": "The name of a template under `analyses:`, a template with "
+    "arguments (`{template: NAME, args: {...}}`), or an inline analysis with a "
+    "`provider` and its options.",
     "oneOf": [
         {
             "type": "string",
@@ -108,7 +146,24 @@ ANALYSIS_REF_SCHEMA: dict[str, Any] = {
         },
         {
             "type": "object",
+            "required": ["template"],
+            "additionalProperties": False,
+            "title": "Template with arguments",
+            "description": "A template under `analyses:`, with values for its arguments "
+            "and, optionally, policies that replace the template's.",
+            "properties": {
+                "template": {"type": "string", "pattern": _NAME_PATTERN,
+                             "title": "Template", "description": "The template's name."},
+                "args": _USE_ARGS_SCHEMA,
+                "on_failure": COMMON_ANALYSIS_PROPERTIES["on_failure"],
+                "on_inconclusive": COMMON_ANALYSIS_PROPERTIES["on_inconclusive"],
+                "on_no_data": COMMON_ANALYSIS_PROPERTIES["on_no_data"],
+            },
+        },
+        {
+            "type": "object",
             "required": ["provider"],
+            "not": {"required": ["template"]},
             "title": "Inline analysis",
             "description": "An analysis written in place: `provider` and its options.",
             "properties": {

@@ -32,6 +32,8 @@ JsonValue = Any
 #: A function that expressions may call, by name: it receives and returns CEL values.
 CelFunction = Callable[..., Any]
 
+#: Macros whose first argument binds a name of their own, such as ``x`` in ``all(x, ...)``.
+_BINDING_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 
 
 class CelError(ShiplineError):
@@ -104,11 +106,15 @@ def evaluate(
     ``functions`` adds functions the expression may call by name. A reference to a
     name that is not in ``variables``, a type mismatch or a division by zero raises
     :class:`CelError` with CEL's own reason. A NaN float stays NaN: comparisons with it
-    are false, as in CEL.
+    are false, as in CEL. Numbers of different types compare by value (``1 == 1.0``,
+    ``0.5 < 1``), as the CEL specification has allowed since 2022, although cel-python
+    0.5 on its own rejects such pairs.
     """
     from celpy.evaluation import CELEvalError
 
-    program = _shared_environment().program(expression._ast, functions=dict(functions or {}))
+    program = _shared_environment().program(
+        expression._ast, functions={**_numeric_comparisons(), **(functions or {})}
+    )
     if not isinstance(variables, Activation):
         variables = prepare(variables)
     activation = dict(variables.values)
@@ -116,6 +122,10 @@ def evaluate(
         result = program.evaluate(activation)
     except CELEvalError as exc:
         raise CelError(expression.source, _eval_reason(exc)) from None
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        # cel-python 0.5 lets some Python errors out instead of returning a CEL error,
+        # for example a macro such as all() applied to null raises TypeError.
+        raise CelError(expression.source, f"{type(exc).__name__}: {exc}") from None
     if isinstance(result, CELEvalError):
         raise CelError(expression.source, _eval_reason(result))
     return to_python(result)
@@ -154,12 +164,118 @@ def to_python(value: Any) -> JsonValue:
         return [to_python(item) for item in value]
     if isinstance(value, celtypes.MapType):
         return {str(key): to_python(item) for key, item in value.items()}
+    if isinstance(value, (int, float)):
+        # Some cel-python operators return plain Python numbers, for example double + double.
+        return value
     return str(value)
 
 
 def is_nan(value: JsonValue) -> bool:
     """Tell whether ``value`` is a float NaN, the value Prometheus and others use for "no data"."""
     return isinstance(value, float) and math.isnan(value)
+
+
+def free_names(expression: Expression) -> frozenset[str]:
+    """Return the variable names that ``expression`` reads, without function names.
+
+    Names bound by a macro (``x`` in ``result.all(x, x < 300)``) are left out. NOTE: a
+    bound name is left out everywhere in the expression, so a variable that has the same
+    name as a macro's bound name elsewhere in the expression is not reported.
+    """
+    import lark
+
+    tree = expression._ast
+    read: set[str] = set()
+    bound: set[str] = set()
+    for node in tree.iter_subtrees():
+        if node.data == "primary":
+            read.update(
+                str(child.children[0]) for child in node.children
+                if isinstance(child, lark.Tree) and child.data == "ident"
+            )
+        elif node.data == "member_dot_arg":
+            bound.update(_bound_names(node))
+    return frozenset(read - bound)
+
+
+def member_names(expression: Expression, variable: str) -> frozenset[str]:
+    """Return the field names that ``expression`` reads from ``variable`` with a dot.
+
+    ``args.limit`` gives ``limit``. Index access (``args["limit"]``) is not included.
+    """
+    import lark
+
+    names = set()
+    for node in expression._ast.iter_subtrees():
+        if node.data != "member_dot" or len(node.children) != 2:
+            continue
+        target, field_name = node.children
+        if not isinstance(target, lark.Tree) or not isinstance(field_name, lark.Token):
+            continue
+        idents = [child for child in target.iter_subtrees() if child.data == "ident"]
+        if len(idents) == 1 and str(idents[0].children[0]) == variable and _is_plain(target):
+            names.add(str(field_name))
+    return frozenset(names)
+
+
+def _is_plain(member: Any) -> bool:
+    """Tell whether a ``member`` node is a bare identifier, not a call or a longer path."""
+    return [node.data for node in member.iter_subtrees_topdown()] == ["member", "primary", "ident"]
+
+
+def _bound_names(node: Any) -> set[str]:
+    """Return the name that a macro call node (``member_dot_arg``) binds, if it is a macro."""
+    import lark
+
+    method = next((c for c in node.children if isinstance(c, lark.Token)), None)
+    if method is None or str(method) not in _BINDING_MACROS:
+        return set()
+    exprlist = next(
+        (c for c in node.children if isinstance(c, lark.Tree) and c.data == "exprlist"), None
+    )
+    if exprlist is None or not exprlist.children:
+        return set()
+    first = exprlist.children[0]
+    return {
+        str(ident.children[0]) for ident in first.iter_subtrees() if ident.data == "ident"
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _numeric_comparisons() -> dict[str, CelFunction]:
+    """Return comparison operators that compare an int with a double by value.
+
+    Any other pair of operands goes to cel-python's own operator, which keeps its
+    errors, for example for ``null < 1.0``.
+    """
+    import operator
+
+    from celpy import celtypes
+    from celpy.evaluation import base_functions
+
+    numbers = (celtypes.IntType, celtypes.UintType, celtypes.DoubleType)
+
+    def mixed(name: str, compare: Callable[[float, float], bool]) -> CelFunction:
+        original = base_functions[name]
+
+        def apply(left: Any, right: Any) -> Any:
+            if (isinstance(left, numbers) and isinstance(right, numbers)
+                    and not isinstance(left, celtypes.BoolType)
+                    and not isinstance(right, celtypes.BoolType)
+                    and type(left) is not type(right)):
+                return celtypes.BoolType(compare(float(left), float(right)))
+            return original(left, right)
+
+        return apply
+
+    return {
+        "_<_": mixed("_<_", operator.lt),
+        "_<=_": mixed("_<=_", operator.le),
+        "_>_": mixed("_>_", operator.gt),
+        "_>=_": mixed("_>=_", operator.ge),
+        "_==_": mixed("_==_", operator.eq),
+        "_!=_": mixed("_!=_", operator.ne),
+    }
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,162 +1,134 @@
-"""A small condition language for analysis thresholds, parsed without ``eval``.
+"""Analysis conditions: CEL expressions over the values of one measurement.
 
-A condition compares measured metrics with numbers::
+A condition is a CEL expression (see :mod:`pipeline.cel`) that must evaluate to true or
+false. It reads these variables:
 
-    success_rate >= 0.99
-    p95_ms <= 300
-    error_rate < 0.01 and (p99_ms < 500 or requests < 20)
-    not error_rate > 0.05
+``result``
+    The measurement's value: a number, a list or a map, as the provider returned it.
+    A provider that returns named metrics (the probe) has them here as a map.
+each metric by name
+    ``success_rate >= 0.99`` reads the probe's ``success_rate``, so conditions written
+    as a comparison of a metric with a number stay valid.
+``args``
+    The arguments of the analysis use, a map of strings (``args.threshold``).
 
-Grammar, from the loosest binding to the tightest::
+Expressions combine with CEL's ``&&``, ``||`` and ``!``; the words ``and``, ``or`` and
+``not`` are not operators in CEL, and a condition that uses them is rejected with a hint.
 
-    condition  := or_expr
-    or_expr    := and_expr ("or" and_expr)*
-    and_expr   := not_expr ("and" not_expr)*
-    not_expr   := "not" not_expr | primary
-    primary    := "(" or_expr ")" | NAME OPERATOR NUMBER
-    OPERATOR   := "<" | "<=" | ">" | ">=" | "==" | "!="
+No data: a value without data (``null``, or a float NaN as Prometheus returns for ``0/0``)
+reaches the expression as ``null``, and these helper functions handle it:
 
-A ``NAME`` is a metric name (letters, digits and ``_``, not starting with a digit, and
-not one of the keywords). A ``NUMBER`` is a decimal literal with an optional sign and
-exponent (``0.99``, ``-1``, ``2e3``). Keywords are lowercase.
+``no_data(x)``
+    True when ``x`` is ``null``, an empty list or an empty map.
+``is_nan(x)``
+    True when ``x`` is ``null``, which is how a NaN arrives.
+``default(x, fallback)``
+    ``fallback`` when ``no_data(x)``, else ``x``: ``default(result, 0.0) < 0.01``.
 
-A metric may have no data: its value is ``None`` or NaN. A comparison with such a
-metric is unknown, and ``and``, ``or`` and ``not`` follow three-valued (Kleene) logic:
-``false and unknown`` is false, ``true or unknown`` is true, anything else involving
-an unknown is unknown. :meth:`Condition.evaluate` returns ``None`` for unknown, which
-an analysis counts as an inconclusive measurement.
-
-The text is split into tokens by one regular expression and parsed by recursive
-descent into a tree of small node objects. No part of it is executed as Python.
+A comparison with ``null`` fails in CEL, and CEL's ``&&`` and ``||`` absorb a failure
+when the other side decides (``false && error`` is false, ``true || error`` is true), so
+conditions keep three-valued logic. When the evaluation fails and a variable that the
+condition reads has no data somewhere inside, the condition is *unknown*:
+:meth:`Condition.evaluate` returns ``None``, which an analysis counts as no data.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-import operator
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any
 
-#: Comparison operators and the functions that apply them.
-OPERATORS: dict[str, Callable[[float, float], bool]] = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
-
-KEYWORDS = frozenset({"and", "or", "not"})
-
-#: Deepest nesting of parentheses and ``not`` accepted, so that parsing stays far
-#: below Python's recursion limit.
-MAX_DEPTH = 50
-
-_TOKEN = re.compile(
-    r"\s*(?:"
-    r"(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<operator><=|>=|==|!=|<|>)"
-    r"|(?P<paren>[()])"
-    r")"
+from pipeline.cel import (
+    CelError,
+    CelFunction,
+    Expression,
+    compile_expression,
+    evaluate,
+    free_names,
+    member_names,
 )
 
-_OPERATOR_LIST = "<, <=, >, >=, == or !="
+__all__ = [
+    "RESERVED_NAMES",
+    "Condition",
+    "ConditionError",
+    "ConditionEvaluationError",
+    "compile_condition",
+    "contains_no_data",
+    "without_nan",
+]
+
+#: Variables that every condition may read, whatever the provider returns.
+RESERVED_NAMES = frozenset({"result", "args"})
+
+#: Python-style boolean words, which CEL does not have, and their CEL operators.
+_PYTHON_WORDS = {"and": "&&", "or": "||", "not": "!"}
+_WORD = re.compile(r"\b(and|or|not)\b")
+_SINGLE_EQUALS = re.compile(r"(?<![=!<>])=(?!=)")
+_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
 
 class ConditionError(ValueError):
-    """A condition that cannot be parsed, or that names a metric that does not exist."""
+    """A condition that does not parse, or that reads a value that does not exist."""
 
 
-@dataclass(frozen=True)
-class _Token:
-    kind: str  # "number", "name", "keyword", "operator", "paren"
-    text: str
-    column: int
+class ConditionEvaluationError(ConditionError):
+    """A condition that failed on the values of one measurement, for example a type error.
 
-
-# -- tree --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Comparison:
-    name: str
-    operator: str
-    number: float
-
-    def evaluate(self, values: Mapping[str, float | None]) -> bool | None:
-        value = values[self.name]
-        if value is None or math.isnan(value):
-            return None
-        return OPERATORS[self.operator](value, self.number)
-
-
-@dataclass(frozen=True)
-class _Not:
-    operand: _Node
-
-    def evaluate(self, values: Mapping[str, float | None]) -> bool | None:
-        result = self.operand.evaluate(values)
-        return None if result is None else not result
-
-
-@dataclass(frozen=True)
-class _And:
-    operands: tuple[_Node, ...]
-
-    def evaluate(self, values: Mapping[str, float | None]) -> bool | None:
-        results = [operand.evaluate(values) for operand in self.operands]
-        if False in results:
-            return False
-        return None if None in results else True
-
-
-@dataclass(frozen=True)
-class _Or:
-    operands: tuple[_Node, ...]
-
-    def evaluate(self, values: Mapping[str, float | None]) -> bool | None:
-        results = [operand.evaluate(values) for operand in self.operands]
-        if True in results:
-            return True
-        return None if None in results else False
-
-
-_Node = _Comparison | _Not | _And | _Or
-
-
-# -- public interface --------------------------------------------------------------------
+    Unlike its base class, it may pass with other values, so an analysis counts it as a
+    measurement error rather than a configuration problem.
+    """
 
 
 @dataclass(frozen=True)
 class Condition:
-    """A compiled condition: its source text, the metrics it reads, and its tree."""
+    """A compiled condition: its source text, the variables it reads, and its expression."""
 
     text: str
-    #: Every metric name the condition reads.
+    #: Every variable the condition reads, ``result`` and ``args`` included.
     names: frozenset[str]
-    _root: _Node
+    _expression: Expression
+    #: The arguments the condition reads as ``args.NAME``.
+    arg_names: frozenset[str] = frozenset()
 
-    def evaluate(self, values: Mapping[str, float | None]) -> bool | None:
+    def evaluate(
+        self, values: Mapping[str, Any], args: Mapping[str, str] | None = None
+    ) -> bool | None:
         """Return whether the condition holds for ``values``, or ``None`` when unknown.
 
-        Unknown means the result depends on a metric without data (``None`` or NaN).
-        Raises ConditionError when the condition reads a metric that ``values`` lacks.
+        ``values`` maps metric names to JSON values. Raises ConditionError when the
+        condition reads a metric that ``values`` lacks, and ConditionEvaluationError
+        when it fails for another reason than missing data or does not return a
+        boolean.
         """
         self.check_names(values)
-        return self._root.evaluate(values)
+        variables = variables_for(values, args)
+
+        try:
+            outcome = evaluate(self._expression, variables, NO_DATA_FUNCTIONS)
+        except CelError as exc:
+            if any(contains_no_data(variables[name]) for name in self.names):
+                return None
+            raise ConditionEvaluationError(
+                f"condition {self.text!r} failed: {exc.reason}"
+            ) from None
+
+        if not isinstance(outcome, bool):
+            raise ConditionEvaluationError(
+                f"condition {self.text!r} must be true or false, got {outcome!r}"
+            )
+        return outcome
 
     def check_names(self, available: Iterable[str]) -> None:
         """Raise ConditionError if the condition reads a metric not in ``available``.
 
-        The message names the first unknown metric, suggests a close match and lists
-        the available metrics.
+        ``result`` and ``args`` are always available. The message names the first
+        unknown metric, suggests a close match and lists the available metrics.
         """
-        known = sorted(set(available))
+        known = sorted(set(available) | RESERVED_NAMES)
         unknown = sorted(self.names - set(known))
         if not unknown:
             return
@@ -164,10 +136,9 @@ class Condition:
         name = unknown[0]
         close = difflib.get_close_matches(name, known, n=1)
         suggestion = f" (did you mean {close[0]!r}?)" if close else ""
-        listing = ", ".join(known) if known else "none"
         raise ConditionError(
             f"condition {self.text!r} uses unknown metric {name!r}{suggestion}: "
-            f"available metrics are {listing}"
+            f"available metrics are {', '.join(known)}"
         )
 
     def __str__(self) -> str:
@@ -175,129 +146,97 @@ class Condition:
 
 
 def compile_condition(text: str) -> Condition:
-    """Parse ``text`` into a :class:`Condition`.
+    """Parse ``text`` as a CEL expression into a :class:`Condition`.
 
     Raises ConditionError with a message of the form
-    ``invalid condition 'p95_ms <=': expected a number after '<='``.
+    ``invalid condition 'p95_ms <=': CEL syntax error at column 8``.
     """
-    parser = _Parser(text, _tokenize(text))
-    root = parser.parse()
-    return Condition(text, frozenset(parser.names), root)
+    try:
+        expression = compile_expression(text)
+    except CelError as exc:
+        where = f" at column {exc.column}" if exc.column else ""
+        message = f"invalid condition {text!r}: {_reason(exc)}{where}"
+        raise ConditionError(message + _python_words_hint(text)) from None
+    return Condition(text, free_names(expression), expression,
+                     member_names(expression, "args"))
 
 
-# -- tokens and parser -------------------------------------------------------------------
+def variables_for(
+    values: Mapping[str, Any], args: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Return the CEL variables of a measurement: each value, ``result`` and ``args``.
+
+    NaN becomes ``None`` at any depth. Without a value named ``result``, ``result`` is
+    the map of all values.
+    """
+    variables = {str(name): without_nan(value) for name, value in values.items()}
+    if "result" not in variables:
+        variables["result"] = dict(variables)
+    variables["args"] = dict(args or {})
+    return variables
 
 
-def _tokenize(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    position = 0
-    while text[position:].strip():
-        match = _TOKEN.match(text, position)
-        if match is None or match.lastgroup is None:
-            _raise_bad_character(text, position)
-        group = match.lastgroup
-        value = match.group(group)
-        kind = "keyword" if group == "name" and value in KEYWORDS else group
-        tokens.append(_Token(kind, value, match.start(group) + 1))
-        position = match.end()
-    return tokens
+def without_nan(value: Any) -> Any:
+    """Return ``value`` with every float NaN, at any depth, replaced by ``None``."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(key): without_nan(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_nan(item) for item in value]
+    return value
 
 
-def _raise_bad_character(text: str, position: int) -> NoReturn:
-    offset = position + len(text[position:]) - len(text[position:].lstrip())
-    character = text[offset]
-    hint = " (use '==' to compare)" if character == "=" else ""
-    raise ConditionError(
-        f"invalid condition {text!r}: unexpected character {character!r} "
-        f"at column {offset + 1}{hint}"
-    )
+def contains_no_data(value: Any) -> bool:
+    """Tell whether ``value`` is ``None`` or NaN, or holds one at any depth."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    if isinstance(value, Mapping):
+        return any(contains_no_data(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(contains_no_data(item) for item in value)
+    return False
 
 
-class _Parser:
-    """Recursive descent over the token list; one method per grammar rule."""
+# -- helper functions for expressions ----------------------------------------------------
 
-    def __init__(self, text: str, tokens: list[_Token]) -> None:
-        self.text = text
-        self.tokens = tokens
-        self.index = 0
-        self.depth = 0
-        self.names: set[str] = set()
 
-    def parse(self) -> _Node:
-        node = self.or_expr()
-        if self.peek() is not None:
-            self.fail("'and', 'or' or the end of the condition")
-        return node
+def _no_data(value: Any) -> Any:
+    from celpy import celtypes
 
-    def or_expr(self) -> _Node:
-        operands = [self.and_expr()]
-        while self.accept("keyword", "or"):
-            operands.append(self.and_expr())
-        return operands[0] if len(operands) == 1 else _Or(tuple(operands))
+    empty = isinstance(value, (celtypes.ListType, celtypes.MapType)) and len(value) == 0
+    return celtypes.BoolType(value is None or empty)
 
-    def and_expr(self) -> _Node:
-        operands = [self.not_expr()]
-        while self.accept("keyword", "and"):
-            operands.append(self.not_expr())
-        return operands[0] if len(operands) == 1 else _And(tuple(operands))
 
-    def not_expr(self) -> _Node:
-        if self.accept("keyword", "not"):
-            self.enter()
-            node = _Not(self.not_expr())
-            self.depth -= 1
-            return node
-        return self.primary()
+def _is_nan(value: Any) -> Any:
+    from celpy import celtypes
 
-    def primary(self) -> _Node:
-        if self.accept("paren", "("):
-            self.enter()
-            node = self.or_expr()
-            if not self.accept("paren", ")"):
-                self.fail("'and', 'or' or ')'")
-            self.depth -= 1
-            return node
-        return self.comparison()
+    return celtypes.BoolType(value is None)
 
-    def comparison(self) -> _Node:
-        name = self.expect("name", "a metric name")
-        symbol = self.expect("operator", f"a comparison operator ({_OPERATOR_LIST})")
-        number = self.expect("number", "a number")
-        self.names.add(name)
-        return _Comparison(name, symbol, float(number))
 
-    # -- token helpers
+def _default(value: Any, fallback: Any) -> Any:
+    return fallback if bool(_no_data(value)) else value
 
-    def peek(self) -> _Token | None:
-        return self.tokens[self.index] if self.index < len(self.tokens) else None
 
-    def accept(self, kind: str, text: str) -> bool:
-        token = self.peek()
-        if token is not None and token.kind == kind and token.text == text:
-            self.index += 1
-            return True
-        return False
+#: The no-data helpers by the names that conditions call them with.
+NO_DATA_FUNCTIONS: dict[str, CelFunction] = {
+    "no_data": _no_data,
+    "is_nan": _is_nan,
+    "default": _default,
+}
 
-    def expect(self, kind: str, description: str) -> str:
-        token = self.peek()
-        if token is None or token.kind != kind:
-            self.fail(description)
-        self.index += 1
-        return self.tokens[self.index - 1].text
 
-    def enter(self) -> None:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise ConditionError(
-                f"invalid condition {self.text!r}: nested deeper than {MAX_DEPTH} levels"
-            )
+def _reason(exc: CelError) -> str:
+    return "CEL syntax error" if exc.reason == "syntax error" else exc.reason
 
-    def fail(self, expected: str) -> NoReturn:
-        """Raise ConditionError: ``expected`` was due at the current token."""
-        message = f"invalid condition {self.text!r}: expected {expected}"
-        if self.index > 0:
-            message += f" after {self.tokens[self.index - 1].text!r}"
-        token = self.peek()
-        if token is not None:
-            message += f", got {token.text!r}"
-        raise ConditionError(message)
+
+def _python_words_hint(text: str) -> str:
+    """Suggest CEL operators for ``and``, ``or``, ``not`` and ``=`` outside strings."""
+    code = _STRING.sub("''", text)
+    if _SINGLE_EQUALS.search(code):
+        return " (use '==' to compare)"
+    words = sorted(set(_WORD.findall(code)))
+    if not words:
+        return ""
+    swaps = ", ".join(f"'{_PYTHON_WORDS[word]}' for '{word}'" for word in words)
+    return f" (CEL writes {swaps})"

@@ -217,7 +217,8 @@ def shipline_make_provider(
     Called once per analysis run, before its first measurement. When the run ends, the
     provider's ``close()`` is called if it has one. ``options`` is the whole analysis
     mapping (template or inline), already validated against the provider's schema
-    fragment. The provider reads its own keys and may ignore the common ones
+    fragment, with template arguments (``{{ args.NAME }}``) filled in and a use's policy
+    overrides merged. The provider reads its own keys and may ignore the common ones
     (``interval``, ``count``, conditions...), because :mod:`pipeline.analysis` applies
     them. Return ``None`` unless ``name`` is yours. Raise
     :class:`~pipeline.analysis.AnalysisError` for options that cannot work, and the

@@ -303,8 +303,31 @@ def _report_case(
         duration=report.duration,
         location=_location(report.mark, cleaner),
         result=_result(report, skipped_reason, cleaner),
-        output=cleaner.text(report.output),
+        output=cleaner.text(_with_measurements(report)),
     )
+
+
+def _with_measurements(report: StepReport) -> str:
+    """Return the report's output followed by every analysis measurement it recorded.
+
+    Measurements go to system-out so that a passed step, which has no failure text,
+    still lists them; each line gives the time, verdict and message.
+    """
+    from pipeline.builtin.eventlog import analyses_in
+
+    lines = []
+    for analysis in analyses_in(report):
+        lines.append(f"--- analysis '{analysis.name}': {analysis.verdict}: {analysis.message}")
+        for number, measurement in enumerate(analysis.measurements, start=1):
+            stamp = datetime.fromtimestamp(measurement.time, timezone.utc)
+            lines.append(f"{number}. {stamp:%Y-%m-%dT%H:%M:%SZ} {measurement.verdict}: "
+                         f"{measurement.message}")
+        if analysis.action_message:
+            lines.append(f"policy: {analysis.action_message}")
+    if not lines:
+        return report.output
+    listing = "\n".join(lines) + "\n"
+    return f"{report.output.rstrip()}\n{listing}" if report.output.strip() else listing
 
 
 def _location(mark: Mark | None, cleaner: _Cleaner) -> tuple[str, int] | None:

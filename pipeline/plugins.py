@@ -59,6 +59,10 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("approval-gate", "pipeline.builtin.approval_gate"),
     ("freeze", "pipeline.builtin.freeze_guard"),
     ("strategy-timings", "pipeline.builtin.strategy_timings"),
+    ("analysis-gate", "pipeline.builtin.analysis_gate"),
+    ("prometheus", "pipeline.builtin.prometheus"),
+    ("http-provider", "pipeline.builtin.http_provider"),
+    ("command-provider", "pipeline.builtin.command_provider"),
 )
 
 #: The ``PluginInfo.origin`` of the plugins in :data:`BUILTIN_PLUGINS`.

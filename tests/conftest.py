@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+#: The session fixture ``prometheus``: a real Prometheus server on loopback.
+pytest_plugins = ["helpers.prometheus"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -170,9 +170,10 @@ def test_run_analysis_measurement_values_and_message() -> None:
 def test_run_analysis_passes_request_to_provider() -> None:
     _, provider = run_fake([GOOD, GOOD], count=2, timeout="5s")
 
+    args = {"canary_version": "2", "stable_version": "1", "environment": ""}
     assert provider.requests == [
-        MeasurementRequest("check", "2", "1", "http://x", number=1, timeout=5.0),
-        MeasurementRequest("check", "2", "1", "http://x", number=2, timeout=5.0),
+        MeasurementRequest("check", "2", "1", "http://x", number=1, timeout=5.0, args=args),
+        MeasurementRequest("check", "2", "1", "http://x", number=2, timeout=5.0, args=args),
     ]
 
 
@@ -315,20 +316,22 @@ def test_run_analysis_success_resets_consecutive_errors() -> None:
 def test_run_analysis_invalid_values_are_an_error() -> None:
     not_a_mapping: Reply = lambda cancel: ["not", "a", "mapping"]  # noqa: E731
 
-    result, _ = run_fake([not_a_mapping, {"rate": "high"}, GOOD])
+    result, _ = run_fake([not_a_mapping, {"rate": {1: 2}}, {"rate": "high"}, GOOD])
 
     assert [m.message for m in result.measurements] == [
         "TypeError: provider 'fake' returned list, expected a mapping of metric values",
-        "TypeError: provider 'fake' returned 'high' for metric 'rate', expected a number "
-        "or no data",
+        "TypeError: provider 'fake' returned a map with the key 1 for metric 'rate', "
+        "expected a number, a list, a map or no data",
+        "condition 'rate >= 0.9' failed: an operator or function got values of types it "
+        "does not accept",
         "success condition 'rate >= 0.9' is true (rate=1)",
     ]
 
 
-def test_run_analysis_boolean_value_is_an_error() -> None:
-    result, _ = run_fake([{"rate": True}, GOOD])
+def test_run_analysis_boolean_value_is_a_value() -> None:
+    result, _ = run_fake([{"rate": True}], success="rate == true")
 
-    assert result.measurements[0].verdict == ERROR
+    assert result.measurements[0].verdict == SUCCESSFUL
 
 
 def test_run_analysis_provider_analysis_error_ends_at_once() -> None:
@@ -346,7 +349,7 @@ def test_run_analysis_unknown_metric_ends_at_once() -> None:
     assert result.verdict == ERROR
     assert result.message == (
         "condition 'rate >= 0.9' uses unknown metric 'rate' (did you mean 'ratio'?): "
-        "available metrics are ratio"
+        "available metrics are args, ratio, result"
     )
 
 
@@ -420,6 +423,8 @@ def test_run_analysis_logs_every_measurement(caplog: pytest.LogCaptureFixture) -
 
     lines = [r.getMessage() for r in caplog.records if r.name == "shipline"]
     assert lines == [
+        "analysis 'check' started: provider fake, 2 measurement(s) every 1m, canary 2, "
+        "stable 1",
         "analysis 'check': measurement 1 (1 of 2 counted): successful: success condition "
         "'rate >= 0.9' is true (rate=1)",
         "analysis 'check': measurement 2 (2 of 2 counted): failed: success condition "
@@ -451,6 +456,7 @@ def test_run_analysis_unknown_template_is_an_error() -> None:
         "eror-rate", ERROR,
         "analysis template 'eror-rate' is not defined under 'analyses:' "
         "(did you mean 'error-rate'?)",
+        action="abort",
     )
 
 
@@ -471,7 +477,7 @@ def test_run_analysis_invalid_options_are_an_error() -> None:
                           endpoint=None)
 
     assert result.verdict == ERROR
-    assert result.message == "invalid condition 'rate >': expected a number after '>'"
+    assert result.message == "invalid condition 'rate >': CEL syntax error at column 6"
 
 
 # -- judging -----------------------------------------------------------------------------
@@ -502,40 +508,43 @@ def conditions(*texts: str) -> list[Any]:
 def test_judge_rules(
     value: float | None, success: list[str], failure: list[str], verdict: str, message: str
 ) -> None:
-    assert judge({"x": value}, conditions(*success), conditions(*failure)) == (verdict, message)
+    judgement = judge({"x": value}, conditions(*success), conditions(*failure))
+
+    assert (judgement.verdict, judgement.message) == (verdict, message)
+    assert judgement.no_data is (value is None)
 
 
 def test_judge_success_list_needs_all() -> None:
     values = {"a": 1.0, "b": 5.0}
 
-    verdict, message = judge(values, conditions("a > 0", "b < 2"), [])
+    verdict, message, _ = judge(values, conditions("a > 0", "b < 2"), [])
 
     assert verdict == FAILED
     assert message == "success condition 'b < 2' is false (a=1, b=5)"
 
 
 def test_judge_success_list_all_true() -> None:
-    verdict, message = judge({"a": 1.0, "b": 1.0}, conditions("a > 0", "b < 2"), [])
+    verdict, message, _ = judge({"a": 1.0, "b": 1.0}, conditions("a > 0", "b < 2"), [])
 
     assert verdict == SUCCESSFUL
     assert message == "success conditions 'a > 0' and 'b < 2' are true (a=1, b=1)"
 
 
 def test_judge_failure_list_needs_any() -> None:
-    verdict, message = judge({"a": 1.0, "b": 5.0}, [], conditions("a > 2", "b > 2"))
+    verdict, message, _ = judge({"a": 1.0, "b": 5.0}, [], conditions("a > 2", "b > 2"))
 
     assert verdict == FAILED
     assert message == "failure condition 'b > 2' is true (a=1, b=5)"
 
 
 def test_judge_false_beats_no_data_in_success_list() -> None:
-    verdict, _ = judge({"a": None, "b": 5.0}, conditions("a > 0", "b < 2"), [])
+    verdict, _, _ = judge({"a": None, "b": 5.0}, conditions("a > 0", "b < 2"), [])
 
     assert verdict == FAILED
 
 
 def test_judge_true_failure_beats_no_data() -> None:
-    verdict, _ = judge({"a": None, "b": 5.0}, conditions("a > 0"), conditions("b > 2"))
+    verdict, _, _ = judge({"a": None, "b": 5.0}, conditions("a > 0"), conditions("b > 2"))
 
     assert verdict == FAILED
 
@@ -575,9 +584,9 @@ def test_settings_parse_durations_and_lists() -> None:
         ({"success": "x > 0"}, "provider", "analysis 'a' has no 'provider'"),
         ({"provider": "fake"}, None,
          "analysis 'a' has no 'success' or 'failure' condition, so it could never fail: "
-         "add one, for example success: \"success_rate >= 0.99\""),
+         "add one, for example success: \"result < 0.01\""),
         ({"provider": "fake", "success": "x >"}, "success",
-         "invalid condition 'x >': expected a number after '>'"),
+         "invalid condition 'x >': CEL syntax error at column 3"),
         ({"provider": "fake", "failure": ["x > 1", 3]}, "failure",
          "invalid 'failure': expected a condition or a list of conditions, got ['x > 1', 3]"),
         ({"provider": "fake", "success": "x > 0", "count": 0}, "count",
@@ -600,7 +609,7 @@ def test_settings_errors(options: dict[str, Any], key: str | None, message: str)
 def test_resolve_analysis_template() -> None:
     template = {"provider": "fake"}
 
-    assert resolve_analysis("t", {"t": template}) == ("t", template)
+    assert resolve_analysis("t", {"t": template}) == ("t", template, {})
 
 
 def test_resolve_analysis_lists_templates_without_close_match() -> None:
@@ -625,8 +634,9 @@ def test_resolve_analysis_without_templates() -> None:
 def test_estimate_analysis_defaults() -> None:
     context = make_context({"t": {"provider": "fake", "success": "x > 0"}})
 
-    # 1 counted measurement after up to 4 errors: 5 timeouts of 60 s, 4 retries after 10 s.
-    assert estimate_analysis("t", context.plan) == 5 * 60 + 4 * 10
+    # 1 counted measurement after up to 4 errors: 5 timeouts of 60 s, 4 retries after 10 s,
+    # then the default on_inconclusive pause of 1 h.
+    assert estimate_analysis("t", context.plan) == 5 * 60 + 4 * 10 + 3600
 
 
 def test_estimate_analysis_with_options() -> None:
@@ -634,6 +644,7 @@ def test_estimate_analysis_with_options() -> None:
     inline = {
         "provider": "fake", "success": "x > 0", "count": 3, "interval": "30s",
         "initial_delay": "1m", "timeout": "5s", "consecutive_error_limit": 0,
+        "on_inconclusive": "abort",
     }
 
     assert estimate_analysis(inline, context.plan) == 60 + 3 * 5 + 2 * 30
@@ -657,6 +668,7 @@ def test_result_details_and_data() -> None:
     )
     assert result.to_data()["measurements"][1] == {
         "time": START + 61, "values": {"x": None}, "verdict": INCONCLUSIVE, "message": "no data",
+        "no_data": False, "counted": True,
     }
 
 
@@ -719,8 +731,8 @@ def test_check_analyses_invalid_template_condition() -> None:
     found = check({"error-rate": {"provider": "probe", "success": "success_rate >"}})
 
     assert found == [
-        "analyses.error-rate.success: invalid condition 'success_rate >': expected a number "
-        "after '>'"
+        "analyses.error-rate.success: invalid condition 'success_rate >': CEL syntax error "
+        "at column 14"
     ]
 
 
@@ -730,7 +742,7 @@ def test_check_analyses_template_without_condition() -> None:
     assert found == [
         "analyses.error-rate: analysis 'error-rate' has no 'success' or 'failure' "
         "condition, so it could never fail: add one, for example success: "
-        "\"success_rate >= 0.99\""
+        "\"result < 0.01\""
     ]
 
 
@@ -739,7 +751,7 @@ def test_check_analyses_inline_condition() -> None:
 
     assert found == [
         "shipline.yml:20:9: stages[0].steps[0].deploy.steps[1].analysis.failure: invalid "
-        "condition 'error_rate >> 1': expected a number after '>', got '>'"
+        "condition 'error_rate >> 1': CEL syntax error at column 13"
     ]
 
 

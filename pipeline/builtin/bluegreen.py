@@ -21,6 +21,13 @@ Options besides ``version``:
 ``post_promotion`` (default none)
     Check specs run after the switch, with the same placeholders; a failure switches
     traffic back.
+``pre_promotion_analysis`` and ``post_promotion_analysis`` (default none)
+    An analysis (template name, template with ``args``, or inline; see
+    :mod:`pipeline.analysis`) run after the checks of the same phase. Its policies
+    decide what a failure does; ``abort`` fails the step, which switches traffic back.
+    Both get the router's endpoint, which serves the old slot until the switch, so a
+    pre-promotion analysis should query the new version directly (``prometheus``,
+    ``http``) rather than probe the endpoint.
 ``scale_down_delay`` (default ``30s``)
     How long the old slot keeps running after the switch before its version is
     removed, so that a rollback in that time is a switch only.
@@ -59,7 +66,7 @@ from pipeline.rollout import (
     run_checks,
 )
 from pipeline.schema import StepSchema
-from pipeline.target import Capability
+from pipeline.target import Capability, Router
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -81,6 +88,9 @@ class BlueGreenOptions:
     health: HealthPolicy = field(default_factory=HealthPolicy)
     pre_promotion: tuple[Mapping[str, Any], ...] = ()
     post_promotion: tuple[Mapping[str, Any], ...] = ()
+    #: Analysis references (name, template with args, or inline), or ``None``.
+    pre_promotion_analysis: Any = None
+    post_promotion_analysis: Any = None
     auto_promote: bool = True
     approval: ApprovalSpec | None = None
     scale_down_delay: float = DEFAULT_SCALE_DOWN_DELAY
@@ -102,6 +112,8 @@ class BlueGreenOptions:
             health=HealthPolicy.parse(options.get("health")),
             pre_promotion=tuple(options.get("pre_promotion") or ()),
             post_promotion=tuple(options.get("post_promotion") or ()),
+            pre_promotion_analysis=options.get("pre_promotion_analysis"),
+            post_promotion_analysis=options.get("post_promotion_analysis"),
             auto_promote=auto_promote,
             approval=ApprovalSpec.parse(approval) if approval is not None else None,
             scale_down_delay=option_duration(options, "scale_down_delay",
@@ -129,12 +141,16 @@ def _blue_green(rollout: Rollout, options: BlueGreenOptions) -> str:
 
     slots.deploy_idle(options.health)
     _promotion_checks(rollout, slots, options.pre_promotion, "pre-promotion")
+    _promotion_analysis(rollout, slots, router, options.pre_promotion_analysis,
+                        "pre-promotion")
     if not options.auto_promote and options.approval is not None:
         _wait_for_approval(rollout, options.approval)
 
     rollout.check_cancelled(f"before switching traffic to slot '{slots.idle}'")
     slots.switch()
     _promotion_checks(rollout, slots, options.post_promotion, "post-promotion")
+    _promotion_analysis(rollout, slots, router, options.post_promotion_analysis,
+                        "post-promotion")
 
     note = slots.scale_down(options.scale_down_delay)
     count = len(slots.idle_instances)
@@ -173,6 +189,18 @@ def _promotion_checks(
         raise StepFailed(f"{phase} check failed: {failed[0].message}{more}")
 
 
+def _promotion_analysis(
+    rollout: Rollout, slots: SlotDeploy, router: Router, ref: Any, phase: str
+) -> None:
+    """Run the analysis ``ref`` of ``phase``, if any; raise StepFailed if it does not pass."""
+    if ref is None:
+        return
+    from pipeline.analysisstep import analyse_rollout
+
+    analyse_rollout(rollout, ref, stable=slots.stable_version, endpoint=router.endpoint(),
+                    where=f"{phase} ")
+
+
 def _wait_for_approval(rollout: Rollout, approval: ApprovalSpec) -> None:
     result = wait_for_approval(approval, rollout.context)
     rollout.data["approval"] = {"approved": result.approved, "message": result.message,
@@ -197,6 +225,15 @@ def _schema() -> dict[str, Any]:
                 "Post-promotion checks",
                 "Checks run after the switch; a failure switches traffic back.",
             ),
+            "pre_promotion_analysis": _analysis_schema(
+                "Pre-promotion analysis",
+                "An analysis run after the pre-promotion checks, before the switch.",
+            ),
+            "post_promotion_analysis": _analysis_schema(
+                "Post-promotion analysis",
+                "An analysis run after the post-promotion checks; unless it passes, "
+                "traffic switches back.",
+            ),
             "auto_promote": {
                 "title": "Auto promote",
                 "description": "Switch traffic without waiting for an approval (default true).",
@@ -215,6 +252,12 @@ def _schema() -> dict[str, Any]:
             "previous_version": previous_version_schema(),
         },
     }
+
+
+def _analysis_schema(title: str, description: str) -> dict[str, Any]:
+    from pipeline.analysis import ANALYSIS_REF_SCHEMA
+
+    return {**ANALYSIS_REF_SCHEMA, "title": title, "description": description}
 
 
 @hookimpl
@@ -244,13 +287,18 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
 
 @hookimpl
 def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
-    """Sum the health wait, the checks, the approval timeout and the scale-down delay."""
+    """Sum the health wait, the checks, the analyses, the approval timeout and the
+    scale-down delay."""
     if step.kind != "deploy" or step.type != STRATEGY:
         return None
+    from pipeline.analysis import estimate_analysis_or_zero
     from pipeline.checks import estimate_seconds
 
     options = BlueGreenOptions.parse(step.options)
     checks = (*options.pre_promotion, *options.post_promotion)
     approval = options.approval.timeout if options.approval and not options.auto_promote else 0.0
+    analyses = sum(estimate_analysis_or_zero(ref, plan) for ref in
+                   (options.pre_promotion_analysis, options.post_promotion_analysis)
+                   if ref is not None)
     return (options.health.longest() + sum(estimate_seconds(check) for check in checks)
-            + approval + options.scale_down_delay)
+            + approval + analyses + options.scale_down_delay)

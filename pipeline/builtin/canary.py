@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
+from pipeline.analysissettings import analysis_label
 from pipeline.approval import APPROVAL_SCHEMA, ApprovalSpec, wait_for_approval
 from pipeline.context import RollbackFailed
 from pipeline.errors import ShiplineError
@@ -71,7 +72,6 @@ from pipeline.schema import StepSchema
 from pipeline.target import Capability, Router
 
 if TYPE_CHECKING:
-    from pipeline.analysis import AnalysisResult
     from pipeline.config import Config
     from pipeline.context import RunContext
     from pipeline.diagnostics import Diagnostic
@@ -104,8 +104,7 @@ class CanaryStep:
         if self.kind == "set_weight":
             return f"set_weight {self.weight}"
         if self.kind == "analysis":
-            name = self.analysis if isinstance(self.analysis, str) else "inline analysis"
-            return f"analysis '{name}'"
+            return f"analysis '{analysis_label(self.analysis)}'"
         return "pause until approved" if self.approval else "pause"
 
 
@@ -367,21 +366,9 @@ def _analyse(
     rollout: Rollout, item: CanaryStep, number: int, *, stable: str | None,
     endpoint: str | None,
 ) -> None:
-    from pipeline.analysis import run_analysis
+    from pipeline.analysisstep import analyse_rollout
 
-    result = run_analysis(item.analysis, rollout.context, stable_version=stable,
-                          canary_version=rollout.version, endpoint=endpoint)
-    rollout.data.setdefault("analyses", []).append({"step": number, **result.to_data()})
-    rollout.sections.append(_analysis_section(result))
-    rollout.check_cancelled(f"during analysis '{result.name}'")
-    if not result.ok:
-        raise StepFailed(f"analysis '{result.name}' {result.verdict}: {result.message}")
-
-
-def _analysis_section(result: AnalysisResult) -> str:
-    heading = f"analysis '{result.name}': {result.verdict}: {result.message}"
-    measurements = result.details()
-    return f"{heading}\n{measurements}" if measurements else heading
+    analyse_rollout(rollout, item.analysis, stable=stable, endpoint=endpoint, step=number)
 
 
 # -- hooks -------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import logging
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -64,10 +64,13 @@ class MeasurementRecord:
 
     #: Unix seconds when the measurement started.
     time: float
-    #: Metric name to value; ``None`` means the metric had no data.
+    #: Metric name to value; ``None`` means the metric had no data or is not a number.
     values: Mapping[str, float | None]
     verdict: str
     message: str
+    #: Metric name to the JSON value as measured (a number, list or map), with ``None``
+    #: for no data and for non-finite numbers.
+    json_values: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,10 @@ class AnalysisRecord:
     verdict: str
     message: str
     measurements: tuple[MeasurementRecord, ...]
+    #: The policy action after the verdict (``continue``, ``abort``, ``pass``, ``retry``,
+    #: ``pause``) and its note; empty when the plugin did not record one.
+    action: str = ""
+    action_message: str = ""
 
 
 def analyses_in(report: StepReport) -> list[AnalysisRecord]:
@@ -113,6 +120,8 @@ def _analysis_record(entry: Mapping[str, Any]) -> AnalysisRecord:
                     for name, value in item["values"].items()},
             verdict=str(item.get("verdict", "")),
             message=str(item.get("message", "")),
+            json_values={str(name): _json_value(value)
+                         for name, value in item["values"].items()},
         )
         for item in raw_measurements
         if isinstance(item, Mapping)
@@ -125,7 +134,22 @@ def _analysis_record(entry: Mapping[str, Any]) -> AnalysisRecord:
         verdict=str(entry.get("verdict", "")),
         message=str(entry.get("message", "")),
         measurements=measurements,
+        action=str(entry.get("action") or ""),
+        action_message=str(entry.get("action_message") or ""),
     )
+
+
+def _json_value(value: Any) -> Any:
+    """Return ``value`` as JSON data: non-finite numbers become ``None``, other types text."""
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    return str(value)
 
 
 def _number_or_none(value: Any) -> float | None:
@@ -313,16 +337,20 @@ class EventReporter:
                 **about,
                 "number": number,
                 "measured_at": rfc3339(measurement.time),
-                "values": measurement.values,
+                "values": measurement.json_values,
                 "verdict": measurement.verdict,
                 "message": measurement.message,
             })
-        self.log.emit("analysis", {
+        fields = {
             **about,
             "verdict": analysis.verdict,
             "message": analysis.message,
             "measurements": len(analysis.measurements),
-        })
+        }
+        if analysis.action:
+            fields["action"] = analysis.action
+            fields["action_message"] = analysis.action_message
+        self.log.emit("analysis", fields)
 
     @hookimpl
     def shipline_stage_finish(self, stage: Stage, result: StageResult) -> None:

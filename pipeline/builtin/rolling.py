@@ -30,6 +30,11 @@ Options besides ``version``:
     filled in. A check that mentions ``{instance}`` runs once per updated instance of
     the batch, and a failure counts against that instance. Any other check runs once,
     and its failure fails the step.
+``analysis`` (default none)
+    An analysis (template name, template with ``args``, or inline; see
+    :mod:`pipeline.analysis`) run after each batch and its checks. Unless its policies
+    let it pass, the step fails and every updated instance is rolled back. Its
+    ``stable_version`` is ``previous_version``, when given.
 ``max_failures`` (default ``0``)
     Failed instances (deploy failed, unhealthy, or an instance check failed) tolerated
     before the step fails: a count or a percentage of all instances, rounded down.
@@ -98,6 +103,8 @@ class RollingOptions:
     pause: float = 0.0
     health: HealthPolicy = field(default_factory=HealthPolicy)
     checks: tuple[Mapping[str, Any], ...] = ()
+    #: An analysis reference run after each batch and its checks, or ``None``.
+    analysis: Any = None
     max_failures: object = 0
 
     @classmethod
@@ -110,6 +117,7 @@ class RollingOptions:
             pause=option_duration(options, "pause", 0.0),
             health=HealthPolicy.parse(options.get("health")),
             checks=tuple(options.get("checks") or ()),
+            analysis=options.get("analysis"),
             max_failures=options.get("max_failures", 0),
         )
         parsed.in_flight(batch_size=1, total=100)
@@ -173,6 +181,7 @@ def _roll(rollout: Rollout, options: RollingOptions) -> str:
 
             _run_batch_checks(rollout, options, batch, limit=limit, where=where, pool=pool)
             _fail_beyond(rollout, total, allowed)
+            _run_batch_analysis(rollout, options, number, where)
 
             if number < len(batches) and options.pause > 0:
                 rollout.sleep(options.pause, f"during the pause after {where}")
@@ -278,7 +287,21 @@ def _success_message(rollout: Rollout, total: int, batches: int, allowed: int) -
 # -- hooks -------------------------------------------------------------------------------
 
 
+def _run_batch_analysis(
+    rollout: Rollout, options: RollingOptions, number: int, where: str
+) -> None:
+    """Run the step's ``analysis`` after batch ``number``; raise StepFailed unless it passes."""
+    if options.analysis is None:
+        return
+    from pipeline.analysisstep import analyse_rollout, rollout_endpoint
+
+    analyse_rollout(rollout, options.analysis, stable=rollout.fallback,
+                    endpoint=rollout_endpoint(rollout), step=number, where=f"{where}: ")
+
+
 def _schema() -> dict[str, Any]:
+    from pipeline.analysis import ANALYSIS_REF_SCHEMA
+
     return {
         "properties": {
             "batch": {
@@ -307,6 +330,12 @@ def _schema() -> dict[str, Any]:
                 "Checks", "Checks run after each batch. A check that mentions {instance} runs "
                 "once per updated instance; {version} is filled in.",
             ),
+            "analysis": {
+                **ANALYSIS_REF_SCHEMA,
+                "title": "Analysis",
+                "description": "An analysis run after each batch and its checks: a template "
+                "name, a template with args, or an inline analysis.",
+            },
             "max_failures": described(
                 AMOUNT_SCHEMA, "Max failures",
                 "Failed instances tolerated before the step fails: a count or a percentage, "
@@ -356,6 +385,7 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
     deploy_limit = deploy_time_limit(plan, step)
     if total is None or deploy_limit is None:
         return None
+    from pipeline.analysis import estimate_analysis_or_zero
     from pipeline.checks import estimate_seconds
 
     options = RollingOptions.parse(step.options)
@@ -363,4 +393,6 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
     per_wave = deploy_limit + options.health.longest()
     waves = sum(-(-size // max(options.in_flight(size, total), 1)) for size in sizes)
     checks = len(sizes) * sum(estimate_seconds(c) for c in options.checks)
+    if options.analysis is not None:
+        checks += len(sizes) * estimate_analysis_or_zero(options.analysis, plan)
     return waves * per_wave + checks + max(len(sizes) - 1, 0) * options.pause

@@ -65,14 +65,18 @@ def shipline_estimate_rollback(step: Step, plan: Plan) -> float | None:
 
 def minimum_analysis_seconds(ref: Any, plan: Plan) -> float:
     """Return the shortest span of the analysis ``ref``, or 0 when it does not resolve."""
-    from pipeline.analysis import AnalysisSettings, resolve_analysis
+    from pipeline.analysissettings import (
+        PLACEHOLDER_BUILTINS,
+        prepare_analysis,
+        resolve_analysis,
+    )
     from pipeline.judge import JudgeSettings, is_comparison
 
     try:
-        name, options = resolve_analysis(ref, plan.analyses)
+        name, options, _given = resolve_analysis(ref, plan.analyses)
         if is_comparison(options):
             return JudgeSettings.from_options(name, options).window
-        settings = AnalysisSettings.from_options(name, options)
+        settings, _ = prepare_analysis(ref, plan.analyses, PLACEHOLDER_BUILTINS)
     except ShiplineError:
         return 0.0
     return settings.initial_delay + (settings.count - 1) * settings.interval

@@ -19,6 +19,7 @@ from types import ModuleType
 
 from pipeline import __version__
 from pipeline.cli import (
+    analyze_command,
     approve_command,
     decrypt_command,
     encrypt_command,
@@ -51,6 +52,7 @@ COMMANDS: dict[str, ModuleType] = {
     "run": run_command,
     "schema": schema_command,
     "plugins": plugins_command,
+    analyze_command,
     "history": history_command,
     "status": status_command,
     "lock": lock_command,

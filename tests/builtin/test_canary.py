@@ -454,7 +454,8 @@ def test_canary_estimate_duration() -> None:
                   {"analysis": "error-rate"}],
     })
     plan = make_plan([step], analyses={"error-rate": {**ERROR_RATE, "timeout": "5s",
-                                                      "consecutive_error_limit": 0}})
+                                                      "consecutive_error_limit": 0,
+                                                      "on_inconclusive": "abort"}})
     assert shipline_estimate_duration(step=step, plan=plan) == 30 + 60 + 600 + (2 * 5 + 10)
 
 

@@ -451,7 +451,7 @@ def test_run_analysis_with_probe_passes_good_canary(router: tuple[str, Behaviour
     endpoint, _ = router
     context = make_context({"error-rate": {
         "provider": "probe", "requests": 20, "count": 3, "interval": "1m",
-        "success": "success_rate >= 0.99 and p95_ms <= 1000",
+        "success": "success_rate >= 0.99 && p95_ms <= 1000",
         "failure": "stable_success_rate < 0.5",
     }})
 
@@ -506,9 +506,9 @@ def test_check_plan_unknown_probe_metric_in_template() -> None:
 
     assert [d.format() for d in found] == [
         "analyses.latency.success: condition 'p95 <= 300' uses unknown metric 'p95' (did you "
-        "mean 'p95_ms'?): available metrics are error_rate, p50_ms, p95_ms, p99_ms, requests, "
-        "stable_error_rate, stable_p50_ms, stable_p95_ms, stable_p99_ms, stable_requests, "
-        "stable_success_rate, success_rate, unattributed_requests"
+        "mean 'p95_ms'?): available metrics are args, error_rate, p50_ms, p95_ms, p99_ms, "
+        "requests, result, stable_error_rate, stable_p50_ms, stable_p95_ms, stable_p99_ms, "
+        "stable_requests, stable_success_rate, success_rate, unattributed_requests"
     ]
 
 

@@ -171,7 +171,8 @@ def test_validate_reports_every_error_sorted(shipline_cli, write_pipeline, tmp_p
     assert result.stderr.splitlines() == [
         "shipline.yml:5:5: stages[0]: unknown key 'neeeds' (did you mean 'needs'?)",
         "shipline.yml:7:22: stages[0].steps[0].gate.uses: 'comand' is not one of "
-        "'approval', 'command', 'http', 'package', 'verify' (did you mean 'command'?)",
+        "'analysis', 'approval', 'command', 'http', 'package', 'verify' (did you mean "
+        "'command'?)",
         "shipline.yml:9:11: stages[1].when: 'sometimes' is not one of 'on_success', "
         "'on_failure', 'always'",
         "shipline.yml:10:12: stages[1].steps: must not be empty",
