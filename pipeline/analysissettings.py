@@ -290,7 +290,7 @@ def estimate_analysis(ref: str | Mapping[str, Any], plan: Plan) -> float:
     See :meth:`AnalysisSettings.worst_case_seconds`. Raises AnalysisError when ``ref``
     does not resolve or its options are invalid.
     """
-    name, options, _given = resolve_analysis(ref, plan.analyses)
+    _name, options, _given = resolve_analysis(ref, plan.analyses)
     if is_comparison(options):
         from pipeline.judgerun import estimate_comparison
 

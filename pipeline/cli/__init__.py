@@ -52,7 +52,7 @@ COMMANDS: dict[str, ModuleType] = {
     "run": run_command,
     "schema": schema_command,
     "plugins": plugins_command,
-    analyze_command,
+    "analyze": analyze_command,
     "history": history_command,
     "status": status_command,
     "lock": lock_command,
