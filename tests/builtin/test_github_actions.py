@@ -221,8 +221,8 @@ def test_github_actions_validation_annotations(tmp_path: Path) -> None:
         "'a, b' is not a valid name: use letters, digits, '.', '_' and '-', starting with "
         "a letter or digit",
         "::error title=invalid pipeline,file=shipline.yml,line=6,col=22::stages[0].steps[0]"
-        ".gate.uses: 'nope' is not one of 'approval', 'command', 'echo', 'fail', 'http', "
-        "'package', 'pass', 'raise', 'verify', 'wait'",
+        ".gate.uses: 'nope' is not one of 'analysis', 'approval', 'command', 'echo', 'fail', "
+        "'http', 'package', 'pass', 'raise', 'verify', 'wait'",
     ]
     assert read_github_outputs(tmp_path / "output.txt")["outcome"] == "invalid"
     assert read_github_outputs(tmp_path / "output.txt")["exit-code"] == "2"
