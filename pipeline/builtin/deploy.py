@@ -6,9 +6,15 @@ it needs (a router for weights, two slots for blue-green) from its environment.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
+from pipeline.checktemplates import (
+    DEPLOY_CHECK_PLACEHOLDERS,
+    check_specs,
+    template_problems,
+)
 from pipeline.diagnostics import Diagnostic
 from pipeline.errors import ShiplineError
 from pipeline.target import Capability
@@ -40,6 +46,7 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
         for step in stage.steps:
             if step.kind != "deploy":
                 continue
+            diagnostics += _check_templates(step)
             required = config.hook.shipline_strategy_requires(step=step) or frozenset()
             missing = sorted(c.value for c in required - available)
             if missing:
@@ -49,6 +56,18 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
                     None, (*step.path, "deploy", "strategy"),
                     hint=_capability_hint(missing),
                 ))
+    return diagnostics
+
+
+def _check_templates(step: Step) -> list[Diagnostic]:
+    """Report unknown placeholders and URLs without a scheme in the step's checks."""
+    diagnostics = []
+    for path, kind, options in check_specs(step.options):
+        for option, message in template_problems(kind, options, DEPLOY_CHECK_PLACEHOLDERS):
+            where = (*step.path, "deploy", *path)
+            if isinstance(options, Mapping):
+                where = (*where, option)
+            diagnostics.append(Diagnostic(message, None, where))
     return diagnostics
 
 

@@ -25,6 +25,8 @@ from pipeline.checks import (
     estimate_seconds,
     run_check,
 )
+from pipeline.checktemplates import GATE_PLACEHOLDERS, template_problems
+from pipeline.diagnostics import Diagnostic
 from pipeline.durations import format_duration
 from pipeline.report import Outcome, StepReport
 from pipeline.schema import StepSchema
@@ -70,6 +72,20 @@ def shipline_run_gate(step: Step, context: RunContext) -> StepReport | None:
         message=result.message, details=_details(step, result), output=result.output,
         duration=result.duration, data=dict(result.data),
     )
+
+
+@hookimpl
+def shipline_check_plan(plan: Plan) -> list[Diagnostic]:
+    """Report unknown placeholders and URLs without a scheme in http and command gates."""
+    diagnostics = []
+    for stage in plan.stages:
+        for step in stage.steps:
+            if step.kind != "gate" or step.type not in GATE_TYPES:
+                continue
+            for option, message in template_problems(step.type, step.options,
+                                                     GATE_PLACEHOLDERS):
+                diagnostics.append(Diagnostic(message, None, (*step.path, "gate", option)))
+    return diagnostics
 
 
 @hookimpl
