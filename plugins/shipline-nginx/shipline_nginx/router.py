@@ -58,7 +58,8 @@ class NginxRouter:
     """A :class:`~pipeline.target.Router` that routes through nginx. Thread-safe.
 
     The slots and their instances come from ``target``. The active slot and the canary
-    weight are kept in the upstream file itself, so a later run continues from them.
+    weight are kept in the upstream file itself, so a later run continues from them,
+    unless the target is a router that reports its own active slot (see :meth:`create`).
     """
 
     def __init__(self, settings: NginxSettings, target: Target,
@@ -72,24 +73,38 @@ class NginxRouter:
     @classmethod
     def create(cls, settings: NginxSettings, target: Target,
                cancel: threading.Event | None = None) -> NginxRouter:
-        """Read the state from the upstream file and bring the file up to date.
+        """Find the routing state to start from and bring the upstream file up to date.
 
-        Without a file (or without a state line in it), the active slot is the
-        target's own, when the target is a router itself, and otherwise none. When a
-        slot is active, the file is rewritten with the instances' current addresses,
-        and nginx reloaded, if that changes its text. Raises NginxError when that fails.
+        A target that is a router itself and reports an active slot decides: all
+        requests go to that slot, whatever the file recorded. The ``local`` target
+        is such a target, and it starts every run anew with its stable version on
+        blue, so a slot or share that a previous run left in the file names
+        processes that no longer run. Otherwise the state line of the file decides,
+        and without one no slot is active. When a slot is active, the file is
+        rewritten with the instances' current addresses, and nginx reloaded, if that
+        changes its text. Raises NginxError when that fails.
         """
         router = cls(settings, target, cancel)
-        state = router._read_state()
-        if state is None:
-            active = target.active_slot() if isinstance(target, Router) else None
-            state = RoutingState(active)
+        state = router._initial_state()
         router._state = state
         if state.active is not None:
             router._apply(state)
         logger.info("%s: active slot %s, %d%% to slot %s", router._label(), state.active,
                     state.weight, state.canary)
         return router
+
+    def _initial_state(self) -> RoutingState:
+        recorded = self._read_state()
+        reported = self._target.active_slot() if isinstance(self._target, Router) else None
+        if reported is None:
+            return recorded or RoutingState()
+
+        state = RoutingState(reported)
+        if recorded is not None and recorded != state:
+            logger.info("%s: the target's active slot %s replaces the state recorded in "
+                        "'%s' (%s)", self._label(), reported, self.settings.config,
+                        recorded.to_json())
+        return state
 
     # -- Router ----------------------------------------------------------------------------
 

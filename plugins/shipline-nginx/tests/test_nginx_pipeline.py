@@ -110,11 +110,9 @@ def test_pipeline_failed_gate_switches_back(
     assert state_of(nginx) == RoutingState("blue")
 
 
-def test_pipeline_blue_green_on_local_target(
-    nginx: Nginx, shipline_pipeline: Callable[..., PipelineRun]
-) -> None:
+def local_pipeline(nginx: Nginx, deploy: dict[str, Any]) -> dict[str, Any]:
     command = f"{sys.executable} {SCRIPTS / 'service.py'} --port {{port}} --version {{version}}"
-    pipeline = {
+    return {
         "version": 1,
         "name": "shop",
         "environments": {"production": {
@@ -122,9 +120,15 @@ def test_pipeline_blue_green_on_local_target(
             "router": nginx.router_options(),
         }},
         "stages": [{"name": "production", "environment": "production", "steps": [
-            {"deploy": {"version": "2.0", "strategy": "blue-green"}},
+            {"deploy": deploy},
         ]}],
     }
+
+
+def test_pipeline_blue_green_on_local_target(
+    nginx: Nginx, shipline_pipeline: Callable[..., PipelineRun]
+) -> None:
+    pipeline = local_pipeline(nginx, {"version": "2.0", "strategy": "blue-green"})
     clock = MeasuringClock(nginx)
 
     run = shipline_pipeline(pipeline, plugins=["shipline_nginx"], clock=clock)
@@ -133,6 +137,38 @@ def test_pipeline_blue_green_on_local_target(
     # The wait before the blue slot is scaled down: nginx sends everything to green.
     assert clock.measured == [{"2.0": 100}]
     assert state_of(nginx) == RoutingState("green")
+
+
+def test_pipeline_blue_green_on_local_target_twice(
+    nginx: Nginx, shipline_pipeline: Callable[..., PipelineRun]
+) -> None:
+    # The first run leaves green active in the file, but the local target starts every
+    # run with the stable version on blue, so the second run must start from blue.
+    pipeline = local_pipeline(nginx, {"version": "2.0", "strategy": "blue-green"})
+
+    for attempt in ("first", "second"):
+        clock = MeasuringClock(nginx)
+        run = shipline_pipeline(pipeline, plugins=["shipline_nginx"], clock=clock)
+
+        assert run.exit_code == 0, f"{attempt} run: {run.output}"
+        assert clock.measured == [{"2.0": 100}], f"{attempt} run"
+        assert state_of(nginx) == RoutingState("green"), f"{attempt} run"
+
+
+def test_pipeline_canary_on_local_target_twice(
+    nginx: Nginx, shipline_pipeline: Callable[..., PipelineRun]
+) -> None:
+    pipeline = local_pipeline(nginx, {
+        "version": "2.0", "strategy": "canary", "steps": [{"set_weight": 25}, {"pause": "5m"}],
+    })
+
+    for attempt in ("first", "second"):
+        clock = MeasuringClock(nginx)
+        run = shipline_pipeline(pipeline, plugins=["shipline_nginx"], clock=clock)
+
+        assert run.exit_code == 0, f"{attempt} run: {run.output}"
+        assert clock.measured[0] == {"1.0": 75, "2.0": 25}, f"{attempt} run"
+        assert state_of(nginx) == RoutingState("green"), f"{attempt} run"
 
 
 @pytest.mark.parametrize(("target", "router", "message"), [

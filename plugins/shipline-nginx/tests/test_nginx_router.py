@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from nginx_fixtures import NGINX, Nginx
 from shipline_nginx import NginxError, NginxRouter, NginxSettings
+from shipline_nginx.render import RoutingState, read_state
 
 from pipeline.testtarget import FakeTarget
 
@@ -79,13 +80,24 @@ def test_router_switch_moves_all_traffic(nginx: Nginx, two_slots: FakeTarget) ->
 
 
 def test_router_state_read_by_next_router(nginx: Nginx, two_slots: FakeTarget) -> None:
-    make_router(nginx, two_slots).switch("green")
-    two_slots.active = "blue"
+    make_router(nginx, two_slots).set_weight("green", 50)
+    two_slots.active = None  # as a target that is no router: the file decides
 
     again = make_router(nginx, two_slots)
 
-    assert again.active_slot() == "green"
-    assert nginx.served(20) == {"2.0": 20}
+    assert again.active_slot() == "blue"
+    assert nginx.served(20) == {"1.0": 10, "2.0": 10}
+
+
+def test_router_target_active_slot_beats_file(nginx: Nginx, two_slots: FakeTarget) -> None:
+    make_router(nginx, two_slots).switch("green")
+    assert two_slots.active == "blue"
+
+    again = make_router(nginx, two_slots)
+
+    assert again.active_slot() == "blue"
+    assert nginx.served(20) == {"1.0": 20}
+    assert read_state(nginx.upstream.read_text()) == RoutingState("blue")
 
 
 def test_router_rejected_config_keeps_last_good(
