@@ -181,7 +181,7 @@ def test_pipeline_canary_on_local_target_twice(
     ({"slots": {"blue": ["web-1"], "green": ["web-2"]}},
      {"servers": {"web-1": "10.0.0.1:80", "web-2": "10.0.0.2:80", "web-3": "10.0.0.3:80"}},
      "environments.production.router: 'servers' names 'web-3', which is not an instance "
-     "of the target"),
+     "of the target (use one of web-1, web-2, or remove the entry)"),
 ])
 def test_pipeline_check_rejects_unroutable_target(
     target: dict[str, Any], router: dict[str, Any], message: str,
@@ -193,6 +193,38 @@ def test_pipeline_check_rejects_unroutable_target(
         "environments": {"production": {
             "target": {"type": "command", "deploy": "true", **target},
             "router": {"type": "nginx", "config": "upstream.conf", **router},
+        }},
+        "stages": [{"name": "production", "environment": "production", "steps": [
+            {"deploy": {"version": "2.0", "strategy": "blue-green"}},
+        ]}],
+    }
+
+    run = shipline_pipeline(yaml.safe_dump(pipeline, sort_keys=False),
+                            plugins=["shipline_nginx"])
+
+    assert run.exit_code == 2
+    assert run.errors.endswith(message), run.errors
+    assert not (tmp_path / "upstream.conf").exists()
+
+
+@pytest.mark.parametrize(("instances", "message"), [
+    ({}, "environments.production.router: 'servers' names 'blue-3', which is not an "
+     "instance of the target (use one of blue-1, blue-2, green-1, green-2, or remove the "
+     "entry)"),
+    ({"instances": 1}, "environments.production.router: 'servers' names 'blue-3', which is "
+     "not an instance of the target (use one of blue-1, green-1, or remove the entry)"),
+])
+def test_pipeline_check_rejects_unknown_local_server(
+    instances: dict[str, Any], message: str,
+    shipline_pipeline: Callable[..., PipelineRun], tmp_path: Path,
+) -> None:
+    pipeline = {
+        "version": 1,
+        "name": "shop",
+        "environments": {"production": {
+            "target": {"type": "local", "command": "true {port}", "stable": "1.0", **instances},
+            "router": {"type": "nginx", "config": "upstream.conf",
+                       "servers": {"blue-1": "127.0.0.1:8001", "blue-3": "127.0.0.1:8003"}},
         }},
         "stages": [{"name": "production", "environment": "production", "steps": [
             {"deploy": {"version": "2.0", "strategy": "blue-green"}},
