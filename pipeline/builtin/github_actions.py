@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, TextIO
 from pipeline import hookimpl
 from pipeline.cioutputs import invalid_outputs, run_outputs
 from pipeline.diagnostics import format_path
+from pipeline.reportpath import check_report_path
 from pipeline.workflowcommands import command, mask_values, output_entry
 
 if TYPE_CHECKING:
@@ -239,6 +240,7 @@ class GitHubActionsReporter:
     @staticmethod
     def _append(path: str, variable: str, text: str) -> None:
         try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
             with open(path, "a", encoding="utf-8", newline="\n") as stream:
                 stream.write(text)
         except OSError as exc:
@@ -251,6 +253,11 @@ class GitHubActionsReporter:
 def shipline_configure(config: Config) -> None:
     if not enabled(os.environ):
         return
+    if config.option("command") == "run":
+        # Checked before the run, because the files are written only after it.
+        for variable in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
+            if os.environ.get(variable):
+                check_report_path(Path(os.environ[variable]), f"the {variable} file")
     # `--events -` owns standard output, so commands go to standard error with the
     # terminal progress. The runner reads commands from both streams.
     out = config.stderr if config.option("events") == "-" else config.stdout

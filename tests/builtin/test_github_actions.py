@@ -247,11 +247,27 @@ def test_github_actions_off_without_variable(tmp_path: Path) -> None:
     assert "::" not in result.stdout.replace("::warning::injected", "")
 
 
-def test_github_actions_unwritable_output_logged(tmp_path: Path) -> None:
-    code, _, stderr = github_job(tmp_path, PIPELINE, GITHUB_OUTPUT=str(tmp_path))
+def test_github_actions_output_directory_stops_run(tmp_path: Path) -> None:
+    code, stdout, stderr = github_job(tmp_path, PIPELINE, GITHUB_OUTPUT=str(tmp_path))
 
-    assert code == ExitCode.FAILED
-    assert f"shipline: ERROR: could not write GITHUB_OUTPUT ({tmp_path}): " in stderr
+    assert code == ExitCode.INVALID
+    assert stdout == ""
+    assert stderr == (
+        f"shipline: error: the GITHUB_OUTPUT file {tmp_path}: is a directory; give a file "
+        "name\n")
+
+
+def test_github_actions_summary_in_sys_stops_run(tmp_path: Path) -> None:
+    code, stdout, stderr = github_job(tmp_path, PIPELINE,
+                                      GITHUB_STEP_SUMMARY="/sys/shipline-summary.md")
+
+    assert code == ExitCode.INVALID
+    assert stdout == ""
+    assert stderr == (
+        "shipline: error: the GITHUB_STEP_SUMMARY file /sys/shipline-summary.md: cannot "
+        "create a file in the folder '/sys' (Permission denied); give a path in a writable "
+        "folder\n")
+    assert (tmp_path / "output.txt").read_text(encoding="utf-8") == ""
 
 
 CANARY = """\

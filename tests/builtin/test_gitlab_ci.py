@@ -152,6 +152,16 @@ def test_gitlab_dotenv_path_is_directory(tmp_path: Path) -> None:
     assert stderr == "shipline: error: --dotenv reports: is a directory; give a file name\n"
 
 
+def test_gitlab_dotenv_path_in_sys_folder(tmp_path: Path) -> None:
+    code, stdout, stderr = gitlab_job(tmp_path, PIPELINE, "--dotenv", "/sys/deploy.env")
+
+    assert code == ExitCode.INVALID
+    assert stdout == ""
+    assert stderr == (
+        "shipline: error: --dotenv /sys/deploy.env: cannot create a file in the folder "
+        "'/sys' (Permission denied); give a path in a writable folder\n")
+
+
 def test_gitlab_junit_names_unique_and_valid(tmp_path: Path) -> None:
     gitlab_job(tmp_path, PIPELINE, "--junitxml", "report.xml")
     root = etree.parse(str(tmp_path / "report.xml")).getroot()
