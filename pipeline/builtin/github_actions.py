@@ -230,7 +230,8 @@ class GitHubActionsReporter:
         except OSError:
             used = 0
         text = render_summary(result, outputs, mask=self.config.masker.mask,
-                              budget=MAX_SUMMARY_BYTES - used)
+                              budget=MAX_SUMMARY_BYTES - used,
+                              junit_report=bool(self.config.option("junitxml")))
         if not text:
             logger.warning("step summary left out: %s already contains %d bytes of GitHub's "
                            "limit of %d", self.summary_file, used, MAX_SUMMARY_BYTES)

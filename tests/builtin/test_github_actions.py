@@ -313,3 +313,22 @@ def test_github_actions_summary_canary_weights(tmp_path: Path) -> None:
         "    line [25, 50, 100]\n"
         "```\n"
     )
+
+
+def test_github_actions_summary_note_names_junit(tmp_path: Path) -> None:
+    from pipeline.stepsummary import MAX_SUMMARY_BYTES
+
+    # A nearly full summary file leaves 450 bytes: the heading and the notes fit, but
+    # not every row.
+    used = MAX_SUMMARY_BYTES - 450
+    notes = {}
+    for case, args in (("without", ()), ("with", ("--junitxml", "report.xml"))):
+        summary = tmp_path / "summary.md"
+        summary.write_text("x" * used, encoding="utf-8")
+        github_job(tmp_path, PIPELINE, *args)
+        notes[case] = summary.read_text(encoding="utf-8")[used:]
+
+    assert "left out to keep the summary under GitHub's size limit; run with --junitxml " \
+           "PATH for a report of every step._" in notes["without"], notes["without"]
+    assert "left out to keep the summary under GitHub's size limit; the JUnit report has " \
+           "every step._" in notes["with"], notes["with"]
