@@ -56,6 +56,9 @@ def enabled(environ: Mapping[str, str]) -> bool:
 class GitHubActionsReporter:
     """Writes workflow commands, outputs and the step summary of one command."""
 
+    #: The ``::group::`` title is the stage line, so the terminal reporter omits its own.
+    prints_stage_titles = True
+
     def __init__(self, config: Config, out: TextIO, environ: Mapping[str, str]) -> None:
         self.config = config
         self.out = out

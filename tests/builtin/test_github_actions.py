@@ -73,7 +73,6 @@ def test_github_actions_commands_exact(tmp_path: Path) -> None:
         ::TOKEN::
         ::group::stage checks
         ::stop-commands::TOKEN
-        stage checks
           PASSED   smoke (T): token *** ok
         ::TOKEN::
         ::endgroup::
@@ -81,7 +80,6 @@ def test_github_actions_commands_exact(tmp_path: Path) -> None:
         ::TOKEN::
         ::group::stage ship -> prod
         ::stop-commands::TOKEN
-        stage ship -> prod
           PASSED   deploy 2.0 (record) (T): deployed 2.0
           FAILED   verify (T): 100% down, see: a,b
         ::warning::injected
