@@ -41,9 +41,9 @@ def render_summary(
     """Render the summary of ``result`` in at most ``budget`` bytes of UTF-8.
 
     ``outputs`` are the run's CI outputs (see :mod:`pipeline.cioutputs`). ``mask``
-    hides secrets in every name and message. ``junit_report`` tells whether the run
-    writes a JUnit report: the note on left-out rows points to it, or else suggests
-    ``--junitxml``. Returns an empty string when not even the heading fits.
+    hides secrets in every name and message. ``junit_report`` is true when the run
+    writes a JUnit report. The note on left-out rows then points to that report, and
+    otherwise suggests ``--junitxml``. Returns an empty string when not even the heading fits.
     """
     heading = _heading(result, outputs, mask)
     rows = _rows(result, mask)

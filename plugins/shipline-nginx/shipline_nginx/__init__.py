@@ -133,7 +133,10 @@ def check_local_target(
     Its instance names follow from its ``instances`` option alone. Returns
     ``(key, message, hint)`` per problem, as :func:`check_command_target` does.
     """
-    names = instance_names(int(target.get("instances", 2)))
+    count = target.get("instances", 2)
+    if isinstance(count, bool) or not isinstance(count, int):
+        return []  # the target's schema reports the invalid count
+    names = instance_names(count)
     instances = [instance for members in names.values() for instance in members]
     return check_servers(router.get("servers") or {}, instances)
 
