@@ -36,12 +36,14 @@ def render_summary(
     *,
     mask: Callable[[str], str],
     budget: int = MAX_SUMMARY_BYTES,
+    junit_report: bool = False,
 ) -> str:
     """Render the summary of ``result`` in at most ``budget`` bytes of UTF-8.
 
     ``outputs`` are the run's CI outputs (see :mod:`pipeline.cioutputs`). ``mask``
-    hides secrets in every name and message. Returns an empty string when not even
-    the heading fits.
+    hides secrets in every name and message. ``junit_report`` is true when the run
+    writes a JUnit report. The note on left-out rows then points to that report, and
+    otherwise suggests ``--junitxml``. Returns an empty string when not even the heading fits.
     """
     heading = _heading(result, outputs, mask)
     rows = _rows(result, mask)
@@ -52,12 +54,14 @@ def render_summary(
         return full
 
     note = "_Charts left out to keep the summary under GitHub's size limit._"
+    complete = "the JUnit report has every step" if junit_report else \
+        "run with --junitxml PATH for a report of every step"
     for row_count in range(len(rows), -1, -1):
         cut = len(rows) - row_count
         notes = [note]
         if cut:
             notes.append(f"_{cut} more row(s) left out to keep the summary under GitHub's "
-                         "size limit; the JUnit report has every step._")
+                         f"size limit; {complete}._")
         text = _join(heading, rows[:row_count], notes)
         if _size(text) <= budget:
             return text

@@ -91,13 +91,22 @@ def test_render_summary_within_budget_drops_charts_first() -> None:
 
 def test_render_summary_within_budget_cuts_rows() -> None:
     result = run_result(("prod", [report(f"step {n}", message="m" * 150) for n in range(50)]))
-    text = render_summary(result, {}, mask=no_mask, budget=3000)
+    text = render_summary(result, {}, mask=no_mask, budget=3000, junit_report=True)
 
     assert len(text.encode("utf-8")) <= 3000
     assert "| prod | step 0 |" in text
     assert "| prod | step 49 |" not in text
     assert "more row(s) left out to keep the summary under GitHub's size limit; the JUnit " \
            "report has every step._\n" in text
+
+
+def test_render_summary_cut_rows_without_junit() -> None:
+    result = run_result(("prod", [report(f"step {n}", message="m" * 150) for n in range(50)]))
+    text = render_summary(result, {}, mask=no_mask, budget=3000)
+
+    assert "JUnit" not in text
+    assert "more row(s) left out to keep the summary under GitHub's size limit; run with " \
+           "--junitxml PATH for a report of every step._\n" in text
 
 
 def test_render_summary_one_mebibyte_limit() -> None:

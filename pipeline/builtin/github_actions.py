@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, TextIO
 from pipeline import hookimpl
 from pipeline.cioutputs import invalid_outputs, run_outputs
 from pipeline.diagnostics import format_path
+from pipeline.reportpath import check_report_path
 from pipeline.workflowcommands import command, mask_values, output_entry
 
 if TYPE_CHECKING:
@@ -54,6 +55,9 @@ def enabled(environ: Mapping[str, str]) -> bool:
 
 class GitHubActionsReporter:
     """Writes workflow commands, outputs and the step summary of one command."""
+
+    #: The ``::group::`` title is the stage line, so the terminal reporter omits its own.
+    prints_stage_titles = True
 
     def __init__(self, config: Config, out: TextIO, environ: Mapping[str, str]) -> None:
         self.config = config
@@ -229,7 +233,8 @@ class GitHubActionsReporter:
         except OSError:
             used = 0
         text = render_summary(result, outputs, mask=self.config.masker.mask,
-                              budget=MAX_SUMMARY_BYTES - used)
+                              budget=MAX_SUMMARY_BYTES - used,
+                              junit_report=bool(self.config.option("junitxml")))
         if not text:
             logger.warning("step summary left out: %s already contains %d bytes of GitHub's "
                            "limit of %d", self.summary_file, used, MAX_SUMMARY_BYTES)
@@ -239,6 +244,7 @@ class GitHubActionsReporter:
     @staticmethod
     def _append(path: str, variable: str, text: str) -> None:
         try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
             with open(path, "a", encoding="utf-8", newline="\n") as stream:
                 stream.write(text)
         except OSError as exc:
@@ -251,6 +257,11 @@ class GitHubActionsReporter:
 def shipline_configure(config: Config) -> None:
     if not enabled(os.environ):
         return
+    if config.option("command") == "run":
+        # Checked before the run, because the files are written only after it.
+        for variable in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
+            if os.environ.get(variable):
+                check_report_path(Path(os.environ[variable]), f"the {variable} file")
     # `--events -` owns standard output, so commands go to standard error with the
     # terminal progress. The runner reads commands from both streams.
     out = config.stderr if config.option("events") == "-" else config.stdout

@@ -65,6 +65,9 @@ def section_end(name: str, timestamp: int) -> str:
 class GitLabSections:
     """Writes a collapsible section around each stage that runs."""
 
+    #: The section header is the stage line, so the terminal reporter omits its own.
+    prints_stage_titles = True
+
     def __init__(self, config: Config, out: TextIO) -> None:
         self.config = config
         self.out = out

@@ -186,6 +186,15 @@ class LocalSettings:
         )
 
 
+def instance_names(count: int) -> dict[str, tuple[str, ...]]:
+    """Return the instance names of each slot with ``count`` instances per slot.
+
+    They are fixed by the options alone, so ``shipline validate`` can check them.
+    """
+    return {slot: tuple(f"{slot}-{number}" for number in range(1, count + 1))
+            for slot in SLOTS}
+
+
 @dataclass
 class _Process:
     """One running instance."""
@@ -213,10 +222,7 @@ class LocalTarget:
 
         self.settings = settings
         self.router = router or LocalRouter(SLOTS, settings.router_port)
-        self._names = {
-            slot: tuple(f"{slot}-{number}" for number in range(1, settings.instances + 1))
-            for slot in SLOTS
-        }
+        self._names = instance_names(settings.instances)
         self._instance_locks = {name: threading.Lock() for names in self._names.values()
                                 for name in names}
         self._processes: dict[str, _Process] = {}

@@ -17,6 +17,8 @@ from pipeline.exitcodes import ExitCode
 from pipeline.report import Outcome
 
 if TYPE_CHECKING:
+    import pluggy
+
     from pipeline.config import Config
     from pipeline.plan import Stage
     from pipeline.report import StepReport
@@ -44,11 +46,20 @@ EXIT_MEANINGS = {
 }
 
 
+#: Class attribute of a CI reporter that prints each stage's line as the title of a
+#: collapsible group, on the terminal's output stream. The terminal then leaves the
+#: line out, so that it does not appear twice.
+PRINTS_STAGE_TITLES = "prints_stage_titles"
+
+
 class TerminalReporter:
-    def __init__(self, out: TextIO, verbosity: int, colour: bool) -> None:
+    def __init__(self, out: TextIO, verbosity: int, colour: bool,
+                 plugins: pluggy.PluginManager | None = None) -> None:
         self.out = out
         self.verbosity = verbosity
         self.colour = colour
+        #: The registered plugins, searched at each stage for one that titles stages.
+        self.plugins = plugins
         #: True between a stage's start and finish; steps of a skipped stage arrive
         #: outside it and are summed up by one "stage X: skipped" line instead.
         self.in_stage = False
@@ -76,10 +87,16 @@ class TerminalReporter:
     @hookimpl
     def shipline_stage_start(self, stage: Stage) -> None:
         self.in_stage = True
-        if self.verbosity < 0:
+        if self.verbosity < 0 or self._stage_titled_elsewhere():
             return
         where = f" -> {stage.environment}" if stage.environment else ""
         self.write(self.paint(f"stage {stage.name}{where}", "1"))
+
+    def _stage_titled_elsewhere(self) -> bool:
+        if self.plugins is None:
+            return False
+        return any(getattr(plugin, PRINTS_STAGE_TITLES, False)
+                   for plugin in self.plugins.get_plugins())
 
     @hookimpl
     def shipline_step_report(self, report: StepReport) -> None:
@@ -143,7 +160,7 @@ def shipline_configure(config: Config) -> None:
     verbosity = int(config.option("verbose", 0)) - int(config.option("quiet", 0))
     # `--events -` owns standard output, so progress goes to standard error instead.
     out = config.stderr if config.option("events") == "-" else config.stdout
-    reporter = TerminalReporter(out, verbosity, use_colour(out))
+    reporter = TerminalReporter(out, verbosity, use_colour(out), config.pluginmanager)
     config.pluginmanager.register(reporter, name="terminalreporter")
 
 

@@ -236,6 +236,19 @@ def test_eventlog_unwritable_path(shipline_cli, write_pipeline, tmp_path):
     assert ("deploy", "2.0") not in stepplugin.EVENTS
 
 
+def test_eventlog_path_in_sys_folder(shipline_cli, write_pipeline, tmp_path):
+    write_pipeline(PIPELINE)
+    result = shipline_cli("run", *PLUGINS, "--events", "/sys/shipline-events.jsonl",
+                          cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        "shipline: error: --events: cannot open /sys/shipline-events.jsonl for writing: "
+        "Permission denied\n"
+    )
+    assert ("deploy", "2.0") not in stepplugin.EVENTS
+
+
 def test_eventlog_absent_without_option(shipline_cli, write_pipeline, tmp_path, monkeypatch):
     monkeypatch.setenv("DEPLOY_TOKEN", SECRET)
     write_pipeline(PIPELINE)

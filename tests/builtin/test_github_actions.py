@@ -73,7 +73,6 @@ def test_github_actions_commands_exact(tmp_path: Path) -> None:
         ::TOKEN::
         ::group::stage checks
         ::stop-commands::TOKEN
-        stage checks
           PASSED   smoke (T): token *** ok
         ::TOKEN::
         ::endgroup::
@@ -81,7 +80,6 @@ def test_github_actions_commands_exact(tmp_path: Path) -> None:
         ::TOKEN::
         ::group::stage ship -> prod
         ::stop-commands::TOKEN
-        stage ship -> prod
           PASSED   deploy 2.0 (record) (T): deployed 2.0
           FAILED   verify (T): 100% down, see: a,b
         ::warning::injected
@@ -247,11 +245,27 @@ def test_github_actions_off_without_variable(tmp_path: Path) -> None:
     assert "::" not in result.stdout.replace("::warning::injected", "")
 
 
-def test_github_actions_unwritable_output_logged(tmp_path: Path) -> None:
-    code, _, stderr = github_job(tmp_path, PIPELINE, GITHUB_OUTPUT=str(tmp_path))
+def test_github_actions_output_directory_stops_run(tmp_path: Path) -> None:
+    code, stdout, stderr = github_job(tmp_path, PIPELINE, GITHUB_OUTPUT=str(tmp_path))
 
-    assert code == ExitCode.FAILED
-    assert f"shipline: ERROR: could not write GITHUB_OUTPUT ({tmp_path}): " in stderr
+    assert code == ExitCode.INVALID
+    assert stdout == ""
+    assert stderr == (
+        f"shipline: error: the GITHUB_OUTPUT file {tmp_path}: is a directory; give a file "
+        "name\n")
+
+
+def test_github_actions_summary_in_sys_stops_run(tmp_path: Path) -> None:
+    code, stdout, stderr = github_job(tmp_path, PIPELINE,
+                                      GITHUB_STEP_SUMMARY="/sys/shipline-summary.md")
+
+    assert code == ExitCode.INVALID
+    assert stdout == ""
+    assert stderr == (
+        "shipline: error: the GITHUB_STEP_SUMMARY file /sys/shipline-summary.md: cannot "
+        "create a file in the folder '/sys' (Permission denied); give a path in a writable "
+        "folder\n")
+    assert (tmp_path / "output.txt").read_text(encoding="utf-8") == ""
 
 
 CANARY = """\
@@ -297,3 +311,22 @@ def test_github_actions_summary_canary_weights(tmp_path: Path) -> None:
         "    line [25, 50, 100]\n"
         "```\n"
     )
+
+
+def test_github_actions_summary_note_names_junit(tmp_path: Path) -> None:
+    from pipeline.stepsummary import MAX_SUMMARY_BYTES
+
+    # A nearly full summary file leaves 450 bytes: the heading and the notes fit, but
+    # not every row.
+    used = MAX_SUMMARY_BYTES - 450
+    notes = {}
+    for case, args in (("without", ()), ("with", ("--junitxml", "report.xml"))):
+        summary = tmp_path / "summary.md"
+        summary.write_text("x" * used, encoding="utf-8")
+        github_job(tmp_path, PIPELINE, *args)
+        notes[case] = summary.read_text(encoding="utf-8")[used:]
+
+    assert "left out to keep the summary under GitHub's size limit; run with --junitxml " \
+           "PATH for a report of every step._" in notes["without"], notes["without"]
+    assert "left out to keep the summary under GitHub's size limit; the JUnit report has " \
+           "every step._" in notes["with"], notes["with"]

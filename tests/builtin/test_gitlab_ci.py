@@ -59,12 +59,10 @@ def test_gitlab_sections_exact(tmp_path: Path) -> None:
     assert code == ExitCode.FAILED
     assert normalized(stdout) == textwrap.dedent("""\
         \x1b[0Ksection_start:TIME:shipline_1_checks[collapsed=true]\r\x1b[0Kstage checks
-        stage checks
           PASSED   smoke (T)
           PASSED   smoke (T): second smoke
         \x1b[0Ksection_end:TIME:shipline_1_checks\r\x1b[0K
         \x1b[0Ksection_start:TIME:shipline_2_ship.eu-west[collapsed=true]\r\x1b[0Kstage ship.eu-west -> prod
-        stage ship.eu-west -> prod
           PASSED   deploy 2.0 (record) (T): deployed 2.0
           FAILED   verify (T): 100% down
         see the log
@@ -150,6 +148,16 @@ def test_gitlab_dotenv_path_is_directory(tmp_path: Path) -> None:
     assert code == ExitCode.INVALID
     assert stdout == ""
     assert stderr == "shipline: error: --dotenv reports: is a directory; give a file name\n"
+
+
+def test_gitlab_dotenv_path_in_sys_folder(tmp_path: Path) -> None:
+    code, stdout, stderr = gitlab_job(tmp_path, PIPELINE, "--dotenv", "/sys/deploy.env")
+
+    assert code == ExitCode.INVALID
+    assert stdout == ""
+    assert stderr == (
+        "shipline: error: --dotenv /sys/deploy.env: cannot create a file in the folder "
+        "'/sys' (Permission denied); give a path in a writable folder\n")
 
 
 def test_gitlab_junit_names_unique_and_valid(tmp_path: Path) -> None:

@@ -70,3 +70,29 @@ def test_terminal_skipped_stage_steps_hidden_by_default():
         report(Outcome.SKIPPED, message="needs 'build', which failed")
     )
     assert out.getvalue() == ""
+
+
+class StageTitler:
+    """A CI reporter that prints stage lines as group titles itself."""
+
+    prints_stage_titles = True
+
+
+@pytest.mark.parametrize(("plugins", "expected"), [
+    ([], "stage ship -> prod\n"),
+    ([StageTitler()], ""),
+])
+def test_terminal_stage_line_once(plugins: list[object], expected: str):
+    from types import SimpleNamespace
+
+    from pipeline.plugins import PluginRegistry
+
+    registry = PluginRegistry()
+    for number, plugin in enumerate(plugins):
+        registry.pluginmanager.register(plugin, name=f"titler-{number}")
+    out = io.StringIO()
+    reporter = TerminalReporter(out, verbosity=0, colour=False, plugins=registry.pluginmanager)
+
+    reporter.shipline_stage_start(SimpleNamespace(name="ship", environment="prod"))  # type: ignore[arg-type]
+
+    assert out.getvalue() == expected

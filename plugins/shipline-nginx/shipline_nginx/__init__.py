@@ -28,11 +28,12 @@ Canary weights and blue-green switches then rewrite the file, check it with
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
+from pipeline.builtin.local_target import instance_names
 from pipeline.diagnostics import Diagnostic
 from pipeline.schema import StepSchema
 from pipeline.target import Capability
@@ -82,10 +83,17 @@ def shipline_make_router(environment: Environment, context: RunContext) -> Nginx
 def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
     diagnostics = []
     for environment in plan.environments.values():
-        if not _is_mine(environment) or environment.target.get("type") != "command":
+        if not _is_mine(environment):
             continue
         assert environment.router is not None
-        for key, message, hint in check_command_target(environment.target, environment.router):
+        target_type = environment.target.get("type")
+        if target_type == "command":
+            problems = check_command_target(environment.target, environment.router)
+        elif target_type == "local":
+            problems = check_local_target(environment.target, environment.router)
+        else:
+            continue
+        for key, message, hint in problems:
             path = ("environments", environment.name, key)
             diagnostics.append(Diagnostic(message, None, path, hint))
     return diagnostics
@@ -113,8 +121,30 @@ def check_command_target(
         if instance not in servers and not is_address(instance):
             problems.append(("router", f"instance '{instance}' has no address for nginx",
                              f"add it under 'servers:' as {instance}: host:port"))
-    for name in servers:
-        if name not in instances:
-            problems.append(("router", f"'servers' names '{name}', which is not an "
-                             "instance of the target", None))
+    problems.extend(check_servers(servers, instances))
     return problems
+
+
+def check_local_target(
+    target: Mapping[str, Any], router: Mapping[str, Any]
+) -> list[tuple[str, str, str | None]]:
+    """Find the ``servers`` entries for instances that a ``local`` target does not have.
+
+    Its instance names follow from its ``instances`` option alone. Returns
+    ``(key, message, hint)`` per problem, as :func:`check_command_target` does.
+    """
+    count = target.get("instances", 2)
+    if isinstance(count, bool) or not isinstance(count, int):
+        return []  # the target's schema reports the invalid count
+    names = instance_names(count)
+    instances = [instance for members in names.values() for instance in members]
+    return check_servers(router.get("servers") or {}, instances)
+
+
+def check_servers(
+    servers: Mapping[str, Any], instances: Sequence[str]
+) -> list[tuple[str, str, str | None]]:
+    """Find the ``servers`` entries whose name is not one of ``instances``."""
+    hint = f"use one of {', '.join(instances)}, or remove the entry"
+    return [("router", f"'servers' names '{name}', which is not an instance of the target",
+             hint) for name in servers if name not in instances]

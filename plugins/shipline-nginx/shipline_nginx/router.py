@@ -14,7 +14,9 @@ Every change goes through one transaction (:meth:`NginxRouter._install`):
    happen within the timeout (nginx kept the old configuration, for example because
    it could not bind a port), put the previous file back and fail.
 
-So after a failure the file contains the last configuration that nginx accepted.
+When there was no file before the change, putting the previous file back means
+deleting the new one. So after a failure the file contains the last configuration
+that nginx accepted, or is absent, unless restoring it fails; the error says which.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ class NginxRouter:
     """A :class:`~pipeline.target.Router` that routes through nginx. Thread-safe.
 
     The slots and their instances come from ``target``. The active slot and the canary
-    weight are kept in the upstream file itself, so a later run continues from them.
+    weight are kept in the upstream file itself, so a later run continues from them,
+    unless the target is a router that reports its own active slot (see :meth:`create`).
     """
 
     def __init__(self, settings: NginxSettings, target: Target,
@@ -72,24 +75,38 @@ class NginxRouter:
     @classmethod
     def create(cls, settings: NginxSettings, target: Target,
                cancel: threading.Event | None = None) -> NginxRouter:
-        """Read the state from the upstream file and bring the file up to date.
+        """Find the routing state to start from and bring the upstream file up to date.
 
-        Without a file (or without a state line in it), the active slot is the
-        target's own, when the target is a router itself, and otherwise none. When a
-        slot is active, the file is rewritten with the instances' current addresses,
-        and nginx reloaded, if that changes its text. Raises NginxError when that fails.
+        A target that is a router itself and reports an active slot decides: all
+        requests go to that slot, whatever the file recorded. The ``local`` target
+        is such a target, and it starts every run anew with its stable version on
+        blue, so a slot or share that a previous run left in the file names
+        processes that no longer run. Otherwise the state line of the file decides,
+        and without one no slot is active. When a slot is active, the file is
+        rewritten with the instances' current addresses, and nginx reloaded, if that
+        changes its text. Raises NginxError when that fails.
         """
         router = cls(settings, target, cancel)
-        state = router._read_state()
-        if state is None:
-            active = target.active_slot() if isinstance(target, Router) else None
-            state = RoutingState(active)
+        state = router._initial_state()
         router._state = state
         if state.active is not None:
             router._apply(state)
         logger.info("%s: active slot %s, %d%% to slot %s", router._label(), state.active,
                     state.weight, state.canary)
         return router
+
+    def _initial_state(self) -> RoutingState:
+        recorded = self._read_state()
+        reported = self._target.active_slot() if isinstance(self._target, Router) else None
+        if reported is None:
+            return recorded or RoutingState()
+
+        state = RoutingState(reported)
+        if recorded is not None and recorded != state:
+            logger.info("%s: the target's active slot %s replaces the state recorded in "
+                        "'%s' (%s)", self._label(), reported, self.settings.config,
+                        recorded.to_json())
+        return state
 
     # -- Router ----------------------------------------------------------------------------
 
@@ -150,24 +167,38 @@ class NginxRouter:
             self._state = state
 
     def _install(self, text: str, previous: str | None) -> None:
-        """Write ``text``, check it and reload; on any failure put ``previous`` back."""
+        """Write ``text``, check it and reload; on any failure put ``previous`` back.
+
+        ``previous`` is ``None`` when there was no file, which is then deleted again.
+        The NginxError raised ends with what happened to the file.
+        """
         self._write(text)
+        reload_sent = False
         try:
-            self._check_and_reload(text, previous)
+            self._check(text)
+            workers = self._workers_before_reload()
+            self._reload()
+            reload_sent = True
+            if workers is not None:
+                self._wait_for_new_workers(*workers)
+        except NginxError as exc:
+            outcome = self._restore(previous)
+            if reload_sent:
+                # nginx may apply the new file late: make it load the restored one.
+                self._run(self.settings.reload_argv(), "the reload command")
+            raise NginxError(f"{exc}; {outcome}") from exc
         except BaseException:
             self._restore(previous)
             raise
         logger.info("%s: nginx reloaded with the new %s", self._label(), self.settings.config)
 
-    def _check_and_reload(self, text: str, previous: str | None) -> None:
+    def _check(self, text: str) -> None:
         config = self.settings.config
         check = self._run(self.settings.nginx_argv("-T"), "nginx -T")
         if check.returncode != 0:
-            self._keep_rejected(text)
             raise NginxError(
                 f"{self._label()}: nginx -T rejected the new configuration: "
-                f"{quote_nginx(check.stderr)}; '{config}' was restored to the previous "
-                f"version and the rejected text saved in '{config}.rejected'"
+                f"{quote_nginx(check.stderr)}; {self._keep_rejected(text)}"
             )
         if not includes_file(check.stdout, config):
             main = self.settings.conf or "nginx's default configuration file"
@@ -177,20 +208,16 @@ class NginxRouter:
                 "router's 'conf' option to the nginx.conf that includes it"
             )
 
-        workers = self._workers_before_reload()
+    def _reload(self) -> None:
         reload = self._run(self.settings.reload_argv(), "the reload command")
         if reload.returncode != 0:
             output = quote_nginx(reload.stderr or reload.stdout)
             raise NginxError(
                 f"{self._label()}: the reload command {' '.join(self.settings.reload_argv())} "
-                f"failed with exit code {reload.returncode}: {output}; '{config}' was "
-                "restored to the previous version"
+                f"failed with exit code {reload.returncode}: {output}"
             )
 
-        if workers is not None:
-            self._wait_for_new_workers(*workers, previous)
-
-    def _wait_for_new_workers(self, master: int, before: set[int], previous: str | None) -> None:
+    def _wait_for_new_workers(self, master: int, before: set[int]) -> None:
         deadline = time.monotonic() + self.settings.timeout
         while True:
             if reloaded(master, before):
@@ -201,13 +228,10 @@ class NginxRouter:
                 raise Interrupted(f"{self._label()}: interrupted while waiting for nginx "
                                   "to reload")
 
-        self._restore(previous)
-        self._run(self.settings.reload_argv(), "the reload command")
         raise NginxError(
             f"{self._label()}: nginx (master pid {master}) did not start workers with the "
             f"new configuration within {format_duration(self.settings.timeout)} of the "
-            f"reload; its error log says why. '{self.settings.config}' was restored to the "
-            "previous version"
+            "reload; its error log says why"
         )
 
     def _workers_before_reload(self) -> tuple[int, set[int]] | None:
@@ -253,22 +277,34 @@ class NginxRouter:
             raise NginxError(f"{self._label()}: cannot write '{config}': "
                              f"{exc.strerror or exc}") from exc
 
-    def _restore(self, previous: str | None) -> None:
-        """Put back the last accepted text; a failure here is logged, the caller raises."""
+    def _restore(self, previous: str | None) -> str:
+        """Put back the last accepted text, or delete the file if there was none.
+
+        Returns what happened to the file, as the end of an error message. A failure
+        is logged and described there, because the caller raises anyway.
+        """
+        config = self.settings.config
         try:
             if previous is None:
-                self.settings.config.unlink(missing_ok=True)
-            else:
-                self._write(previous)
+                config.unlink(missing_ok=True)
+                return f"'{config}' was deleted, because it did not exist before the change"
+            self._write(previous)
+            return f"'{config}' was restored to the previous version"
         except (OSError, NginxError):
-            logger.exception("%s: could not restore '%s'", self._label(), self.settings.config)
+            logger.exception("%s: could not restore '%s'", self._label(), config)
+            undo = "deleted" if previous is None else "restored to the previous version"
+            return (f"'{config}' could not be {undo} and still contains the new "
+                    "configuration: fix it by hand before nginx reloads")
 
-    def _keep_rejected(self, text: str) -> None:
+    def _keep_rejected(self, text: str) -> str:
+        """Save the rejected ``text`` beside the file; return where, or why not."""
         rejected = Path(f"{self.settings.config}.rejected")
         try:
             rejected.write_text(text, encoding="utf-8")
         except OSError as exc:
             logger.warning("%s: cannot save '%s': %s", self._label(), rejected, exc)
+            return f"the rejected text could not be saved in '{rejected}': {exc.strerror or exc}"
+        return f"the rejected text was saved in '{rejected}'"
 
     def _run(self, argv: Sequence[str], description: str) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` without a shell; raise NginxError if it cannot start or times out."""

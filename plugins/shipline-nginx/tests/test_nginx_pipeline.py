@@ -110,11 +110,9 @@ def test_pipeline_failed_gate_switches_back(
     assert state_of(nginx) == RoutingState("blue")
 
 
-def test_pipeline_blue_green_on_local_target(
-    nginx: Nginx, shipline_pipeline: Callable[..., PipelineRun]
-) -> None:
+def local_pipeline(nginx: Nginx, deploy: dict[str, Any]) -> dict[str, Any]:
     command = f"{sys.executable} {SCRIPTS / 'service.py'} --port {{port}} --version {{version}}"
-    pipeline = {
+    return {
         "version": 1,
         "name": "shop",
         "environments": {"production": {
@@ -122,9 +120,15 @@ def test_pipeline_blue_green_on_local_target(
             "router": nginx.router_options(),
         }},
         "stages": [{"name": "production", "environment": "production", "steps": [
-            {"deploy": {"version": "2.0", "strategy": "blue-green"}},
+            {"deploy": deploy},
         ]}],
     }
+
+
+def test_pipeline_blue_green_on_local_target(
+    nginx: Nginx, shipline_pipeline: Callable[..., PipelineRun]
+) -> None:
+    pipeline = local_pipeline(nginx, {"version": "2.0", "strategy": "blue-green"})
     clock = MeasuringClock(nginx)
 
     run = shipline_pipeline(pipeline, plugins=["shipline_nginx"], clock=clock)
@@ -133,6 +137,38 @@ def test_pipeline_blue_green_on_local_target(
     # The wait before the blue slot is scaled down: nginx sends everything to green.
     assert clock.measured == [{"2.0": 100}]
     assert state_of(nginx) == RoutingState("green")
+
+
+def test_pipeline_blue_green_on_local_target_twice(
+    nginx: Nginx, shipline_pipeline: Callable[..., PipelineRun]
+) -> None:
+    # The first run leaves green active in the file, but the local target starts every
+    # run with the stable version on blue, so the second run must start from blue.
+    pipeline = local_pipeline(nginx, {"version": "2.0", "strategy": "blue-green"})
+
+    for attempt in ("first", "second"):
+        clock = MeasuringClock(nginx)
+        run = shipline_pipeline(pipeline, plugins=["shipline_nginx"], clock=clock)
+
+        assert run.exit_code == 0, f"{attempt} run: {run.output}"
+        assert clock.measured == [{"2.0": 100}], f"{attempt} run"
+        assert state_of(nginx) == RoutingState("green"), f"{attempt} run"
+
+
+def test_pipeline_canary_on_local_target_twice(
+    nginx: Nginx, shipline_pipeline: Callable[..., PipelineRun]
+) -> None:
+    pipeline = local_pipeline(nginx, {
+        "version": "2.0", "strategy": "canary", "steps": [{"set_weight": 25}, {"pause": "5m"}],
+    })
+
+    for attempt in ("first", "second"):
+        clock = MeasuringClock(nginx)
+        run = shipline_pipeline(pipeline, plugins=["shipline_nginx"], clock=clock)
+
+        assert run.exit_code == 0, f"{attempt} run: {run.output}"
+        assert clock.measured[0] == {"1.0": 75, "2.0": 25}, f"{attempt} run"
+        assert state_of(nginx) == RoutingState("green"), f"{attempt} run"
 
 
 @pytest.mark.parametrize(("target", "router", "message"), [
@@ -145,7 +181,7 @@ def test_pipeline_blue_green_on_local_target(
     ({"slots": {"blue": ["web-1"], "green": ["web-2"]}},
      {"servers": {"web-1": "10.0.0.1:80", "web-2": "10.0.0.2:80", "web-3": "10.0.0.3:80"}},
      "environments.production.router: 'servers' names 'web-3', which is not an instance "
-     "of the target"),
+     "of the target (use one of web-1, web-2, or remove the entry)"),
 ])
 def test_pipeline_check_rejects_unroutable_target(
     target: dict[str, Any], router: dict[str, Any], message: str,
@@ -157,6 +193,38 @@ def test_pipeline_check_rejects_unroutable_target(
         "environments": {"production": {
             "target": {"type": "command", "deploy": "true", **target},
             "router": {"type": "nginx", "config": "upstream.conf", **router},
+        }},
+        "stages": [{"name": "production", "environment": "production", "steps": [
+            {"deploy": {"version": "2.0", "strategy": "blue-green"}},
+        ]}],
+    }
+
+    run = shipline_pipeline(yaml.safe_dump(pipeline, sort_keys=False),
+                            plugins=["shipline_nginx"])
+
+    assert run.exit_code == 2
+    assert run.errors.endswith(message), run.errors
+    assert not (tmp_path / "upstream.conf").exists()
+
+
+@pytest.mark.parametrize(("instances", "message"), [
+    ({}, "environments.production.router: 'servers' names 'blue-3', which is not an "
+     "instance of the target (use one of blue-1, blue-2, green-1, green-2, or remove the "
+     "entry)"),
+    ({"instances": 1}, "environments.production.router: 'servers' names 'blue-3', which is "
+     "not an instance of the target (use one of blue-1, green-1, or remove the entry)"),
+])
+def test_pipeline_check_rejects_unknown_local_server(
+    instances: dict[str, Any], message: str,
+    shipline_pipeline: Callable[..., PipelineRun], tmp_path: Path,
+) -> None:
+    pipeline = {
+        "version": 1,
+        "name": "shop",
+        "environments": {"production": {
+            "target": {"type": "local", "command": "true {port}", "stable": "1.0", **instances},
+            "router": {"type": "nginx", "config": "upstream.conf",
+                       "servers": {"blue-1": "127.0.0.1:8001", "blue-3": "127.0.0.1:8003"}},
         }},
         "stages": [{"name": "production", "environment": "production", "steps": [
             {"deploy": {"version": "2.0", "strategy": "blue-green"}},

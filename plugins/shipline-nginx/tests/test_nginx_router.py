@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from nginx_fixtures import NGINX, Nginx
 from shipline_nginx import NginxError, NginxRouter, NginxSettings
+from shipline_nginx.render import RoutingState, read_state
 
 from pipeline.testtarget import FakeTarget
 
@@ -79,13 +80,24 @@ def test_router_switch_moves_all_traffic(nginx: Nginx, two_slots: FakeTarget) ->
 
 
 def test_router_state_read_by_next_router(nginx: Nginx, two_slots: FakeTarget) -> None:
-    make_router(nginx, two_slots).switch("green")
-    two_slots.active = "blue"
+    make_router(nginx, two_slots).set_weight("green", 50)
+    two_slots.active = None  # as a target that is no router: the file decides
 
     again = make_router(nginx, two_slots)
 
-    assert again.active_slot() == "green"
-    assert nginx.served(20) == {"2.0": 20}
+    assert again.active_slot() == "blue"
+    assert nginx.served(20) == {"1.0": 10, "2.0": 10}
+
+
+def test_router_target_active_slot_beats_file(nginx: Nginx, two_slots: FakeTarget) -> None:
+    make_router(nginx, two_slots).switch("green")
+    assert two_slots.active == "blue"
+
+    again = make_router(nginx, two_slots)
+
+    assert again.active_slot() == "blue"
+    assert nginx.served(20) == {"1.0": 20}
+    assert read_state(nginx.upstream.read_text()) == RoutingState("blue")
 
 
 def test_router_rejected_config_keeps_last_good(
@@ -103,13 +115,32 @@ def test_router_rejected_config_keeps_last_good(
     assert str(raised.value) == (
         "environment 'production': nginx router: nginx -T rejected the new configuration: "
         f'[emerg] duplicate upstream "taken" in {nginx.conf}:15; '
-        f"'{nginx.upstream}' was restored to the previous version and the rejected text "
-        f"saved in '{nginx.upstream}.rejected'"
+        f"the rejected text was saved in '{nginx.upstream}.rejected'; "
+        f"'{nginx.upstream}' was restored to the previous version"
     )
     assert nginx.upstream.read_text() == good
     assert "upstream taken {" in Path(f"{nginx.upstream}.rejected").read_text()
     assert router.active_slot() == "blue"
     assert nginx.served(20) == {"1.0": 20}
+
+
+def test_router_rejected_first_file_is_deleted(
+    start_nginx: Callable[..., Nginx], two_slots: FakeTarget
+) -> None:
+    nginx = start_nginx(extra_http="    upstream taken { server 127.0.0.1:9; }\n")
+    nginx.upstream.unlink()
+
+    with pytest.raises(NginxError) as raised:
+        make_router(nginx, two_slots, upstream="taken")
+
+    assert str(raised.value) == (
+        "environment 'production': nginx router: nginx -T rejected the new configuration: "
+        f'[emerg] duplicate upstream "taken" in {nginx.conf}:15; '
+        f"the rejected text was saved in '{nginx.upstream}.rejected'; "
+        f"'{nginx.upstream}' was deleted, because it did not exist before the change"
+    )
+    assert not nginx.upstream.exists()
+    assert "upstream taken {" in Path(f"{nginx.upstream}.rejected").read_text()
 
 
 def test_router_file_not_included(nginx: Nginx, two_slots: FakeTarget, tmp_path: Path) -> None:
@@ -121,7 +152,8 @@ def test_router_file_not_included(nginx: Nginx, two_slots: FakeTarget, tmp_path:
     assert str(raised.value) == (
         f"environment 'production': nginx router: {nginx.conf} does not include "
         f"'{elsewhere}', so nginx would not route by it: add 'include {elsewhere};' to its "
-        "http block, or set the router's 'conf' option to the nginx.conf that includes it"
+        "http block, or set the router's 'conf' option to the nginx.conf that includes it; "
+        f"'{elsewhere}' was deleted, because it did not exist before the change"
     )
     assert not elsewhere.exists()
 
@@ -132,7 +164,8 @@ def test_router_missing_binary(nginx: Nginx, two_slots: FakeTarget) -> None:
 
     assert str(raised.value) == (
         "environment 'production': nginx router: nginx -T cannot run: '/nonexistent/nginx' "
-        "not found; install nginx or set the router's 'nginx' option to its path"
+        "not found; install nginx or set the router's 'nginx' option to its path; "
+        f"'{nginx.upstream}' was restored to the previous version"
     )
     assert nginx.upstream.read_text().startswith("upstream shipline {")
 
@@ -169,7 +202,7 @@ def test_router_reload_not_applied_restores_file(nginx: Nginx, two_slots: FakeTa
     assert str(raised.value) == (
         f"environment 'production': nginx router: nginx (master pid {master}) did not start "
         "workers with the new configuration within 300ms of the reload; its error log says "
-        f"why. '{nginx.upstream}' was restored to the previous version"
+        f"why; '{nginx.upstream}' was restored to the previous version"
     )
     assert nginx.upstream.read_text() == good
     assert nginx.served(20) == {"1.0": 20}
