@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -31,6 +31,8 @@ from pipeline.state import (
     Deployment,
     DeploymentOutcome,
     Heartbeat,
+    JournalAppend,
+    JournalEntry,
     Lock,
     LockLost,
     RollbackOutcome,
@@ -108,6 +110,10 @@ class StateWorker:
         self._clock = clock
         self._store: StateStore | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shipline-state")
+        self._lock = threading.Lock()
+        self._appends: list[tuple[JournalAppend, Future[JournalEntry]]] = []
+        self._completes: list[tuple[str, int]] = []
+        self._flush_scheduled = False
         self.call(lambda store: None)
 
     def _open(self) -> StateStore:
@@ -121,6 +127,61 @@ class StateWorker:
         Exceptions, StateError among them, are raised in the calling thread.
         """
         return self._executor.submit(lambda: function(self._open())).result()
+
+    def append_journal(self, append: JournalAppend) -> JournalEntry:
+        """Append a journal entry and return it once it is committed.
+
+        Entries that other threads append meanwhile go into the same transaction: the
+        instances of a rolling batch start together, and one commit for all of them
+        costs one disk flush instead of one per instance. Raises StateError when the
+        entry cannot be written.
+        """
+        future: Future[JournalEntry] = Future()
+        self._queue(lambda: self._appends.append((append, future)))
+        return future.result()
+
+    def complete_journal(self, deployment_id: str, seq: int) -> None:
+        """Mark a journal entry done, without waiting for the commit.
+
+        Not waiting is safe because recovery treats an entry that is not done as a
+        change that may have been made. A failure is logged, not raised.
+        """
+        self._queue(lambda: self._completes.append((deployment_id, seq)))
+
+    def _queue(self, add: Callable[[], None]) -> None:
+        """Add a journal write and make sure a flush that will include it is scheduled.
+
+        The flush runs on the worker thread after every call submitted before it, and
+        before every call submitted after it, so the order of calls is kept.
+        """
+        with self._lock:
+            add()
+            if self._flush_scheduled:
+                return
+            self._flush_scheduled = True
+        self._executor.submit(self._flush)
+
+    def _flush(self) -> None:
+        with self._lock:
+            appends, self._appends = self._appends, []
+            completes, self._completes = self._completes, []
+            self._flush_scheduled = False
+
+        if completes:
+            try:
+                self._open().complete_journal_many(completes)
+            except StateError as exc:
+                logger.error("marking %d journal entries of deployment %s done failed: %s",
+                             len(completes), completes[0][0], exc)
+        if appends:
+            try:
+                entries = self._open().append_journal_many([item for item, _ in appends])
+            except BaseException as exc:
+                for _, future in appends:
+                    future.set_exception(exc)
+                return
+            for (_, future), entry in zip(appends, entries, strict=True):
+                future.set_result(entry)
 
     def close(self) -> None:
         """Close the store and end the thread; errors while closing are logged."""
@@ -297,12 +358,13 @@ class RunState:
         deployment = self.deployment_of(step)
         if deployment is None:
             return _nothing
-        entry = self.worker.call(lambda store: store.append_journal(
-            deployment.id, stage=step.stage, step=step.id, operation=operation,
-            instances=list(instances), version=version, details=dict(details or {})))
+        entry = self.worker.append_journal(JournalAppend(
+            deployment.id, step.stage, step.id, operation, tuple(instances), version,
+            dict(details or {}),
+        ))
 
         def done() -> None:
-            self.worker.call(lambda store: store.complete_journal(deployment.id, entry.seq))
+            self.worker.complete_journal(deployment.id, entry.seq)
 
         return done
 

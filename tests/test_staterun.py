@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from pipeline.clock import FakeClock, SystemClock
-from pipeline.state import DEFAULT_LEASE, StateError
+from pipeline.state import DEFAULT_LEASE, JournalAppend, StateError
 from pipeline.state.sqlite import SqliteStore
 from pipeline.state.url import StateLocation
 from pipeline.staterun import RunState, StateWorker, commit_from, lease_of
@@ -56,3 +57,56 @@ def test_run_state_lost_lock_calls_back(tmp_path: Path) -> None:
     assert reasons[0].startswith("lost the lock on environment 'production' (nobody holds it")
     with SqliteStore(path, FakeClock()) as store:
         assert store.lock_status("production") is None
+
+
+def test_state_worker_batches_concurrent_journal_writes(tmp_path: Path) -> None:
+    location = StateLocation("sqlite", path=tmp_path / "state.db")
+    worker = StateWorker(location, SystemClock())
+    deployment = worker.call(lambda store: store.start_deployment(
+        pipeline="shop", environment="production", version="1.1", previous_version="1.0",
+        strategy="rolling"))
+    commits: list[int] = []
+    batch = worker.call(lambda store: store.append_journal_many)
+
+    def counting(appends):  # type: ignore[no-untyped-def]
+        commits.append(len(appends))
+        return batch(appends)
+
+    worker.call(lambda store: setattr(store, "append_journal_many", counting))
+    busy = threading.Event()
+    blocker = threading.Thread(target=worker.call, args=(lambda store: busy.wait(10),))
+    blocker.start()
+    entries = []
+
+    def append(index: int) -> None:
+        entry = worker.append_journal(JournalAppend(
+            deployment.id, "production", "deploy", "deploy", (f"web-{index}",), "1.1"))
+        worker.complete_journal(deployment.id, entry.seq)
+        entries.append(entry)
+
+    # The worker is busy, so every append queues up for the same flush.
+    threads = [threading.Thread(target=append, args=(index,)) for index in range(20)]
+    for thread in threads:
+        thread.start()
+    while len(worker._appends) < 20:
+        time.sleep(0.001)
+    busy.set()
+    for thread in [blocker, *threads]:
+        thread.join()
+    journal = worker.call(lambda store: store.journal(deployment.id))
+    worker.close()
+
+    assert sorted(entry.seq for entry in entries) == list(range(1, 21))
+    assert commits == [20]
+    assert [item.done for item in journal] == [True] * 20
+
+
+def test_state_worker_append_error_reaches_caller(tmp_path: Path) -> None:
+    worker = StateWorker(StateLocation("sqlite", path=tmp_path / "state.db"), SystemClock())
+    try:
+        with pytest.raises(StateError) as caught:
+            worker.append_journal(JournalAppend("nope", "s", "d", "deploy", ("web-1",), "1"))
+    finally:
+        worker.close()
+
+    assert "no deployment with id nope" in str(caught.value)

@@ -100,6 +100,20 @@ class JournalEntry:
 
 
 @dataclass(frozen=True)
+class JournalAppend:
+    """A journal entry to append: the arguments of ``StateStore.append_journal``, for
+    ``append_journal_many``, which writes several in one transaction."""
+
+    deployment_id: str
+    stage: str
+    step: str
+    operation: str
+    instances: tuple[str, ...]
+    version: str | None
+    details: Mapping[str, DetailValue] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
 class Rollback:
     """One rollback of ``environment`` from ``from_version`` to ``to_version``.
 

@@ -17,6 +17,7 @@ from pipeline.state.records import (
     Deployment,
     DeploymentOutcome,
     DetailValue,
+    JournalAppend,
     JournalEntry,
     Rollback,
     RollbackOutcome,
@@ -155,38 +156,64 @@ class SqlHistory(SqlBase):
         version: str | None,
         details: Mapping[str, DetailValue] | None = None,
     ) -> JournalEntry:
-        details = dict(details or {})
+        append = JournalAppend(deployment_id, stage, step, operation, tuple(instances),
+                               version, dict(details or {}))
+        return self.append_journal_many([append])[0]
+
+    def append_journal_many(self, appends: Sequence[JournalAppend]) -> list[JournalEntry]:
         now = self._now()
+        entries = []
         with self._transaction(write=True):
-            self._select_deployment(deployment_id)
-            row = self._execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM journal WHERE deployment_id = ?",
-                (deployment_id,),
-            ).fetchone()
-            seq = int(row[0])
-            self._execute(
-                f"INSERT INTO journal ({_JOURNAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-                (deployment_id, seq, stage, step, operation, json.dumps(list(instances)),
-                 version, self._encode_time(now), json.dumps(details, sort_keys=True)),
-            )
-        return JournalEntry(deployment_id, seq, stage, step, operation, tuple(instances),
-                            version, now, False, details)
+            next_seq: dict[str, int] = {}
+            for append in appends:
+                seq = next_seq.get(append.deployment_id) or self._next_seq(append.deployment_id)
+                next_seq[append.deployment_id] = seq + 1
+                details = dict(append.details)
+                self._execute(
+                    f"INSERT INTO journal ({_JOURNAL_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                    (append.deployment_id, seq, append.stage, append.step, append.operation,
+                     json.dumps(list(append.instances)), append.version,
+                     self._encode_time(now), json.dumps(details, sort_keys=True)),
+                )
+                entries.append(JournalEntry(
+                    append.deployment_id, seq, append.stage, append.step, append.operation,
+                    append.instances, append.version, now, False, details,
+                ))
+        return entries
+
+    def _next_seq(self, deployment_id: str) -> int:
+        """Return the next ``seq`` of a deployment; raise RecordNotFound if it is unknown."""
+        self._select_deployment(deployment_id)
+        row = self._execute(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM journal WHERE deployment_id = ?",
+            (deployment_id,),
+        ).fetchone()
+        return int(row[0])
 
     def complete_journal(self, deployment_id: str, seq: int) -> JournalEntry:
         with self._transaction(write=True):
-            cursor = self._execute(
-                "UPDATE journal SET done = 1 WHERE deployment_id = ? AND seq = ?",
-                (deployment_id, seq),
-            )
-            if cursor.rowcount == 0:
-                raise RecordNotFound(
-                    f"no journal entry {seq} of deployment {deployment_id} in {self.location}"
-                )
+            self._mark_done(deployment_id, seq)
             row = self._execute(
                 f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE deployment_id = ? AND seq = ?",
                 (deployment_id, seq),
             ).fetchone()
         return self._journal_from_row(row)
+
+    def complete_journal_many(self, keys: Sequence[tuple[str, int]]) -> None:
+        with self._transaction(write=True):
+            for deployment_id, seq in keys:
+                self._mark_done(deployment_id, seq)
+
+    def _mark_done(self, deployment_id: str, seq: int) -> None:
+        cursor = self._execute(
+            "UPDATE journal SET done = 1 WHERE deployment_id = ? AND seq = ?",
+            (deployment_id, seq),
+        )
+        if cursor.rowcount == 0:
+            raise RecordNotFound(
+                f"no journal entry {seq} of deployment {deployment_id} in {self.location}"
+            )
 
     def journal(self, deployment_id: str) -> list[JournalEntry]:
         with self._transaction():

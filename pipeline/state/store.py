@@ -25,6 +25,7 @@ from pipeline.state.records import (
     DeploymentOutcome,
     DetailValue,
     ForcedRelease,
+    JournalAppend,
     JournalEntry,
     Lock,
     Rollback,
@@ -121,6 +122,22 @@ class StateStore(Protocol):
 
     def complete_journal(self, deployment_id: str, seq: int) -> JournalEntry:
         """Mark a journal entry done and return it. Raises RecordNotFound if it is unknown."""
+        ...
+
+    def append_journal_many(self, appends: Sequence[JournalAppend]) -> list[JournalEntry]:
+        """Append several entries in one transaction, in order, and return them.
+
+        Equal to calling :meth:`append_journal` for each, with one commit: a rollout
+        that changes 50 instances at once waits for one disk flush, not 50. Either every
+        entry is written or, on an error, none.
+        """
+        ...
+
+    def complete_journal_many(self, keys: Sequence[tuple[str, int]]) -> None:
+        """Mark the entries ``(deployment_id, seq)`` done in one transaction.
+
+        Raises RecordNotFound, and marks none, if one of them is unknown.
+        """
         ...
 
     def journal(self, deployment_id: str) -> list[JournalEntry]:

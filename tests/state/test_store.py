@@ -11,6 +11,7 @@ from pipeline.clock import FakeClock
 from pipeline.exitcodes import ExitCode
 from pipeline.state import (
     DeploymentOutcome,
+    JournalAppend,
     LockHeld,
     LockLost,
     RecordNotFound,
@@ -183,6 +184,61 @@ def test_journal_of_other_deployment_kept_apart(store: SqlStore):
 
     assert entry.seq == 1
     assert [item.instances for item in store.journal(first)] == [("web-1",)]
+
+
+def test_journal_append_many_in_order(store: SqlStore):
+    first = start(store)
+    second = start(store)
+    store.append_journal(first, stage="s", step="d", operation="deploy",
+                         instances=["web-1"], version="1.1")
+
+    entries = store.append_journal_many([
+        JournalAppend(first, "s", "d", "deploy", ("web-2",), "1.1", {"before": "1.0"}),
+        JournalAppend(second, "s", "d", "deploy", ("web-3",), "1.1"),
+        JournalAppend(first, "s", "d", "deploy", ("web-4",), "1.1"),
+    ])
+
+    assert [(entry.deployment_id, entry.seq) for entry in entries] == [
+        (first, 2), (second, 1), (first, 3),
+    ]
+    assert store.journal(first)[1:] == [entries[0], entries[2]]
+    assert store.journal(first)[1].details == {"before": "1.0"}
+
+
+def test_journal_append_many_all_or_nothing(store: SqlStore):
+    deployment_id = start(store)
+
+    with pytest.raises(RecordNotFound):
+        store.append_journal_many([
+            JournalAppend(deployment_id, "s", "d", "deploy", ("web-1",), "1.1"),
+            JournalAppend("nope", "s", "d", "deploy", ("web-2",), "1.1"),
+        ])
+
+    assert store.journal(deployment_id) == []
+
+
+def test_journal_complete_many(store: SqlStore):
+    deployment_id = start(store)
+    entries = store.append_journal_many([
+        JournalAppend(deployment_id, "s", "d", "deploy", (f"web-{n}",), "1.1")
+        for n in range(3)
+    ])
+
+    store.complete_journal_many([(deployment_id, entries[0].seq),
+                                 (deployment_id, entries[2].seq)])
+
+    assert [item.done for item in store.journal(deployment_id)] == [True, False, True]
+
+
+def test_journal_complete_many_unknown_marks_none(store: SqlStore):
+    deployment_id = start(store)
+    entry = store.append_journal(deployment_id, stage="s", step="d", operation="deploy",
+                                 instances=["web-1"], version="1.1")
+
+    with pytest.raises(RecordNotFound):
+        store.complete_journal_many([(deployment_id, entry.seq), (deployment_id, 9)])
+
+    assert [item.done for item in store.journal(deployment_id)] == [False]
 
 
 def test_journal_unknown_records_raise(store: SqlStore):
