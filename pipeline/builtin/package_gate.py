@@ -28,6 +28,7 @@ from pipeline.diagnostics import Diagnostic
 from pipeline.errors import ShiplineError
 from pipeline.report import Outcome, StepReport
 from pipeline.schema import StepSchema
+from pipeline.secretsources import register_key_content
 from pipeline.signing.options import (
     KEYS_MISSING_MESSAGE,
     PACKAGE_PROPERTIES,
@@ -199,7 +200,7 @@ def _decrypt(source: Path, target: Path, settings: Mapping[str, Any], base: Path
             identities = parse_identities(_variable(name, context), f"environment variable {name}")
         else:
             path = base / str(settings["identity_file"])
-            identities = parse_identities(_read_identity(path), str(path))
+            identities = parse_identities(_read_identity(path, context), str(path))
         decrypt_file(source, target, identities=identities)
     except EncryptionError as exc:
         raise ShiplineError(f"decrypt failed: {exc}") from None
@@ -213,12 +214,23 @@ def _variable(name: str, context: RunContext) -> str:
     return value
 
 
-def _read_identity(path: Path) -> str:
+def _read_identity(path: Path, context: RunContext) -> str:
+    """Read an identity file and register its key lines with the run's masker.
+
+    Registering comes first, even for a file that is not UTF-8, because a deploy
+    command may print the file later in the run.
+    """
     try:
-        return path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ShiplineError(f"decrypt failed: {path}: identity file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise ShiplineError(f"decrypt failed: {path}: cannot be read ({exc})") from None
+
+    register_key_content(context.masker, data)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ShiplineError(f"decrypt failed: {path}: cannot be read ({exc})") from None
 
 

@@ -109,6 +109,28 @@ def test_package_gate_decrypts_with_identity(shipline_cli, write_pipeline, tmp_p
     assert (tmp_path / "web-1.txt").read_text() == "1.4.2\n"
 
 
+def test_package_gate_masks_identity_file(shipline_cli, write_pipeline, tmp_path, key):
+    age_key: AgeKey = keygen(tmp_path)
+    secret_line = next(line for line in age_key.identity.read_text().splitlines()
+                       if line.startswith("AGE-SECRET-KEY-"))
+    plain = _archive(tmp_path / "shop.tar.gz", {"app/VERSION": b"1.4.2\n"})
+    encrypt_file(plain, tmp_path / "shop.tar.gz.age", recipients=[age_key.recipient])
+    _sign(tmp_path / "shop.tar.gz.age", key)
+    deploy = f"'sh -c \"cat {age_key.identity}; exit 1\"'"
+    path = write_pipeline(PIPELINE.format(
+        deploy=deploy, file="shop.tar.gz.age",
+        decrypt="              decrypt: {identity_file: identity.txt}"))
+
+    result = shipline_cli("run", str(path), "--junitxml", str(tmp_path / "junit.xml"),
+                          "--events", str(tmp_path / "events.jsonl"))
+
+    assert result.exit_code == ExitCode.ROLLBACK_FAILED, result.stdout + result.stderr
+    assert "web-1: deploy failed: exit code 1: ***" in result.stdout
+    assert secret_line not in result.stdout + result.stderr
+    assert secret_line not in (tmp_path / "junit.xml").read_text()
+    assert secret_line not in (tmp_path / "events.jsonl").read_text()
+
+
 def test_package_gate_decrypts_with_passphrase(shipline_cli, write_pipeline, tmp_path, key):
     plain = _archive(tmp_path / "shop.tar.gz", {"app/VERSION": b"1.4.2\n"})
     encrypt_file(plain, tmp_path / "shop.tar.gz.age", passphrase="deploy passphrase")
