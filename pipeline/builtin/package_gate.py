@@ -170,6 +170,8 @@ def prepare(options: Mapping[str, Any], context: RunContext, version: str,
         archive = workspace / "decrypted"
         _decrypt(check.file, archive, options["decrypt"], base, context)
         lines.append("decrypt: done")
+    else:
+        _reject_encrypted(check.file)
 
     limits = Limits(**{key: int(options[key]) for key in
                        ("max_member_size", "max_total_size", "max_members") if key in options})
@@ -204,6 +206,23 @@ def _decrypt(source: Path, target: Path, settings: Mapping[str, Any], base: Path
         decrypt_file(source, target, identities=identities)
     except EncryptionError as exc:
         raise ShiplineError(f"decrypt failed: {exc}") from None
+
+
+def _reject_encrypted(path: Path) -> None:
+    """Raise a one-line error for an age file given without ``decrypt:``.
+
+    The archive readers would otherwise report that every tar compression failed,
+    which does not say that the file is encrypted.
+    """
+    from pipeline.encryption.files import age_header_line
+
+    header = age_header_line(path)
+    if header is not None:
+        raise ShiplineError(
+            f"unpack failed: {path}: an age-encrypted file (its first line is {header!r}), "
+            "not a tar or zip archive; set 'decrypt:' on the gate with identity_file, "
+            "identity_env or passphrase_env"
+        )
 
 
 def _variable(name: str, context: RunContext) -> str:

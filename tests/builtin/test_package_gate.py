@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 import pytest
 
-from helpers.age import AgeKey, keygen
+from helpers.age import AgeKey, age, keygen
 from pipeline.builtin.command_target import package_folder
 from pipeline.config import Config
 from pipeline.context import RunContext
@@ -157,6 +157,29 @@ def test_package_gate_wrong_passphrase_blocks(shipline_cli, write_pipeline, tmp_
     assert result.exit_code == ExitCode.BLOCKED
     assert (f"decrypt failed: {tmp_path}/shop.tar.gz.age: wrong passphrase (or a damaged "
             "file header)") in result.stdout
+    assert not (tmp_path / "web-1.txt").exists()
+
+
+@pytest.mark.parametrize("armor", [False, True])
+def test_package_gate_age_file_without_decrypt(shipline_cli, write_pipeline, tmp_path, key,
+                                               armor):
+    age_key: AgeKey = keygen(tmp_path)
+    plain = _archive(tmp_path / "shop.tar.gz", {"app/VERSION": b"1.4.2\n"})
+    age("-r", age_key.recipient, *(["-a"] if armor else []), "-o",
+        str(tmp_path / "shop.tar.gz.age"), str(plain))
+    _sign(tmp_path / "shop.tar.gz.age", key)
+    path = _pipeline(write_pipeline, "shop.tar.gz.age")
+
+    result = shipline_cli("run", str(path))
+
+    header = "-----BEGIN AGE ENCRYPTED FILE-----" if armor else "age-encryption.org/v1"
+    assert result.exit_code == ExitCode.BLOCKED
+    assert "BLOCKED  gate package" in result.stdout
+    assert (f"unpack failed: {tmp_path}/shop.tar.gz.age: an "
+            f"age-encrypted file (its first line is '{header}'), not a tar or zip "
+            "archive; set 'decrypt:' on the gate with identity_file, identity_env or "
+            "passphrase_env\n") in result.stdout
+    assert "method gz" not in result.stdout
     assert not (tmp_path / "web-1.txt").exists()
 
 
