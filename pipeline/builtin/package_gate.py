@@ -194,12 +194,13 @@ def _decrypt(source: Path, target: Path, settings: Mapping[str, Any], base: Path
 
     try:
         if "passphrase_env" in settings:
-            passphrase = _variable(str(settings["passphrase_env"]), context)
+            passphrase = _variable(str(settings["passphrase_env"]), context, identity=False)
             decrypt_file(source, target, passphrase=passphrase)
             return
         if "identity_env" in settings:
             name = str(settings["identity_env"])
-            identities = parse_identities(_variable(name, context), f"environment variable {name}")
+            text = _variable(name, context, identity=True)
+            identities = parse_identities(text, f"environment variable {name}")
         else:
             path = base / str(settings["identity_file"])
             identities = parse_identities(_read_identity(path, context), str(path))
@@ -225,11 +226,21 @@ def _reject_encrypted(path: Path) -> None:
         )
 
 
-def _variable(name: str, context: RunContext) -> str:
+def _variable(name: str, context: RunContext, *, identity: bool) -> str:
+    """Return the value of variable ``name`` after registering it with the masker.
+
+    A passphrase is registered whole. Of identities, only the key lines are, as for an
+    identity file, because the masker also masks each word of a value, and the words
+    of the comment lines (``# public key: age1...``) would be masked everywhere.
+    """
     value = os.environ.get(name)
     if not value:
         raise ShiplineError(f"decrypt failed: environment variable {name} is not set or empty")
-    context.masker.add(value)
+
+    if identity:
+        register_key_content(context.masker, value)
+    else:
+        context.masker.add(value)
     return value
 
 

@@ -131,6 +131,27 @@ def test_package_gate_masks_identity_file(shipline_cli, write_pipeline, tmp_path
     assert secret_line not in (tmp_path / "events.jsonl").read_text()
 
 
+def test_package_gate_masks_identity_variable(shipline_cli, write_pipeline, tmp_path, key):
+    age_key: AgeKey = keygen(tmp_path)
+    secret_line = next(line for line in age_key.identity.read_text().splitlines()
+                       if line.startswith("AGE-SECRET-KEY-"))
+    plain = _archive(tmp_path / "shop.tar.gz", {"app/VERSION": b"1.4.2\n"})
+    encrypt_file(plain, tmp_path / "shop.tar.gz.age", recipients=[age_key.recipient])
+    _sign(tmp_path / "shop.tar.gz.age", key)
+    deploy = ("'sh -c \"echo public key: $(printf %s \\\"$DEPLOY_AGE_IDENTITY\\\" | tail -n 1); "
+              "exit 1\"'")
+    path = write_pipeline(PIPELINE.format(
+        deploy=deploy, file="shop.tar.gz.age",
+        decrypt="              decrypt: {identity_env: DEPLOY_AGE_IDENTITY}"))
+
+    result = shipline_cli("run", str(path),
+                          env={"DEPLOY_AGE_IDENTITY": age_key.identity.read_text()})
+
+    assert result.exit_code == ExitCode.ROLLBACK_FAILED, result.stdout + result.stderr
+    assert "web-1: deploy failed: exit code 1: public key: ***" in result.stdout
+    assert secret_line not in result.stdout + result.stderr
+
+
 def test_package_gate_decrypts_with_passphrase(shipline_cli, write_pipeline, tmp_path, key):
     plain = _archive(tmp_path / "shop.tar.gz", {"app/VERSION": b"1.4.2\n"})
     encrypt_file(plain, tmp_path / "shop.tar.gz.age", passphrase="deploy passphrase")
