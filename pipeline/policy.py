@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,25 +184,53 @@ def _compile(
 def evaluate_policy(policy: Policy, plan: Plan) -> list[Violation]:
     """Check every rule of ``policy`` against ``plan`` and return the violations.
 
-    Raises PipelineError, pointing at the rule's expression, when an expression fails
-    to evaluate or gives something other than a boolean.
+    Raises PipelineError, pointing at each rule's expression, when expressions fail
+    to evaluate or give something other than a boolean. Every rule is tried first, so
+    the error lists all such rules, each once: a rule whose expression fails for one
+    stage is not tried on the later stages, where it would most likely fail the same
+    way.
     """
-    from pipeline.cel import Activation, prepare
+    from pipeline.cel import prepare
     from pipeline.policyview import plan_view
 
     view = plan_view(plan)
     whole_plan = prepare({"plan": view})
     violations: list[Violation] = []
+    problems: list[Diagnostic] = []
     for rule in policy.rules:
-        if rule.scope == "plan":
-            if not _holds(rule, whole_plan, None):
-                violations.append(Violation(rule, None))
-            continue
-        for stage in view["stages"]:
-            activation = Activation({**whole_plan.values, **prepare({"stage": stage}).values})
-            if not _holds(rule, activation, stage["name"]):
-                violations.append(Violation(rule, stage["name"]))
+        try:
+            violations += _rule_violations(rule, view, whole_plan)
+        except _RuleError as error:
+            problems.append(error.diagnostic)
+
+    if problems:
+        raise PipelineError(problems)
     return violations
+
+
+def _rule_violations(
+    rule: Rule, view: Mapping[str, Any], whole_plan: Activation,
+) -> list[Violation]:
+    """Return the violations of one rule: one for the plan, or one per stage it fails."""
+    from pipeline.cel import Activation, prepare
+
+    if rule.scope == "plan":
+        return [] if _holds(rule, whole_plan, None) else [Violation(rule, None)]
+
+    violations = []
+    for stage in view["stages"]:
+        activation = Activation({**whole_plan.values, **prepare({"stage": stage}).values})
+        if not _holds(rule, activation, stage["name"]):
+            violations.append(Violation(rule, stage["name"]))
+    return violations
+
+
+class _RuleError(Exception):
+    """A rule's expression could not be evaluated; carries the diagnostic to report."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
 
 
 def _holds(rule: Rule, activation: Activation, stage: str | None) -> bool:
@@ -223,9 +251,9 @@ def _evaluate(
         return evaluate_bool(expression, activation)
     except CelError as error:
         scope = f"stage '{stage}'" if stage is not None else "the plan"
-        raise PipelineError([Diagnostic(
+        raise _RuleError(Diagnostic(
             f"rule '{rule.name}' cannot be checked for {scope}: {error}", mark,
-        )]) from None
+        )) from None
 
 
 # -- the commands' entry point ------------------------------------------------------------
@@ -264,11 +292,17 @@ def enforce(plan: Plan, extra: Iterable[str], exit_code: ExitCode) -> None:
     ``exit_code`` is the code of a violation for the calling command.
     """
     violations: list[Violation] = []
+    problems: list[Diagnostic] = []
     paths = policy_paths(plan, extra)
     for path, referrer in paths:
         policy = load_policy(path, referrer)
-        violations.extend(evaluate_policy(policy, plan))
+        try:
+            violations.extend(evaluate_policy(policy, plan))
+        except PipelineError as error:
+            problems.extend(error.diagnostics)
 
+    if problems:
+        raise PipelineError(problems)
     if violations:
         raise PolicyViolated(violations, exit_code)
     if paths:

@@ -204,6 +204,11 @@ def _enum_message(instance: Any, allowed: Any) -> tuple[str, str | None]:
     return message, _did_you_mean(instance, [item for item in allowed if isinstance(item, str)])
 
 
+#: Pattern of a string that must contain more than whitespace, such as the reason of a
+#: scan ignore entry. It matches any non-whitespace character, so ``""`` and ``"   "``
+#: both fail it with one message.
+NONBLANK_PATTERN = r"\S"
+
 #: Patterns of the core schema and what they mean, for messages.
 _PATTERN_HELP = {
     "^[A-Za-z0-9][A-Za-z0-9._-]*$": (
@@ -224,6 +229,8 @@ _PATTERN_HELP = {
 
 
 def _pattern_message(instance: Any, pattern: Any) -> str:
+    if pattern == NONBLANK_PATTERN:
+        return "must not be empty or only whitespace"
     known = _PATTERN_HELP.get(pattern)
     if known is None:
         return f"{_show(instance)} does not match the pattern {pattern}"

@@ -10,6 +10,7 @@ files that shipline reads. Each value goes into the run's
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,13 +50,8 @@ def register_environment(masker: Masker, environ: Mapping[str, str]) -> None:
 def read_key_file(path: Path, masker: Masker) -> bytes:
     """Read a key file, register its secret lines with ``masker``, and return the bytes.
 
-    In UTF-8 content with several lines, each line without whitespace is registered:
-    the key lines of minisign, age and PEM files. Lines with whitespace are comments
-    and armor (``untrusted comment: ...``, ``# public key: ...``,
-    ``-----BEGIN PRIVATE KEY-----``), and registering them would mask each of their
-    words everywhere, because the masker masks every word of a value. Content of one
-    line, such as a passphrase, is registered whole. Content that is not UTF-8 cannot
-    appear in text output as it is, so its base64 encoding is registered instead.
+    :func:`register_key_content` says which lines are registered. Content of one
+    line, such as a passphrase, is registered whole as well, spaces included.
     Raises UsageError, naming the file, when it cannot be read.
     """
     try:
@@ -63,15 +59,35 @@ def read_key_file(path: Path, masker: Masker) -> bytes:
     except OSError as error:
         raise UsageError(f"{path}: cannot read the key file: {error.strerror or error}") from None
 
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        masker.add(base64.b64encode(data).decode("ascii"))
-        return data
-
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if len(lines) == 1:
-        masker.add(lines[0])
-    else:
-        masker.update(line for line in lines if len(line.split()) == 1)
+    register_key_content(masker, data)
+    with contextlib.suppress(UnicodeDecodeError):
+        lines = [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
+        if len(lines) == 1:
+            masker.add(lines[0])
     return data
+
+
+def register_key_content(masker: Masker, data: bytes | str) -> None:
+    """Register the key lines of a key file's content with ``masker``.
+
+    Call it as soon as the content is read, before anything can print it: a deploy
+    command may run ``cat`` on the file, and an error message may quote it. In UTF-8
+    content, each line without whitespace is registered: the key lines of minisign,
+    age and PEM files. Lines with whitespace are comments and armor
+    (``untrusted comment: ...``, ``# public key: ...``, ``-----BEGIN PRIVATE KEY-----``)
+    or text that is no key at all, and registering them would mask each of their
+    words everywhere, because the masker masks every word of a value. Content that
+    is not UTF-8 cannot appear in text output as it is, so its base64 encoding is
+    registered instead.
+    """
+    if isinstance(data, str):
+        text = data
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            masker.add(base64.b64encode(data).decode("ascii"))
+            return
+
+    lines = (line.strip() for line in text.splitlines())
+    masker.update(line for line in lines if len(line.split()) == 1)

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ShiplineError, UsageError
+from pipeline.masking import Masker
+from pipeline.secretsources import register_key_content
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -164,15 +166,24 @@ def sign_approval(key: Ed25519PrivateKey, **fields: str) -> Approval:
     return Approval(signature=base64.b64encode(signature).decode("ascii"), **fields)
 
 
-def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
-    """Read an Ed25519 private key in PEM; raise UsageError (exit 2) naming ``path``."""
+def load_private_key(path: Path, passphrase: bytes | None = None,
+                     masker: Masker | None = None) -> Ed25519PrivateKey:
+    """Read an Ed25519 private key in PEM; raise UsageError (exit 2) naming ``path``.
+
+    The key lines go to ``masker``, when given, before the key is parsed.
+    """
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     try:
-        key = load_pem_private_key(path.read_bytes(), password=passphrase)
+        data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read key {path}: {exc.strerror}") from exc
+
+    if masker is not None:
+        register_key_content(masker, data)
+    try:
+        key = load_pem_private_key(data, password=passphrase)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"invalid private key {path}: {exc}") from exc
     if not isinstance(key, Ed25519PrivateKey):

@@ -28,6 +28,7 @@ from pipeline.diagnostics import Diagnostic
 from pipeline.errors import ShiplineError
 from pipeline.report import Outcome, StepReport
 from pipeline.schema import StepSchema
+from pipeline.secretsources import register_key_content
 from pipeline.signing.options import (
     KEYS_MISSING_MESSAGE,
     PACKAGE_PROPERTIES,
@@ -169,6 +170,8 @@ def prepare(options: Mapping[str, Any], context: RunContext, version: str,
         archive = workspace / "decrypted"
         _decrypt(check.file, archive, options["decrypt"], base, context)
         lines.append("decrypt: done")
+    else:
+        _reject_encrypted(check.file)
 
     limits = Limits(**{key: int(options[key]) for key in
                        ("max_member_size", "max_total_size", "max_members") if key in options})
@@ -191,34 +194,73 @@ def _decrypt(source: Path, target: Path, settings: Mapping[str, Any], base: Path
 
     try:
         if "passphrase_env" in settings:
-            passphrase = _variable(str(settings["passphrase_env"]), context)
+            passphrase = _variable(str(settings["passphrase_env"]), context, identity=False)
             decrypt_file(source, target, passphrase=passphrase)
             return
         if "identity_env" in settings:
             name = str(settings["identity_env"])
-            identities = parse_identities(_variable(name, context), f"environment variable {name}")
+            text = _variable(name, context, identity=True)
+            identities = parse_identities(text, f"environment variable {name}")
         else:
             path = base / str(settings["identity_file"])
-            identities = parse_identities(_read_identity(path), str(path))
+            identities = parse_identities(_read_identity(path, context), str(path))
         decrypt_file(source, target, identities=identities)
     except EncryptionError as exc:
         raise ShiplineError(f"decrypt failed: {exc}") from None
 
 
-def _variable(name: str, context: RunContext) -> str:
+def _reject_encrypted(path: Path) -> None:
+    """Raise a one-line error for an age file given without ``decrypt:``.
+
+    The archive readers would otherwise report that every tar compression failed,
+    which does not say that the file is encrypted.
+    """
+    from pipeline.encryption.files import age_header_line
+
+    header = age_header_line(path)
+    if header is not None:
+        raise ShiplineError(
+            f"unpack failed: {path}: an age-encrypted file (its first line is {header!r}), "
+            "not a tar or zip archive; set 'decrypt:' on the gate with identity_file, "
+            "identity_env or passphrase_env"
+        )
+
+
+def _variable(name: str, context: RunContext, *, identity: bool) -> str:
+    """Return the value of variable ``name`` after registering it with the masker.
+
+    A passphrase is registered whole. Of identities, only the key lines are, as for an
+    identity file, because the masker also masks each word of a value, and the words
+    of the comment lines (``# public key: age1...``) would be masked everywhere.
+    """
     value = os.environ.get(name)
     if not value:
         raise ShiplineError(f"decrypt failed: environment variable {name} is not set or empty")
-    context.masker.add(value)
+
+    if identity:
+        register_key_content(context.masker, value)
+    else:
+        context.masker.add(value)
     return value
 
 
-def _read_identity(path: Path) -> str:
+def _read_identity(path: Path, context: RunContext) -> str:
+    """Read an identity file and register its key lines with the run's masker.
+
+    Registering comes first, even for a file that is not UTF-8, because a deploy
+    command may print the file later in the run.
+    """
     try:
-        return path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ShiplineError(f"decrypt failed: {path}: identity file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise ShiplineError(f"decrypt failed: {path}: cannot be read ({exc})") from None
+
+    register_key_content(context.masker, data)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ShiplineError(f"decrypt failed: {path}: cannot be read ({exc})") from None
 
 

@@ -120,13 +120,19 @@ def read_reports(
 ) -> tuple[list[Finding], list[ReadReport]]:
     """Read every file the patterns match, in pattern order, then sorted by name.
 
+    A file that several patterns match (a path and a glob, or one path twice) is read
+    once, under the name of its first match, so it is listed once in the details.
     Raises ReportError when a pattern matches no file, naming the pattern and the
     folder it was resolved in.
     """
     findings: list[Finding] = []
     reports: list[ReadReport] = []
+    seen: set[Path] = set()
     for pattern in patterns:
         for path, display in _matches(pattern, folder):
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
             found_format, found = read_report(path, display, expected)
             logger.info("read %s report %s: %d findings", found_format, display, len(found))
             findings.extend(found)

@@ -111,9 +111,14 @@ class TerminalReporter:
         line = f"  {self.paint(f'{label:<8}', code)} {name}"
         if report.outcome is not Outcome.SKIPPED:
             line += f" ({format_duration(report.duration)})"
-        if report.message:
-            line += f": {report.message}"
+        message_lines = report.message.splitlines()
+        if message_lines:
+            line += f": {message_lines[0]}"
         self.write(line)
+        # A message of several lines, such as one line per failed check, continues
+        # at the indent of the details, so that every line stays under its step.
+        for more in message_lines[1:]:
+            self.write(f"      {more}")
         if report.details and (failed or self.verbosity > 0):
             for detail in report.details.splitlines()[: 40 if self.verbosity <= 0 else None]:
                 self.write(f"      {detail}")

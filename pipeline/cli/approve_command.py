@@ -68,7 +68,8 @@ def main(config: Config) -> ExitCode:
 
     from pipeline.signedapproval import load_private_key, sign_approval
 
-    key = load_private_key(options.key, _passphrase(options.passphrase_env))
+    key = load_private_key(options.key, _passphrase(options.passphrase_env, config),
+                           config.masker)
     approval = sign_approval(
         key, pipeline=options.pipeline, environment=options.environment,
         version=options.version, approver=options.approver,
@@ -86,12 +87,13 @@ def main(config: Config) -> ExitCode:
     return ExitCode.OK
 
 
-def _passphrase(variable: str | None) -> bytes | None:
+def _passphrase(variable: str | None, config: Config) -> bytes | None:
     if variable is None:
         return None
     value = os.environ.get(variable)
     if value is None:
         raise UsageError(f"approve: --passphrase-env {variable} is not set")
+    config.masker.add(value)
     return value.encode()
 
 

@@ -10,6 +10,8 @@ from typing import Any
 from pipeline.config import Config
 from pipeline.errors import UsageError
 from pipeline.exitcodes import ExitCode
+from pipeline.masking import Masker
+from pipeline.secretsources import register_key_content
 
 
 def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -39,24 +41,32 @@ def main(config: Config) -> ExitCode:
     options = config.options
     identities = []
     for name in options.identity:
-        identities += parse_identities(_read_identity_file(name), name)
+        identities += parse_identities(_read_identity_file(name, config.masker), name)
     if not identities and os.environ.get(IDENTITY_VARIABLE):
+        register_key_content(config.masker, os.environ[IDENTITY_VARIABLE])
         identities = parse_identities(os.environ[IDENTITY_VARIABLE], IDENTITY_VARIABLE)
 
+    passphrase = os.environ.get(PASSPHRASE_VARIABLE) or None
+    if passphrase is not None:
+        config.masker.add(passphrase)
     output = Path(options.output)
-    decrypt_file(Path(options.file), output, identities=identities,
-                 passphrase=os.environ.get(PASSPHRASE_VARIABLE) or None)
+    decrypt_file(Path(options.file), output, identities=identities, passphrase=passphrase)
     if not options.quiet:
         print(f"wrote {output}", file=config.stdout)
     return ExitCode.OK
 
 
-def _read_identity_file(name: str) -> str:
+def _read_identity_file(name: str, masker: Masker) -> str:
+    """Read an identity file and register its key lines with ``masker`` first."""
     try:
-        return Path(name).read_text(encoding="utf-8")
+        data = Path(name).read_bytes()
     except FileNotFoundError:
         raise UsageError(f"{name}: identity file not found") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{name}: not an age identity file (not UTF-8 text)") from None
     except OSError as exc:
         raise UsageError(f"{name}: cannot read the identity file: {exc.strerror}") from None
+
+    register_key_content(masker, data)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{name}: not an age identity file (not UTF-8 text)") from None

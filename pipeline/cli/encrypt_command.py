@@ -46,6 +46,7 @@ def main(config: Config) -> ExitCode:
                 f"--passphrase: {PASSPHRASE_VARIABLE} is not set or empty; set it to the "
                 "passphrase"
             )
+        config.masker.add(passphrase)
 
     output = Path(options.output)
     encrypt_file(Path(options.file), output, recipients=options.recipient,

@@ -34,6 +34,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
 
 
 def main(config: Config) -> ExitCode:
+    from pipeline.secretsources import register_key_content
     from pipeline.signing.keys import PASSWORD_VARIABLE, parse_secret_key, read_key_text
     from pipeline.signing.signatures import default_trusted_comment, sign_file
 
@@ -43,6 +44,7 @@ def main(config: Config) -> ExitCode:
         raise UsageError(f"{path}: file to sign not found")
 
     text = read_key_text(options.key, "secret key file")
+    register_key_content(config.masker, text)
     key = parse_secret_key(text, options.key, os.environ.get(PASSWORD_VARIABLE) or None)
     comment = options.comment if options.comment is not None else default_trusted_comment(path)
     signature_text = sign_file(path, key, comment)

@@ -134,6 +134,25 @@ def decrypt_file(
     logger.info("decrypted %s into %s", source, target)
 
 
+def age_header_line(path: Path) -> str | None:
+    """Return the first line of ``path`` when it starts like an age file, else ``None``.
+
+    Both forms count: the binary header ``age-encryption.org/v1`` and the armored
+    ``-----BEGIN AGE ENCRYPTED FILE-----``. Only the first bytes are read, and a file
+    that cannot be read returns ``None``, so the caller's own read reports the error.
+    """
+    try:
+        with path.open("rb") as file:
+            start = file.read(len(_ARMOR_LINE) + 1)
+    except OSError:
+        return None
+
+    for line in (scrypt_format.VERSION_LINE, _ARMOR_LINE):
+        if start.startswith(line) and start[len(line):len(line) + 1] in (b"\n", b"\r"):
+            return line.decode("ascii")
+    return None
+
+
 def _is_passphrase_file(ciphertext: BinaryIO, source: Path) -> bool:
     """Tell from the header whether the file has a scrypt stanza; rewind the file."""
     if ciphertext.read(len(_ARMOR_LINE)) == _ARMOR_LINE:

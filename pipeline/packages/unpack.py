@@ -116,7 +116,10 @@ def _unpack_tar(archive: Path, writer: _Writer) -> None:
     try:
         source = tarfile.open(archive, "r:*")  # noqa: SIM115 (closed by the with below)
     except (tarfile.TarError, OSError) as exc:
-        raise UnpackError(f"{archive}: not a tar or zip archive ({exc})") from None
+        # Python 3.12 and later list each compression tarfile tried, one line each,
+        # after the first line; those lines say nothing the first does not.
+        reason = str(exc).splitlines()[0].rstrip(":") if str(exc) else type(exc).__name__
+        raise UnpackError(f"{archive}: not a tar or zip archive ({reason})") from None
     with source:
         for info in source:
             member = _tar_member(info)

@@ -6,8 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.scan.finding import SEVERITIES_DESCENDING
+from pipeline.schemamessages import NONBLANK_PATTERN
 
 _PATTERN = {"type": "string", "minLength": 1}
+_TEXT = {"type": "string", "pattern": NONBLANK_PATTERN}
 
 #: ``fail_on`` values, most severe first, then ``none`` for no threshold.
 FAIL_ON_VALUES = ("critical", "high", "medium", "low", "none")
@@ -58,9 +60,9 @@ OPTIONS_SCHEMA: Mapping[str, Any] = {
                 "required": ["id", "reason"],
                 "properties": {
                     "id": {"description": "The id or an alias, such as CVE-2021-44228.",
-                           **_PATTERN},
+                           **_TEXT},
                     "reason": {"description": "Why the finding is accepted; shown in the "
-                               "report.", **_PATTERN},
+                               "report.", **_TEXT},
                     "expires": {
                         "description": "The last day (UTC) the entry applies, as "
                         "YYYY-MM-DD. After it, the finding counts again and the report "

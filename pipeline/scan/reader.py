@@ -55,10 +55,28 @@ def load_json(path: Path, display: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ReportError(
-            f"{display}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}"
+            f"{display}:{exc.lineno}:{exc.colno}: not valid JSON: {_syntax_message(exc)}"
         ) from exc
     except RecursionError:
         raise ReportError(f"{display}: not a usable JSON report: nested too deeply") from None
+
+
+def _syntax_message(error: json.JSONDecodeError) -> str:
+    """Word a JSON syntax error as a whole sentence, and say when the file ends early.
+
+    Some messages of the ``json`` module end with "at" because ``str(error)`` adds
+    the position after them ("Unterminated string starting at"), so the position is
+    added here too. A string that is never closed, or an error at the end of the
+    text, means the file was cut short, as when a scanner is stopped while writing.
+    """
+    message = error.msg
+    if message.endswith(" at"):
+        message += f" line {error.lineno} column {error.colno}"
+
+    cut_short = message.startswith("Unterminated string") or not error.doc[error.pos:].strip()
+    if cut_short:
+        message += "; the report ends early, so the scanner may not have finished writing it"
+    return message
 
 
 def _read_text(path: Path, display: str) -> str:

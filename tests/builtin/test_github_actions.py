@@ -82,7 +82,7 @@ def test_github_actions_commands_exact(tmp_path: Path) -> None:
         ::stop-commands::TOKEN
           PASSED   deploy 2.0 (record) (T): deployed 2.0
           FAILED   verify (T): 100% down, see: a,b
-        ::warning::injected
+              ::warning::injected
         ::TOKEN::
         ::error title=gate 'verify' in stage 'ship'%3A failed,file=shipline.yml,line=17,col=9::100%25 down, see: a,b ::warning::injected
         ::stop-commands::TOKEN

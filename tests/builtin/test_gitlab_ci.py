@@ -65,7 +65,7 @@ def test_gitlab_sections_exact(tmp_path: Path) -> None:
         \x1b[0Ksection_start:TIME:shipline_2_ship.eu-west[collapsed=true]\r\x1b[0Kstage ship.eu-west -> prod
           PASSED   deploy 2.0 (record) (T): deployed 2.0
           FAILED   verify (T): 100% down
-        see the log
+              see the log
           PASSED   rollback: deploy 2.0 (record) (T): restored the version before 2.0
         \x1b[0Ksection_end:TIME:shipline_2_ship.eu-west\r\x1b[0K
         stage ship.eu-west: failed: verify: 100% down see the log

@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 import pytest
 
-from helpers.age import AgeKey, keygen
+from helpers.age import AgeKey, age, keygen
 from pipeline.builtin.command_target import package_folder
 from pipeline.config import Config
 from pipeline.context import RunContext
@@ -109,6 +109,49 @@ def test_package_gate_decrypts_with_identity(shipline_cli, write_pipeline, tmp_p
     assert (tmp_path / "web-1.txt").read_text() == "1.4.2\n"
 
 
+def test_package_gate_masks_identity_file(shipline_cli, write_pipeline, tmp_path, key):
+    age_key: AgeKey = keygen(tmp_path)
+    secret_line = next(line for line in age_key.identity.read_text().splitlines()
+                       if line.startswith("AGE-SECRET-KEY-"))
+    plain = _archive(tmp_path / "shop.tar.gz", {"app/VERSION": b"1.4.2\n"})
+    encrypt_file(plain, tmp_path / "shop.tar.gz.age", recipients=[age_key.recipient])
+    _sign(tmp_path / "shop.tar.gz.age", key)
+    deploy = f"'sh -c \"cat {age_key.identity}; exit 1\"'"
+    path = write_pipeline(PIPELINE.format(
+        deploy=deploy, file="shop.tar.gz.age",
+        decrypt="              decrypt: {identity_file: identity.txt}"))
+
+    result = shipline_cli("run", str(path), "--junitxml", str(tmp_path / "junit.xml"),
+                          "--events", str(tmp_path / "events.jsonl"))
+
+    assert result.exit_code == ExitCode.ROLLBACK_FAILED, result.stdout + result.stderr
+    assert "web-1: deploy failed: exit code 1: ***" in result.stdout
+    assert secret_line not in result.stdout + result.stderr
+    assert secret_line not in (tmp_path / "junit.xml").read_text()
+    assert secret_line not in (tmp_path / "events.jsonl").read_text()
+
+
+def test_package_gate_masks_identity_variable(shipline_cli, write_pipeline, tmp_path, key):
+    age_key: AgeKey = keygen(tmp_path)
+    secret_line = next(line for line in age_key.identity.read_text().splitlines()
+                       if line.startswith("AGE-SECRET-KEY-"))
+    plain = _archive(tmp_path / "shop.tar.gz", {"app/VERSION": b"1.4.2\n"})
+    encrypt_file(plain, tmp_path / "shop.tar.gz.age", recipients=[age_key.recipient])
+    _sign(tmp_path / "shop.tar.gz.age", key)
+    deploy = ("'sh -c \"echo public key: $(printf %s \\\"$DEPLOY_AGE_IDENTITY\\\" | tail -n 1); "
+              "exit 1\"'")
+    path = write_pipeline(PIPELINE.format(
+        deploy=deploy, file="shop.tar.gz.age",
+        decrypt="              decrypt: {identity_env: DEPLOY_AGE_IDENTITY}"))
+
+    result = shipline_cli("run", str(path),
+                          env={"DEPLOY_AGE_IDENTITY": age_key.identity.read_text()})
+
+    assert result.exit_code == ExitCode.ROLLBACK_FAILED, result.stdout + result.stderr
+    assert "web-1: deploy failed: exit code 1: public key: ***" in result.stdout
+    assert secret_line not in result.stdout + result.stderr
+
+
 def test_package_gate_decrypts_with_passphrase(shipline_cli, write_pipeline, tmp_path, key):
     plain = _archive(tmp_path / "shop.tar.gz", {"app/VERSION": b"1.4.2\n"})
     encrypt_file(plain, tmp_path / "shop.tar.gz.age", passphrase="deploy passphrase")
@@ -135,6 +178,29 @@ def test_package_gate_wrong_passphrase_blocks(shipline_cli, write_pipeline, tmp_
     assert result.exit_code == ExitCode.BLOCKED
     assert (f"decrypt failed: {tmp_path}/shop.tar.gz.age: wrong passphrase (or a damaged "
             "file header)") in result.stdout
+    assert not (tmp_path / "web-1.txt").exists()
+
+
+@pytest.mark.parametrize("armor", [False, True])
+def test_package_gate_age_file_without_decrypt(shipline_cli, write_pipeline, tmp_path, key,
+                                               armor):
+    age_key: AgeKey = keygen(tmp_path)
+    plain = _archive(tmp_path / "shop.tar.gz", {"app/VERSION": b"1.4.2\n"})
+    age("-r", age_key.recipient, *(["-a"] if armor else []), "-o",
+        str(tmp_path / "shop.tar.gz.age"), str(plain))
+    _sign(tmp_path / "shop.tar.gz.age", key)
+    path = _pipeline(write_pipeline, "shop.tar.gz.age")
+
+    result = shipline_cli("run", str(path))
+
+    header = "-----BEGIN AGE ENCRYPTED FILE-----" if armor else "age-encryption.org/v1"
+    assert result.exit_code == ExitCode.BLOCKED
+    assert "BLOCKED  gate package" in result.stdout
+    assert (f"unpack failed: {tmp_path}/shop.tar.gz.age: an "
+            f"age-encrypted file (its first line is '{header}'), not a tar or zip "
+            "archive; set 'decrypt:' on the gate with identity_file, identity_env or "
+            "passphrase_env\n") in result.stdout
+    assert "method gz" not in result.stdout
     assert not (tmp_path / "web-1.txt").exists()
 
 

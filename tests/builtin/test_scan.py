@@ -132,6 +132,20 @@ def test_scan_glob_and_duplicates_across_reports(tmp_path: Path) -> None:
     ]
 
 
+def test_scan_report_named_twice_read_once(tmp_path: Path) -> None:
+    name = copy(tmp_path, HANDWRITTEN / "trivy-schema2.json", "reports/a.json")
+
+    report = run(tmp_path, "trivy", report=[name, f"./{name}", "reports/*.json"],
+                 fail_on="none")
+
+    assert report.outcome is Outcome.PASSED
+    assert report.details.splitlines() == [
+        "reports: reports/a.json (Trivy JSON, 3 findings)",
+        "threshold: fail_on none",
+        "counted: 1 critical, 1 high, 0 medium, 1 low, 0 unknown",
+    ]
+
+
 def test_scan_mixed_formats_with_auto(tmp_path: Path) -> None:
     names = [copy(tmp_path, REAL / "grype/busybox-epss-grype-0.94.json"),
              copy(tmp_path, REAL / "sarif/codeql-2.5.4-default-levels.json")]

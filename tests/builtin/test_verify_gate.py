@@ -276,6 +276,27 @@ def test_verify_gate_run_blocks_other_version(shipline_cli, write_pipeline, tmp_
     assert [event for event in stepplugin.EVENTS if event[0] == "deploy"] == []
 
 
+def test_verify_gate_run_two_failures_indented(shipline_cli, write_pipeline, tmp_path,
+                                               key: SecretKey):
+    text = PIPELINE.format(version="1.5.0").replace(
+        "require_version_in_comment: true",
+        "require_version_in_comment: true\n              sha256: " + "0" * 64)
+    path = write_pipeline(text)
+    _package(tmp_path, key, comment="version:1.4.2")
+
+    result = shipline_cli("run", "-p", "helpers.stepplugin", str(path))
+
+    assert result.exit_code == ExitCode.BLOCKED, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    blocked = next(number for number, line in enumerate(lines)
+                   if line.startswith("  BLOCKED  gate verify"))
+    assert "): sha256 check failed: " in lines[blocked]
+    assert lines[blocked + 1] == (
+        "      version check failed: the trusted comment 'version:1.4.2' does not name "
+        "version 1.5.0; sign with a trusted comment that contains 'version:1.5.0'"
+    )
+
+
 def test_verify_gate_validate_needs_version(shipline_cli, write_pipeline, tmp_path):
     path = write_pipeline("""\
         version: 1

@@ -222,6 +222,40 @@ def test_policy_evaluation_error_is_invalid(shipline_cli, tmp_path):
     )
 
 
+def test_policy_evaluation_errors_all_listed(shipline_cli, tmp_path):
+    write(tmp_path, "policy.yml", """\
+        version: 1
+        rules:
+          - name: typo
+            check: stage.enviroment == "production"
+            message: m
+          - name: fine
+            check: stage.name != ""
+            message: m
+          - name: notbool
+            check: stage.name
+            message: m
+        """)
+    write(tmp_path, "other.yml", """\
+        version: 1
+        rules:
+          - {name: count, scope: plan, check: plan.stages.size(), message: m}
+        """)
+    write(tmp_path, "shipline.yml", PIPELINE)
+
+    result = shipline_cli("validate", *PLUGIN, "--policy", "other.yml", cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        "other.yml:3:39: rule 'count' cannot be checked for the plan: CEL expression "
+        "'plan.stages.size()': the result must be true or false, got int 2\n"
+        "policy.yml:4:12: rule 'typo' cannot be checked for stage 'check': CEL expression "
+        "'stage.enviroment == \"production\"': no such member in mapping: 'enviroment'\n"
+        "policy.yml:10:12: rule 'notbool' cannot be checked for stage 'check': CEL "
+        "expression 'stage.name': the result must be true or false, got str 'check'\n"
+    )
+
+
 def test_policy_check_not_boolean_is_invalid(shipline_cli, tmp_path):
     write(tmp_path, "policy.yml", """\
         version: 1

@@ -157,6 +157,32 @@ def test_scan_validate_ignore_without_reason(shipline_cli, write_pipeline, tmp_p
             "'reason'") in result.stderr
 
 
+def test_scan_validate_ignore_blank_reason(shipline_cli, write_pipeline, tmp_path):
+    setup(tmp_path, write_pipeline, "high")
+    text = (tmp_path / "shipline.yml").read_text("utf-8")
+    for reason in ('"   "', "''", '"\\t"'):
+        write_pipeline(text.replace("log4j is not on the class path", reason))
+
+        result = shipline_cli("validate", "-p", "helpers.stepplugin", cwd=tmp_path)
+
+        assert result.exit_code == ExitCode.INVALID, reason
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert ("shipline.yml:14:44: stages[0].steps[0].scan.ignore[0].reason: must not be "
+                "empty or only whitespace") in result.stderr
+
+
+def test_scan_validate_ignore_blank_id(shipline_cli, write_pipeline, tmp_path):
+    setup(tmp_path, write_pipeline, "high")
+    text = (tmp_path / "shipline.yml").read_text("utf-8")
+    write_pipeline(text.replace("id: CVE-2021-44228", "id: ' '"))
+
+    result = shipline_cli("validate", "-p", "helpers.stepplugin", cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.INVALID
+    assert ("shipline.yml:14:20: stages[0].steps[0].scan.ignore[0].id: must not be "
+            "empty or only whitespace") in result.stderr
+
+
 def test_scan_validate_invalid_expiry(shipline_cli, write_pipeline, tmp_path):
     setup(tmp_path, write_pipeline, "high")
     text = (tmp_path / "shipline.yml").read_text("utf-8")

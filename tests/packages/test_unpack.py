@@ -280,8 +280,8 @@ def test_unpack_not_an_archive(tmp_path: Path) -> None:
     path = tmp_path / "app.tar.gz"
     path.write_bytes(b"just text, no archive")
 
-    assert _rejected(path, tmp_path / "out").startswith(
-        f"{path}: not a tar or zip archive ("
+    assert _rejected(path, tmp_path / "out") == (
+        f"{path}: not a tar or zip archive (file could not be opened successfully)"
     )
 
 

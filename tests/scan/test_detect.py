@@ -56,7 +56,27 @@ def test_detect_invalid_json_names_line_and_column(tmp_path: Path) -> None:
 def test_detect_truncated_json(tmp_path: Path) -> None:
     path = write(tmp_path, '{"SchemaVersion": 2, "Results": [')
 
-    assert read_error(path) == "report.json:1:34: not valid JSON: Expecting value"
+    assert read_error(path) == (
+        "report.json:1:34: not valid JSON: Expecting value; the report ends early, so "
+        "the scanner may not have finished writing it"
+    )
+
+
+def test_detect_unterminated_string(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"matches": [\n  {"vulnerability": {"id": "CVE-2021-4')
+
+    assert read_error(path) == (
+        "report.json:2:28: not valid JSON: Unterminated string starting at line 2 "
+        "column 28; the report ends early, so the scanner may not have finished writing it"
+    )
+
+
+def test_detect_invalid_control_character(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"matches": "a\tb"}\n')
+
+    assert read_error(path) == (
+        "report.json:1:15: not valid JSON: Invalid control character at line 1 column 15"
+    )
 
 
 def test_detect_unknown_format(tmp_path: Path) -> None:
