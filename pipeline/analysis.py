@@ -80,53 +80,99 @@ module.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
-from pipeline.analysisargs import BUILTIN_ARGS, bind_args
-from pipeline.analysischecks import (
-    AnalysisUse,
-    check_analyses,
-    iter_analysis_uses,
-    resolve_use,
-)
-from pipeline.analysisjudge import Judgement, judge, show_value
-from pipeline.analysismodel import (
-    DEFAULT_CONSECUTIVE_ERROR_LIMIT,
-    DEFAULT_COUNT,
-    DEFAULT_FAILURE_LIMIT,
-    DEFAULT_INCONCLUSIVE_LIMIT,
-    DEFAULT_INITIAL_DELAY,
-    DEFAULT_INTERVAL,
-    DEFAULT_TIMEOUT,
-    ERROR,
-    ERROR_RETRY_INTERVAL,
-    FAILED,
-    INCONCLUSIVE,
-    SUCCESSFUL,
-    AnalysisError,
-    AnalysisResult,
-    Measurement,
-    MeasurementRequest,
-    MetricProvider,
-)
-from pipeline.analysispolicy import Policies, Policy
-from pipeline.analysisrun import run_analysis
-from pipeline.analysisschema import ANALYSIS_REF_SCHEMA, COMMON_ANALYSIS_PROPERTIES
-from pipeline.analysissettings import (
-    AnalysisSettings,
-    analysis_label,
-    estimate_analysis,
-    estimate_analysis_or_zero,
-    prepare_analysis,
-    resolve_analysis,
-)
-from pipeline.analysisstep import AnalysisOutcome, record_outcome, run_analysis_use
 
 if TYPE_CHECKING:
+    from pipeline.analysisargs import BUILTIN_ARGS, bind_args
+    from pipeline.analysischecks import (
+        AnalysisUse,
+        check_analyses,
+        iter_analysis_uses,
+        resolve_use,
+    )
+    from pipeline.analysisjudge import Judgement, judge, show_value
+    from pipeline.analysismodel import (
+        DEFAULT_CONSECUTIVE_ERROR_LIMIT,
+        DEFAULT_COUNT,
+        DEFAULT_FAILURE_LIMIT,
+        DEFAULT_INCONCLUSIVE_LIMIT,
+        DEFAULT_INITIAL_DELAY,
+        DEFAULT_INTERVAL,
+        DEFAULT_TIMEOUT,
+        ERROR,
+        ERROR_RETRY_INTERVAL,
+        FAILED,
+        INCONCLUSIVE,
+        SUCCESSFUL,
+        AnalysisError,
+        AnalysisResult,
+        Measurement,
+        MeasurementRequest,
+        MetricProvider,
+    )
+    from pipeline.analysispolicy import Policies, Policy
+    from pipeline.analysisrun import run_analysis
+    from pipeline.analysisschema import ANALYSIS_REF_SCHEMA, COMMON_ANALYSIS_PROPERTIES
+    from pipeline.analysissettings import (
+        AnalysisSettings,
+        analysis_label,
+        estimate_analysis,
+        estimate_analysis_or_zero,
+        prepare_analysis,
+        resolve_analysis,
+    )
+    from pipeline.analysisstep import AnalysisOutcome, record_outcome, run_analysis_use
     from pipeline.config import Config
     from pipeline.diagnostics import Diagnostic
     from pipeline.plan import Plan
+
+#: The module of each name this module exports, imported when the name is first read, so
+#: that loading the built-in plugins at every start does not import the analysis code.
+_MODULES = {
+    "ANALYSIS_REF_SCHEMA": "pipeline.analysisschema",
+    "AnalysisError": "pipeline.analysismodel",
+    "AnalysisOutcome": "pipeline.analysisstep",
+    "AnalysisResult": "pipeline.analysismodel",
+    "AnalysisSettings": "pipeline.analysissettings",
+    "AnalysisUse": "pipeline.analysischecks",
+    "BUILTIN_ARGS": "pipeline.analysisargs",
+    "COMMON_ANALYSIS_PROPERTIES": "pipeline.analysisschema",
+    "DEFAULT_CONSECUTIVE_ERROR_LIMIT": "pipeline.analysismodel",
+    "DEFAULT_COUNT": "pipeline.analysismodel",
+    "DEFAULT_FAILURE_LIMIT": "pipeline.analysismodel",
+    "DEFAULT_INCONCLUSIVE_LIMIT": "pipeline.analysismodel",
+    "DEFAULT_INITIAL_DELAY": "pipeline.analysismodel",
+    "DEFAULT_INTERVAL": "pipeline.analysismodel",
+    "DEFAULT_TIMEOUT": "pipeline.analysismodel",
+    "ERROR": "pipeline.analysismodel",
+    "ERROR_RETRY_INTERVAL": "pipeline.analysismodel",
+    "FAILED": "pipeline.analysismodel",
+    "INCONCLUSIVE": "pipeline.analysismodel",
+    "Judgement": "pipeline.analysisjudge",
+    "Measurement": "pipeline.analysismodel",
+    "MeasurementRequest": "pipeline.analysismodel",
+    "MetricProvider": "pipeline.analysismodel",
+    "Policies": "pipeline.analysispolicy",
+    "Policy": "pipeline.analysispolicy",
+    "SUCCESSFUL": "pipeline.analysismodel",
+    "analysis_label": "pipeline.analysissettings",
+    "bind_args": "pipeline.analysisargs",
+    "check_analyses": "pipeline.analysischecks",
+    "estimate_analysis": "pipeline.analysissettings",
+    "estimate_analysis_or_zero": "pipeline.analysissettings",
+    "iter_analysis_uses": "pipeline.analysischecks",
+    "judge": "pipeline.analysisjudge",
+    "prepare_analysis": "pipeline.analysissettings",
+    "record_outcome": "pipeline.analysisstep",
+    "resolve_analysis": "pipeline.analysissettings",
+    "resolve_use": "pipeline.analysischecks",
+    "run_analysis": "pipeline.analysisrun",
+    "run_analysis_use": "pipeline.analysisstep",
+    "show_value": "pipeline.analysisjudge",
+}
 
 __all__ = [
     "ANALYSIS_REF_SCHEMA",
@@ -176,4 +222,15 @@ __all__ = [
 @hookimpl
 def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
     """Report the analysis problems that the schema cannot find; see :func:`check_analyses`."""
+    from pipeline.analysischecks import check_analyses
+
     return check_analyses(plan, config)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pipeline.analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
