@@ -431,6 +431,7 @@ class Runner:
         for rollback in self.context.take_rollbacks(only):
             step = rollback.step
             started = time.monotonic()
+            started_at = self.config.clock.time()
             logger.info("rollback of step %s started: %s", step.id, rollback.description)
             try:
                 message = rollback.action()
@@ -445,7 +446,7 @@ class Runner:
             report = StepReport(
                 step_id=f"{step.id}/rollback", name=step.name, kind="rollback",
                 outcome=outcome, message=message or rollback.description, details=details,
-                duration=time.monotonic() - started, started_at=self.config.clock.time(),
+                duration=time.monotonic() - started, started_at=started_at,
                 plugin=step.plugin, mark=step.mark, rollback=True,
             )
             logger.info("rollback of step %s finished: %s", step.id, outcome.value)

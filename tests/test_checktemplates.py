@@ -126,3 +126,4 @@ def test_validate_reports_deploy_check_placeholder(shipline_cli, tmp_path: Path)
 
     assert result.exit_code == ExitCode.INVALID, result.stdout
     assert "unknown placeholder '{instanse}'" in result.stderr
+

@@ -47,6 +47,7 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
             if step.kind != "deploy":
                 continue
             diagnostics += _check_templates(step)
+            diagnostics += _check_version(step)
             required = config.hook.shipline_strategy_requires(step=step) or frozenset()
             missing = sorted(c.value for c in required - available)
             if missing:
@@ -57,6 +58,22 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
                     hint=_capability_hint(missing),
                 ))
     return diagnostics
+
+
+def _check_version(step: Step) -> list[Diagnostic]:
+    """Reject a version with a control character, such as a line break from a variable.
+
+    A version is written into terminal lines, reports and CI outputs, where a line break
+    would split a line or start a new entry.
+    """
+    version = step.options.get("version")
+    if not isinstance(version, str) or version.isprintable():
+        return []
+    return [Diagnostic(
+        f"version {version!r} contains a control character such as a line break",
+        None, (*step.path, "deploy", "version"),
+        hint="a version is one line of printable text: check the variable it comes from",
+    )]
 
 
 def _check_templates(step: Step) -> list[Diagnostic]:

@@ -259,6 +259,15 @@ class ProbeProvider:
                 f"none of {len(results)} requests to {url} got a response: {results[0].error}"
             )
 
+        answered = [result for result in results if result.latency_ms is not None]
+        if answered and all(result.version is None for result in answered):
+            raise AnalysisError(
+                f"analysis {request.analysis!r}: none of {len(answered)} responses from {url} "
+                f"carried the {self.options.version_header} header, which tells the probe "
+                f"which version answered; the local target's router adds it, other routers "
+                f"need the service to send it"
+            )
+
         values = summarize(results, request.canary_version, request.stable_version)
         logger.debug(
             "analysis %r: probe sent %d requests to %s: %d canary, %s stable, %d unattributed",

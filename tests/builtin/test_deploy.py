@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import textwrap
+from pathlib import Path
+
 from pipeline.exitcodes import ExitCode
 
 
@@ -42,3 +45,25 @@ def test_deploy_capabilities_of_local_target_suffice(shipline_cli, write_pipelin
         """)
     result = shipline_cli("validate", cwd=tmp_path)
     assert result.exit_code == ExitCode.OK
+
+
+def test_validate_rejects_version_with_line_break(shipline_cli, tmp_path: Path) -> None:
+    text = textwrap.dedent("""\
+        version: 1
+        name: shop
+        environments:
+          production:
+            target: {type: command, deploy: "true", instances: [web-1]}
+        stages:
+          - name: release
+            environment: production
+            steps:
+              - deploy: {version: "${RELEASE}", strategy: rolling}
+        """)
+    (tmp_path / "shipline.yml").write_text(text, encoding="utf-8")
+
+    result = shipline_cli("validate", cwd=tmp_path, env={"RELEASE": "1.0\nEVIL=1"})
+
+    assert result.exit_code == ExitCode.INVALID
+    assert "version '1.0\\nEVIL=1' contains a control character such as a line break" in (
+        result.stderr)

@@ -129,13 +129,14 @@ def test_github_actions_outputs_random_delimiters(tmp_path: Path) -> None:
 
 
 def test_github_actions_output_value_cannot_inject(tmp_path: Path) -> None:
-    version = "2.0\nexit-code<<EOF\n0\nEOF"
-    pipeline = PIPELINE.replace('version: "2.0"', f"version: {version!r}".replace("'", '"')
-                                .replace("\n", "\\n"))
+    # A version cannot contain a line break (validate rejects it), an environment URL can.
+    url = "https://shop.example.com/\nexit-code<<EOF\n0\nEOF"
+    pipeline = PIPELINE.replace('url: "https://shop.example.com/"',
+                                'url: "https://shop.example.com/\\nexit-code<<EOF\\n0\\nEOF"')
     github_job(tmp_path, pipeline)
     outputs = read_github_outputs(tmp_path / "output.txt")
 
-    assert outputs["deployed-version"] == version
+    assert outputs["environment-url"] == url
     assert outputs["exit-code"] == "1"
 
 

@@ -208,15 +208,18 @@ def test_probe_canary_without_requests_has_no_data(router: tuple[str, Behaviour]
     assert values["unattributed_requests"] == 2
 
 
-def test_probe_without_header_is_unattributed(router: tuple[str, Behaviour]) -> None:
+def test_probe_without_any_version_header_raises(router: tuple[str, Behaviour]) -> None:
     endpoint, behaviour = router
     behaviour.send_header = False
 
-    values = measure(endpoint, requests=10)
+    with pytest.raises(AnalysisError) as caught:
+        measure(endpoint, requests=10)
 
-    assert values["unattributed_requests"] == 10
-    assert values["requests"] == 0
-    assert values["stable_requests"] == 0
+    assert str(caught.value) == (
+        f"analysis 'probe-test': none of 10 responses from {endpoint}/ carried the "
+        "X-Shipline-Version header, which tells the probe which version answered; the "
+        "local target's router adds it, other routers need the service to send it"
+    )
 
 
 def test_probe_reads_configured_header(router: tuple[str, Behaviour]) -> None:

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
-from pipeline.builtin.local_target import instance_names
 from pipeline.diagnostics import Diagnostic
 from pipeline.schema import StepSchema
 from pipeline.target import Capability
@@ -128,17 +127,17 @@ def check_command_target(
 def check_local_target(
     target: Mapping[str, Any], router: Mapping[str, Any]
 ) -> list[tuple[str, str, str | None]]:
-    """Find the ``servers`` entries for instances that a ``local`` target does not have.
+    """Reject ``servers`` with a ``local`` target.
 
-    Its instance names follow from its ``instances`` option alone. Returns
-    ``(key, message, hint)`` per problem, as :func:`check_command_target` does.
+    The local target starts its processes on ports it picks and gives the router their
+    addresses itself. An entry would send part of the traffic to an address that no
+    process of the run serves. Returns ``(key, message, hint)`` per problem, as
+    :func:`check_command_target` does.
     """
-    count = target.get("instances", 2)
-    if isinstance(count, bool) or not isinstance(count, int):
-        return []  # the target's schema reports the invalid count
-    names = instance_names(count)
-    instances = [instance for members in names.values() for instance in members]
-    return check_servers(router.get("servers") or {}, instances)
+    if not router.get("servers"):
+        return []
+    return [("router", "'servers' cannot be used with the local target, which supplies "
+             "the addresses of its instances itself", "remove 'servers' from the router")]
 
 
 def check_servers(

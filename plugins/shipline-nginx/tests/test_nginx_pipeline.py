@@ -208,13 +208,14 @@ def test_pipeline_check_rejects_unroutable_target(
 
 
 @pytest.mark.parametrize(("instances", "message"), [
-    ({}, "environments.production.router: 'servers' names 'blue-3', which is not an "
-     "instance of the target (use one of blue-1, blue-2, green-1, green-2, or remove the "
-     "entry)"),
-    ({"instances": 1}, "environments.production.router: 'servers' names 'blue-3', which is "
-     "not an instance of the target (use one of blue-1, green-1, or remove the entry)"),
+    ({}, "environments.production.router: 'servers' cannot be used with the local target, "
+     "which supplies the addresses of its instances itself (remove 'servers' from the "
+     "router)"),
+    ({"instances": 1}, "environments.production.router: 'servers' cannot be used with the "
+     "local target, which supplies the addresses of its instances itself (remove 'servers' "
+     "from the router)"),
 ])
-def test_pipeline_check_rejects_unknown_local_server(
+def test_pipeline_check_rejects_local_servers(
     instances: dict[str, Any], message: str,
     shipline_pipeline: Callable[..., PipelineRun], tmp_path: Path,
 ) -> None:
