@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline.analysismodel import AnalysisError
+from pipeline.analysispolicy import Policies
 from pipeline.analysissettings import (
     PLACEHOLDER_BUILTINS,
     prepare_analysis,
@@ -172,6 +173,7 @@ def _settings_diagnostics(
         name, options, _given = resolve_analysis(ref, plan.analyses)
         if is_comparison(options):
             JudgeSettings.from_options(name, options)
+            Policies.from_options(name, options)
         else:
             prepare_analysis(ref, plan.analyses, PLACEHOLDER_BUILTINS)
     except AnalysisError as exc:

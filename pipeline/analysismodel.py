@@ -95,6 +95,9 @@ class AnalysisResult:
     action: str = ""
     #: What the policy did, for reports: ``on_failure is retry: 2: running again (1 of 2)``.
     action_message: str = ""
+    #: True for an inconclusive judgment in which no metric had data, so that
+    #: ``on_no_data`` decides what happens next instead of ``on_inconclusive``.
+    no_data: bool = False
 
     @property
     def ok(self) -> bool:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pipeline.analysismodel import ERROR, AnalysisError, AnalysisResult, Measurement
 from pipeline.context import Interrupted
 from pipeline.durations import format_duration
-from pipeline.judge import JudgeSettings, compare_metric, score_comparisons
+from pipeline.judge import NO_DATA, JudgeSettings, compare_metric, score_comparisons
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
@@ -226,5 +226,7 @@ def _result(
         Measurement(end, comparison.values(), comparison.verdict, comparison.describe())
         for comparison in comparisons
     ]
+    no_data = judgment.score is None and all(c.classification == NO_DATA for c in comparisons)
     logger.info("analysis %r %s: %s", settings.name, judgment.verdict, judgment.message)
-    return AnalysisResult(settings.name, judgment.verdict, judgment.message, measurements)
+    return AnalysisResult(settings.name, judgment.verdict, judgment.message, measurements,
+                          no_data=no_data)
