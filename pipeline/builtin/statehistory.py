@@ -7,7 +7,8 @@ else the version of the last successful deployment in the store, else the versio
 instances run now. When
 its stage ends, the deployment gets its outcome, which takes the stage's rollbacks
 into account: a deploy that passed but was rolled back because a later step failed
-is ``rolled_back``.
+is ``rolled_back``, and one that a guard blocked before it changed anything (a freeze
+window, for example) is ``blocked``.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def deployment_outcome(step: Step, reports: list[StepReport]) -> DeploymentOutco
 
     if any(report.outcome is not Outcome.PASSED for report in rollbacks):
         return DeploymentOutcome.ROLLBACK_FAILED
+    if not rollbacks and own and own[0].outcome is Outcome.BLOCKED:
+        return DeploymentOutcome.BLOCKED
     if rollbacks or (own and own[0].outcome is not Outcome.PASSED):
         return DeploymentOutcome.INTERRUPTED if interrupted else DeploymentOutcome.ROLLED_BACK
     return DeploymentOutcome.SUCCEEDED

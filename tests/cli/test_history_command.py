@@ -176,3 +176,15 @@ def test_history_no_break_glass_is_null(shipline_cli, tmp_path: Path) -> None:
 
     assert run.exit_code == ExitCode.OK, run.stdout + run.stderr
     assert json.loads(data.stdout)[0]["break_glass"] is None
+
+
+def test_history_freeze_block_is_blocked(shipline_cli, tmp_path: Path) -> None:
+    (tmp_path / "shipline.yml").write_text(FROZEN, encoding="utf-8")
+    state = str(tmp_path / "state.db")
+
+    run = shipline_cli("run", "--state", state, cwd=tmp_path)
+    data = shipline_cli("history", "production", "--format", "json", "--state", state,
+                        cwd=tmp_path)
+
+    assert run.exit_code == ExitCode.BLOCKED, run.stdout + run.stderr
+    assert json.loads(data.stdout)[0]["outcome"] == "blocked"
