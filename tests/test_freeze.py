@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from junitparser import JUnitXml
 
 from pipeline import hookimpl
 from pipeline.clock import FakeClock
@@ -256,4 +257,20 @@ def test_freeze_invalid_window_fails_validation(tmp_path: Path) -> None:
     assert run.errors == (
         f"{tmp_path / 'shipline.yml'}:4:3: environments.production.freeze: freeze[0]: "
         f"unknown 'timezone' 'Europe/Berlín': use an IANA name such as Europe/Berlin"
+    )
+
+
+def test_freeze_break_glass_in_junit(tmp_path: Path) -> None:
+    """A passed step has no failure text, so the override goes to its system-out."""
+    report_file = tmp_path / "report.xml"
+
+    run = run_pipeline(PIPELINE, directory=tmp_path, clock=FakeClock(SATURDAY),
+                       args=["--break-glass", "fix for outage 42", "--junitxml",
+                             str(report_file)])
+
+    cases = [case for suite in JUnitXml.fromfile(str(report_file)) for case in suite]
+    assert run.exit_code == 0
+    assert cases[0].system_out == (
+        "break glass: deployed inside freeze window 'weekend' (2026-06-05T17:00:00+02:00 "
+        "to 2026-06-08T09:00:00+02:00); reason: fix for outage 42\n"
     )
