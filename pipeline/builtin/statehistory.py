@@ -13,6 +13,7 @@ window, for example) is ``blocked``.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -52,10 +53,15 @@ def shipline_break_glass(
     step: Step, windows: Sequence[ActiveWindow], reason: str, context: RunContext
 ) -> None:
     """Keep a ``--break-glass`` override in the deployment's journal, where ``shipline
-    history`` shows it. The entry changes no instance, so recovery passes over it."""
-    names = "; ".join(window.window.label for window in windows)
+    history`` shows it. The entry changes no instance, so recovery passes over it.
+
+    Journal details hold only scalars, so ``windows`` is stored as JSON text: a list of
+    ``{name, start, end}`` with ISO 8601 times, the shape of the step report's data.
+    """
+    shown = [{"name": item.window.label, "start": item.start.isoformat(),
+              "end": item.end.isoformat()} for item in windows]
     done = context.record_change(step, BREAK_GLASS, [], None,
-                                 {"reason": reason, "windows": names})
+                                 {"reason": reason, "windows": json.dumps(shown)})
     done()
 
 
