@@ -34,6 +34,8 @@ CelFunction = Callable[..., Any]
 
 #: Macros whose first argument binds a name of their own, such as ``x`` in ``all(x, ...)``.
 _BINDING_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+#: Macros that cel-python evaluates itself, outside its table of functions.
+_MACROS = frozenset({"has", "dyn", *_BINDING_MACROS})
 
 
 class CelError(ShiplineError):
@@ -196,6 +198,33 @@ def free_names(expression: Expression) -> frozenset[str]:
         elif node.data == "member_dot_arg":
             bound.update(_bound_names(node))
     return frozenset(read - bound)
+
+
+def function_names(expression: Expression) -> frozenset[str]:
+    """Return the names of the functions, methods and macros that ``expression`` calls.
+
+    ``size(x)`` gives ``size`` and ``x.startsWith("a")`` gives ``startsWith``.
+    Operators such as ``<`` and ``&&`` are not included.
+    """
+    import lark
+
+    names = set()
+    for node in expression._ast.iter_subtrees():
+        if node.data not in ("ident_arg", "member_dot_arg"):
+            continue
+        token = next((c for c in node.children if isinstance(c, lark.Token)), None)
+        if token is not None:
+            names.add(str(token))
+    return frozenset(names)
+
+
+@functools.lru_cache(maxsize=1)
+def standard_functions() -> frozenset[str]:
+    """Return the names of CEL's standard functions and macros, as cel-python provides
+    them, which every expression may call without being given them."""
+    from celpy.evaluation import base_functions
+
+    return frozenset(name for name in base_functions if name[:1].isalpha()) | _MACROS
 
 
 def member_names(expression: Expression, variable: str) -> frozenset[str]:
