@@ -553,3 +553,17 @@ def test_pipeline_judgment_policy_validated(tmp_path: Path) -> None:
 
     assert run.exit_code == 2
     assert "analyses.compare.on_failure" in run.errors
+
+
+def test_pipeline_judgment_pause_timeout_only(tmp_path: Path) -> None:
+    """A pause that sets only its timeout waits for the plain pause's file."""
+    data = {"latency:baseline": BASELINE, "latency:canary": SLOWER}
+    (tmp_path / "series.json").write_text(json.dumps(data), encoding="utf-8")
+    policy = "window: 5m\n    on_failure: {pause: {timeout: 2s, default: pass}}"
+
+    run = run_pipeline(PIPELINE.replace("window: 5m", policy), directory=tmp_path)
+
+    assert run.errors == ""
+    assert run.exit_code == 0
+    assert "on_failure is pause: not approved within 2s: create .shipline/approve-compare " \
+           "to approve; default action pass" in run.report("production/1").details
