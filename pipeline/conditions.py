@@ -95,6 +95,8 @@ class Condition:
     _expression: Expression
     #: The arguments the condition reads as ``args.NAME``.
     arg_names: frozenset[str] = frozenset()
+    #: The fields the condition reads as ``result.NAME``.
+    result_fields: frozenset[str] = frozenset()
 
     def evaluate(
         self, values: Mapping[str, Any], args: Mapping[str, str] | None = None
@@ -162,7 +164,7 @@ def compile_condition(text: str) -> Condition:
         raise ConditionError(message + _python_words_hint(text)) from None
     _check_functions(text, expression)
     return Condition(text, free_names(expression), expression,
-                     member_names(expression, "args"))
+                     member_names(expression, "args"), member_names(expression, "result"))
 
 
 def _check_functions(text: str, expression: Expression) -> None:

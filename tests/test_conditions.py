@@ -279,3 +279,22 @@ def test_compile_condition_known_functions() -> None:
             "result.exists_one(x, int(x) > 1) && !no_data(result) && default(result, 1) != 2")
 
     assert compile_condition(text).text == text
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("result.total < 1", "the map has no key 'total' (read as result.total)"),
+        ("result.errors / result.total < 0.01",
+         "the map has no key 'total' (read as result.total)"),
+        ("result.errors.count > 1", "the map has no key 'count' (read as result.errors.count)"),
+        ("result['total'] < 1", "the map has no key 'total'"),
+    ],
+)
+def test_condition_missing_key_named(text: str, reason: str) -> None:
+    values = {"result": {"errors": {"five": 5}} if "count" in text else {"errors": 5}}
+
+    with pytest.raises(ConditionEvaluationError) as caught:
+        compile_condition(text).evaluate(values)
+
+    assert str(caught.value) == f"condition {text!r} failed: {reason}"
