@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.diagnostics import Diagnostic
-from pipeline.freeze import ActiveWindow, FreezeError, active_windows, parse_windows
+from pipeline.freeze import ActiveWindow, active_windows, freeze_problems, parse_windows
 from pipeline.report import Outcome, StepReport
 
 if TYPE_CHECKING:
@@ -39,13 +39,17 @@ def shipline_addoption(parser: argparse.ArgumentParser) -> None:
 
 @hookimpl
 def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
+    """Report every invalid ``freeze`` entry at its own path, which the loader turns
+    into the entry's line; the environment's line is the fallback without a source."""
     diagnostics = []
     for name, environment in plan.environments.items():
-        try:
-            parse_windows(environment.options.get("freeze"))
-        except FreezeError as exc:
+        for problem in freeze_problems(environment.options.get("freeze")):
             path: tuple[str | int, ...] = ("environments", name, "freeze")
-            diagnostics.append(Diagnostic(str(exc), environment.mark, path))
+            if problem.index is not None:
+                path = (*path, problem.index)
+            if problem.key is not None:
+                path = (*path, problem.key)
+            diagnostics.append(Diagnostic(problem.message, None, path))
     return diagnostics
 
 
