@@ -567,3 +567,28 @@ def test_pipeline_judgment_pause_timeout_only(tmp_path: Path) -> None:
     assert run.exit_code == 0
     assert "on_failure is pause: not approved within 2s: create .shipline/approve-compare " \
            "to approve; default action pass" in run.report("production/1").details
+
+
+def test_pipeline_judgment_every_problem_reported(tmp_path: Path) -> None:
+    """Problems that the schema cannot see are all reported, each at its own line."""
+    bad = PIPELINE.replace(
+        "      - {name: latency, query: \"latency:{group}\", direction: increase}",
+        "      - {name: latency, query: \"latency:{group}\", direction: increase}\n"
+        "      - {name: errors, query: \"errors:{group}\"}\n"
+        "      - {name: latency, query: \"other:{group}\"}\n"
+        "      - {name: errors, query: \"more:{group}\"}\n"
+        "    score: {pass: 50, marginal: 60}",
+    )
+
+    run = run_pipeline(bad, directory=tmp_path)
+
+    file = tmp_path / "shipline.yml"
+    assert run.exit_code == 2
+    assert run.errors.splitlines() == [
+        f"{file}:15:16: analyses.compare.metrics[2].name: invalid 'metrics': metric "
+        f"'latency' appears twice; give each metric its own name",
+        f"{file}:16:16: analyses.compare.metrics[3].name: invalid 'metrics': metric "
+        f"'errors' appears twice; give each metric its own name",
+        f"{file}:17:12: analyses.compare.score: invalid 'score': 'marginal' (60) is above "
+        f"'pass' (50); set marginal at or below pass",
+    ]
