@@ -108,3 +108,44 @@ def test_http_provider_option_errors(options: dict[str, Any], message: str) -> N
         make_provider(**options)
 
     assert str(caught.value) == message
+
+
+VALIDATED = """\
+version: 1
+name: api
+analyses:
+  checks:
+    provider: http
+    url: http://127.0.0.1:9/status
+    select: 'checks[?name=='
+    success: result < 1
+  by-name:
+    provider: http
+    args: {check: db}
+    url: http://127.0.0.1:9/status
+    select: "checks[?name=='{{ args.check }}'].latency_ms | [0]"
+    success: result < 100
+stages:
+  - name: check
+    steps:
+      - gate: {uses: analysis, analysis: checks}
+      - gate:
+          uses: analysis
+          analysis: {provider: http, url: "http://127.0.0.1:9/", select: "a.[", success: "result"}
+"""
+
+
+def test_http_provider_select_checked_at_validate(tmp_path: Path) -> None:
+    """A literal select is compiled at validate; one with arguments waits for the run."""
+    from pipeline.testing import run_pipeline
+
+    run = run_pipeline(VALIDATED, directory=tmp_path)
+
+    file = tmp_path / "shipline.yml"
+    assert run.exit_code == 2
+    assert run.errors.splitlines() == [
+        f"{file}:7:13: analyses.checks.select: invalid 'select' 'checks[?name==': Invalid "
+        f"jmespath expression: Incomplete expression",
+        f"{file}:21:74: stages[0].steps[1].gate.analysis.select: invalid 'select' 'a.[': "
+        f"Invalid jmespath expression: Incomplete expression",
+    ]
