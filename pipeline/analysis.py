@@ -109,6 +109,7 @@ from pipeline.analysismodel import (
     Measurement,
     MeasurementRequest,
     MetricProvider,
+    ProviderError,
 )
 from pipeline.analysispolicy import Policies, Policy
 from pipeline.analysisrun import run_analysis
@@ -155,6 +156,7 @@ __all__ = [
     "MetricProvider",
     "Policies",
     "Policy",
+    "ProviderError",
     "analysis_label",
     "bind_args",
     "check_analyses",

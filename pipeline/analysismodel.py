@@ -32,6 +32,7 @@ __all__ = [
     "Measurement",
     "MeasurementRequest",
     "MetricProvider",
+    "ProviderError",
 ]
 
 SUCCESSFUL = "successful"
@@ -61,6 +62,14 @@ class AnalysisError(ShiplineError):
     def __init__(self, message: str, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+
+
+class ProviderError(RuntimeError):
+    """A measurement that failed, with a message written for users.
+
+    The measurement counts as an ``error`` and is retried like any other. Its message is
+    shown as it is, while other exceptions are shown with their class name.
+    """
 
 
 # -- results -----------------------------------------------------------------------------

@@ -17,7 +17,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from pipeline.analysismodel import ERROR, AnalysisError, AnalysisResult, Measurement
+from pipeline.analysismodel import (
+    ERROR,
+    AnalysisError,
+    AnalysisResult,
+    Measurement,
+    ProviderError,
+)
 from pipeline.context import Interrupted
 from pipeline.durations import format_duration
 from pipeline.judge import NO_DATA, JudgeSettings, compare_metric, score_comparisons
@@ -191,7 +197,8 @@ def _fetch(
     except (AnalysisError, Interrupted):
         raise
     except Exception as exc:
-        raise _FetchFailed(f"fetching {label} failed: {type(exc).__name__}: {exc}") from exc
+        shown = str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
+        raise _FetchFailed(f"fetching {label} failed: {shown}") from exc
 
     if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence):
         raise _FetchFailed(f"fetching {label} returned {type(raw).__name__}, expected a list")

@@ -280,7 +280,7 @@ def test_command_series_failure_names_program(tmp_path: Path) -> None:
 
     assert result.verdict == ERROR
     assert result.message == (
-        f"fetching metric 'latency' of the baseline (1.0) failed: RuntimeError: series "
+        f"fetching metric 'latency' of the baseline (1.0) failed: series "
         f"command {sys.executable!r} exited with status 3: no such metric"
     )
 

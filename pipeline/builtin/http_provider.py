@@ -28,7 +28,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
-from pipeline.analysis import COMMON_ANALYSIS_PROPERTIES, AnalysisError, MeasurementRequest
+from pipeline.analysis import (
+    COMMON_ANALYSIS_PROPERTIES,
+    AnalysisError,
+    MeasurementRequest,
+    ProviderError,
+)
 from pipeline.diagnostics import Diagnostic
 from pipeline.providerhttp import HTTP_PROVIDER_PROPERTIES, HttpOptions, get_json
 from pipeline.schema import StepSchema
@@ -54,7 +59,7 @@ HTTP_PROPERTIES: dict[str, Any] = {
 }
 
 
-class HttpProviderError(RuntimeError):
+class HttpProviderError(ProviderError):
     """A response that this measurement cannot use; the measurement is an error."""
 
 

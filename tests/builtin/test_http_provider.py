@@ -75,6 +75,37 @@ def test_http_provider_status_is_measurement_error() -> None:
     assert str(caught.value) == f"{server.url('/stats')} returned status 404, expected 200"
 
 
+def test_http_provider_errors_in_analysis_unprefixed() -> None:
+    """A measurement error shows the provider's message, without a class name or the
+    internals of requests."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/stats"
+    with HttpServer() as server:
+        server.route("/stats", Reply(404, "gone"))
+        templates = {
+            "missing": {"provider": "http", "url": server.url("/stats"), "retries": 0,
+                        "success": "result < 0.01", "consecutive_error_limit": 0},
+            "closed": {"provider": "http", "url": closed, "retries": 0,
+                       "success": "result < 0.01", "consecutive_error_limit": 0},
+        }
+        context = provider_context(templates, plugin)
+
+        missing = run_analysis("missing", context, stable_version="1", canary_version="2",
+                               endpoint=None)
+        refused = run_analysis("closed", context, stable_version="1", canary_version="2",
+                               endpoint=None)
+
+    assert missing.measurements[0].message == (
+        f"{server.url('/stats')} returned status 404, expected 200"
+    )
+    assert refused.measurements[0].message == (
+        f"GET {closed} failed after 1 attempt: connection refused"
+    )
+
+
 def test_http_provider_body_not_json() -> None:
     with HttpServer() as server:
         server.route("/stats", Reply(200, "<html>"))
