@@ -592,3 +592,19 @@ def test_pipeline_judgment_every_problem_reported(tmp_path: Path) -> None:
         f"{file}:17:12: analyses.compare.score: invalid 'score': 'marginal' (60) is above "
         f"'pass' (50); set marginal at or below pass",
     ]
+
+
+def test_pipeline_judgment_passed_metrics_verbose(tmp_path: Path) -> None:
+    """A passed step shows its details, one line per metric, with -v only."""
+    data = {"latency:baseline": BASELINE, "latency:canary": list(reversed(BASELINE))}
+    (tmp_path / "series.json").write_text(json.dumps(data), encoding="utf-8")
+    line = ("1. 2027-01-15T08:05:00Z successful: latency: Pass (U=450, p=1, baseline n=30, "
+            "canary n=30, mean 99.8333 -> 99.8333, +0.0%)")
+
+    quiet = run_pipeline(PIPELINE, directory=tmp_path)
+    verbose = run_pipeline(PIPELINE, directory=tmp_path, args=["-v"])
+
+    assert quiet.exit_code == 0
+    assert line not in quiet.output
+    assert verbose.exit_code == 0
+    assert line in verbose.output
