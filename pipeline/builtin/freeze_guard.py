@@ -32,9 +32,21 @@ logger = logging.getLogger("shipline")
 @hookimpl
 def shipline_addoption(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--break-glass", metavar="REASON",
+        "--break-glass", metavar="REASON", type=_reason,
         help="deploy even inside a freeze window; REASON is recorded in the report",
     )
+
+
+def _reason(text: str) -> str:
+    """Reject an empty or blank reason, which would otherwise read as no override."""
+    import argparse
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "the reason must not be empty: say why the deploy cannot wait, for example "
+            "--break-glass \"hotfix for the checkout outage\""
+        )
+    return text
 
 
 @hookimpl

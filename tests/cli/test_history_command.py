@@ -212,3 +212,16 @@ def test_history_break_glass_names_as_text(shipline_cli, tmp_path: Path) -> None
         {"name": "night", "start": None, "end": None},
         {"name": "release freeze", "start": None, "end": None},
     ]
+
+
+def test_break_glass_empty_reason_rejected(shipline_cli, tmp_path: Path) -> None:
+    (tmp_path / "shipline.yml").write_text(FROZEN, encoding="utf-8")
+
+    run = shipline_cli("run", "--break-glass", "", cwd=tmp_path)
+
+    assert run.exit_code == ExitCode.INVALID
+    assert run.stderr == (
+        "shipline: error: argument --break-glass: the reason must not be empty: say why the "
+        "deploy cannot wait, for example --break-glass \"hotfix for the checkout outage\" "
+        "(see 'shipline run --help')\n"
+    )
