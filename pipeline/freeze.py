@@ -134,7 +134,7 @@ def freeze_problems(entries: Any) -> list[FreezeProblem]:
 
     Unlike :func:`parse_windows`, which stops at the first invalid entry, this reports
     them all, at most one problem per entry. The messages have no ``freeze[N]`` prefix,
-    because ``index`` says which entry it is.
+    because ``index`` names the entry.
     """
     if entries is None:
         return []

@@ -163,7 +163,7 @@ class JudgeSettings:
         )
 
 
-#: Where a problem is, relative to the analysis's options, and the message.
+#: A problem's path, relative to the analysis's options, and its message.
 JudgeProblem = tuple[tuple[str | int, ...], str]
 
 

@@ -51,8 +51,10 @@ def _reason(text: str) -> str:
 
 @hookimpl
 def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
-    """Report every invalid ``freeze`` entry at its own path, which the loader turns
-    into the entry's line; the environment's line is the fallback without a source."""
+    """Report every invalid ``freeze`` entry at its own path.
+
+    The loader turns each path into the line of the entry or its offending key.
+    """
     diagnostics = []
     for name, environment in plan.environments.items():
         for problem in freeze_problems(environment.options.get("freeze")):

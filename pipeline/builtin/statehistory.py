@@ -7,8 +7,8 @@ else the version of the last successful deployment in the store, else the versio
 instances run now. When
 its stage ends, the deployment gets its outcome, which takes the stage's rollbacks
 into account: a deploy that passed but was rolled back because a later step failed
-is ``rolled_back``, and one that a guard blocked before it changed anything (a freeze
-window, for example) is ``blocked``.
+is ``rolled_back``. A deploy that a guard, such as a freeze window, blocked before it
+changed anything is ``blocked``.
 """
 
 from __future__ import annotations
