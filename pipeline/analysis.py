@@ -112,6 +112,7 @@ if TYPE_CHECKING:
         Measurement,
         MeasurementRequest,
         MetricProvider,
+        ProviderError,
     )
     from pipeline.analysispolicy import Policies, Policy
     from pipeline.analysisrun import run_analysis
@@ -155,6 +156,7 @@ _MODULES = {
     "Measurement": "pipeline.analysismodel",
     "MeasurementRequest": "pipeline.analysismodel",
     "MetricProvider": "pipeline.analysismodel",
+    "ProviderError": "pipeline.analysismodel",
     "Policies": "pipeline.analysispolicy",
     "Policy": "pipeline.analysispolicy",
     "SUCCESSFUL": "pipeline.analysismodel",
@@ -201,6 +203,7 @@ __all__ = [
     "MetricProvider",
     "Policies",
     "Policy",
+    "ProviderError",
     "analysis_label",
     "bind_args",
     "check_analyses",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline.analysismodel import AnalysisError
+from pipeline.analysispolicy import POLICY_KEYS, Policies
 from pipeline.analysissettings import (
     PLACEHOLDER_BUILTINS,
     prepare_analysis,
@@ -20,7 +21,7 @@ from pipeline.analysissettings import (
     unknown_template_message,
 )
 from pipeline.diagnostics import Diagnostic, DocPath, Mark
-from pipeline.judge import JudgeSettings, is_comparison
+from pipeline.judge import is_comparison, judge_problems
 from pipeline.plan import thaw
 
 if TYPE_CHECKING:
@@ -171,13 +172,25 @@ def _settings_diagnostics(
     try:
         name, options, _given = resolve_analysis(ref, plan.analyses)
         if is_comparison(options):
-            JudgeSettings.from_options(name, options)
-        else:
-            prepare_analysis(ref, plan.analyses, PLACEHOLDER_BUILTINS)
+            return _judge_diagnostics(name, options, path, mark)
+        prepare_analysis(ref, plan.analyses, PLACEHOLDER_BUILTINS)
     except AnalysisError as exc:
         where = (*path, exc.key) if exc.key else path
         return [Diagnostic(str(exc), mark, where)]
     return []
+
+
+def _judge_diagnostics(
+    name: str, options: Mapping[str, Any], path: DocPath, mark: Mark | None
+) -> list[Diagnostic]:
+    """Report every invalid option of a judge analysis, its policies included."""
+    problems = judge_problems(name, options)
+    for key in POLICY_KEYS:
+        try:
+            Policies.from_options(name, {key: options[key]} if key in options else {})
+        except AnalysisError as exc:
+            problems.append(((key,), str(exc)))
+    return [Diagnostic(message, mark, (*path, *where)) for where, message in problems]
 
 
 def _check_inline_options(uses: Sequence[AnalysisUse], config: Config) -> list[Diagnostic]:

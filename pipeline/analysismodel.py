@@ -32,6 +32,7 @@ __all__ = [
     "Measurement",
     "MeasurementRequest",
     "MetricProvider",
+    "ProviderError",
 ]
 
 SUCCESSFUL = "successful"
@@ -61,6 +62,14 @@ class AnalysisError(ShiplineError):
     def __init__(self, message: str, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+
+
+class ProviderError(RuntimeError):
+    """A measurement that failed, with a message written for users.
+
+    The measurement counts as an ``error`` and is retried like any other. Its message is
+    shown as it is, while other exceptions are shown with their class name.
+    """
 
 
 # -- results -----------------------------------------------------------------------------
@@ -95,6 +104,9 @@ class AnalysisResult:
     action: str = ""
     #: What the policy did, for reports: ``on_failure is retry: 2: running again (1 of 2)``.
     action_message: str = ""
+    #: True for an inconclusive judgment in which no metric had data, so that
+    #: ``on_no_data`` decides what happens next instead of ``on_inconclusive``.
+    no_data: bool = False
 
     @property
     def ok(self) -> bool:

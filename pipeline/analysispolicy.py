@@ -12,9 +12,10 @@ Each policy is one of:
     Wait for a person to approve, with the file or environment flag of
     :mod:`pipeline.approval`. Approved means ``pass``. When ``timeout`` (default 1h)
     passes first, the ``default`` action applies: ``abort`` (default) or ``pass``. The
-    plain ``pause`` waits for the file ``.shipline/approve-NAME`` beside the pipeline
-    file, where NAME is the analysis name with other characters than letters, digits,
-    ``.``, ``_`` and ``-`` replaced by ``-``.
+    plain ``pause``, and a pause mapping without ``file``, ``env`` or ``signed``, waits
+    for the file ``.shipline/approve-NAME`` beside the pipeline file, where NAME is the
+    analysis name with other characters than letters, digits, ``.``, ``_`` and ``-``
+    replaced by ``-``.
 ``{retry: N}``
     Run the analysis again, up to N more times (for ``on_no_data``: take the
     measurement again, up to N more times in a row); ``abort`` when the retries are
@@ -94,7 +95,7 @@ class Policy:
         if isinstance(value, Mapping) and len(value) == 1 and RETRY in value:
             return cls._retry(value[RETRY], key)
         if isinstance(value, Mapping) and len(value) == 1 and PAUSE in value:
-            return cls._pause(value[PAUSE], key)
+            return cls._pause(value[PAUSE], key, analysis)
 
         choices = ", ".join(actions)
         raise AnalysisError(
@@ -112,10 +113,13 @@ class Policy:
         return cls(RETRY, retries=count)
 
     @classmethod
-    def _pause(cls, spec: Any, key: str) -> Policy:
+    def _pause(cls, spec: Any, key: str, analysis: str) -> Policy:
+        """Parse ``{pause: spec}``; without ``file``, ``env`` or ``signed`` it waits for
+        the plain pause's file, so that ``{pause: {timeout: 5m}}`` only shortens the wait."""
         if not isinstance(spec, Mapping):
-            raise AnalysisError(f"invalid {key!r}: pause needs a mapping with 'file' or "
-                                f"'env', got {spec!r}", key)
+            raise AnalysisError(f"invalid {key!r}: pause needs a mapping of approval "
+                                f"options such as 'file', 'env' or 'timeout', got {spec!r}",
+                                key)
         default = spec.get("default", ABORT)
         if default not in _DEFAULT_ACTIONS:
             raise AnalysisError(
@@ -124,6 +128,8 @@ class Policy:
                 key,
             )
         approval = {name: value for name, value in spec.items() if name != "default"}
+        if not any(approval.get(way) for way in ("file", "env", "signed")):
+            approval["file"] = default_approval_file(analysis)
         try:
             parsed = ApprovalSpec.parse(approval, f"{key}.pause")
         except ShiplineError as exc:
@@ -175,8 +181,9 @@ def default_approval_file(analysis: str) -> str:
 def policy_schema(*, no_data: bool = False) -> dict[str, Any]:
     """Return the JSON Schema of one policy option."""
     actions = [ABORT, PASS, PAUSE, *([INCONCLUSIVE_ACTION] if no_data else [])]
+    # Without "file", "env" or "signed", a pause waits for the plain pause's file.
     pause = {
-        **APPROVAL_SCHEMA,
+        **{key: value for key, value in APPROVAL_SCHEMA.items() if key != "anyOf"},
         "properties": {
             **APPROVAL_SCHEMA["properties"],
             "default": {

@@ -25,6 +25,7 @@ from pipeline.analysismodel import (
     Measurement,
     MeasurementRequest,
     MetricProvider,
+    ProviderError,
 )
 from pipeline.analysispolicy import ABORT, PASS, PAUSE, RETRY, Policy
 from pipeline.analysissettings import (
@@ -196,7 +197,7 @@ class _AnalysisRun:
         except Exception as exc:
             logger.debug("analysis %r: measurement %d raised", request.analysis, number,
                          exc_info=True)
-            return Measurement(started, {}, ERROR, f"{type(exc).__name__}: {exc}")
+            return Measurement(started, {}, ERROR, _error_text(exc))
 
         settings = self.settings
         try:
@@ -349,6 +350,13 @@ class _AnalysisRun:
         logger.info("analysis %r %s: %s", self.settings.name, verdict, message)
         return AnalysisResult(self.settings.name, verdict, message, list(self.measurements),
                               action=action)
+
+
+def _error_text(exc: Exception) -> str:
+    """Show a provider's own error as it is, and any other with its class name."""
+    if isinstance(exc, ProviderError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _plural(count: int, noun: str) -> str:

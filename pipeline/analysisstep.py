@@ -1,5 +1,5 @@
-"""Run an analysis for a step: apply its ``on_failure`` and ``on_inconclusive`` policies, and
-keep every run in the step's report.
+"""Run an analysis for a step: apply its ``on_failure`` and ``on_inconclusive`` policies
+(and ``on_no_data`` to a judgment without data), and keep every run in the step's report.
 
 Canary ``analysis`` steps, blue-green promotion analyses, rolling batch analyses and
 ``analysis`` gates all go through :func:`run_analysis_use`. The policies are described in
@@ -13,10 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipeline.analysismodel import ERROR, FAILED, INCONCLUSIVE, SUCCESSFUL, AnalysisResult
-from pipeline.analysispolicy import ABORT, PASS, PAUSE, RETRY, Policy
-from pipeline.analysissettings import builtin_args, prepare_analysis
+from pipeline.analysismodel import ERROR, INCONCLUSIVE, SUCCESSFUL, AnalysisResult
+from pipeline.analysispolicy import (
+    ABORT,
+    INCONCLUSIVE_ACTION,
+    PASS,
+    PAUSE,
+    RETRY,
+    Policies,
+    Policy,
+)
+from pipeline.analysissettings import builtin_args, prepare_analysis, resolve_analysis
 from pipeline.approval import wait_for_approval
+from pipeline.judge import is_comparison
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
@@ -81,51 +90,63 @@ def run_analysis_use(
             result.action = CONTINUE
             return AnalysisOutcome(result.name, True, result.message, runs)
 
-        policy = _policy_for(result, policies)
+        key, policy = _policy_for(result, policies)
         if policy.action == RETRY and retries < policy.retries:
             retries += 1
             result.action = RETRY
-            result.action_message = (f"{_policy_key(result)} is {policy.describe()}: "
+            result.action_message = (f"{key} is {policy.describe()}: "
                                      f"running again ({retries} of {policy.retries})")
             logger.warning("analysis %r %s; %s", result.name, result.verdict,
                            result.action_message)
             continue
-        return _decide(result, policy, context, runs)
+        return _decide(result, key, policy, context, runs)
 
 
 def _policies(
     ref: str | Mapping[str, Any], context: RunContext, builtins: Mapping[str, str]
-) -> dict[str, Policy] | None:
-    """Return the analysis's policies by verdict, or ``None`` when its options are invalid.
+) -> Policies | None:
+    """Return the analysis's policies, or ``None`` when its options are invalid.
 
     Invalid options end the run with ``error``, which always aborts. ``builtins`` are
-    the run's built-in arguments, which an approval file name may refer to.
+    the run's built-in arguments, which an approval file name may refer to. A
+    ``judge: compare`` analysis has no conditions, so only its policy options are
+    parsed, as written, because a judge takes no template arguments.
     """
     from pipeline.errors import ShiplineError
 
     try:
+        name, options, _given = resolve_analysis(ref, context.plan.analyses)
+        if is_comparison(options):
+            return Policies.from_options(name, options)
         settings, _ = prepare_analysis(ref, context.plan.analyses, builtins)
     except ShiplineError:
         return None
-    return {FAILED: settings.policies.on_failure,
-            INCONCLUSIVE: settings.policies.on_inconclusive}
+    return settings.policies
 
 
-def _policy_for(result: AnalysisResult, policies: dict[str, Policy] | None) -> Policy:
+def _policy_for(result: AnalysisResult, policies: Policies | None) -> tuple[str, Policy]:
+    """Return the policy option that applies to a verdict other than ``successful``,
+    and its parsed policy.
+
+    A judgment without data goes to ``on_no_data``. Its default action,
+    ``inconclusive``, hands it on to ``on_inconclusive``.
+    """
+    key = "on_inconclusive" if result.verdict == INCONCLUSIVE else "on_failure"
     if result.action == ABORT or result.verdict == ERROR or policies is None:
-        return Policy(ABORT)
-    return policies.get(result.verdict, Policy(ABORT))
-
-
-def _policy_key(result: AnalysisResult) -> str:
-    return "on_inconclusive" if result.verdict == INCONCLUSIVE else "on_failure"
+        return key, Policy(ABORT)
+    if result.no_data and policies.on_no_data.action != INCONCLUSIVE_ACTION:
+        return "on_no_data", policies.on_no_data
+    if result.verdict == INCONCLUSIVE:
+        return key, policies.on_inconclusive
+    return key, policies.on_failure
 
 
 def _decide(
-    result: AnalysisResult, policy: Policy, context: RunContext, runs: list[AnalysisResult]
+    result: AnalysisResult, key: str, policy: Policy, context: RunContext,
+    runs: list[AnalysisResult],
 ) -> AnalysisOutcome:
-    """Apply ``abort``, ``pass``, ``pause``, or a ``retry`` whose retries are used up."""
-    key = _policy_key(result)
+    """Apply ``abort``, ``pass``, ``pause``, or a ``retry`` whose retries are used up, as
+    the policy option ``key``."""
     failure = f"analysis '{result.name}' {result.verdict}: {result.message}"
 
     if policy.action == PASS:
@@ -145,7 +166,7 @@ def _decide(
     # The verdict already tells of a plain abort, so only the details show its note.
     if result.verdict == ERROR:
         note = "an analysis with an error always aborts"
-    elif result.action == ABORT:
+    elif result.action == ABORT or key == "on_no_data":
         note = "on_no_data aborted the analysis"
     else:
         note = f"{key} is abort"

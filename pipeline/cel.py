@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,8 @@ CelFunction = Callable[..., Any]
 
 #: Macros whose first argument binds a name of their own, such as ``x`` in ``all(x, ...)``.
 _BINDING_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+#: Macros that cel-python evaluates itself, outside its table of functions.
+_MACROS = frozenset({"has", "dyn", *_BINDING_MACROS})
 
 
 class CelError(ShiplineError):
@@ -198,6 +201,33 @@ def free_names(expression: Expression) -> frozenset[str]:
     return frozenset(read - bound)
 
 
+def function_names(expression: Expression) -> frozenset[str]:
+    """Return the names of the functions, methods and macros that ``expression`` calls.
+
+    ``size(x)`` gives ``size`` and ``x.startsWith("a")`` gives ``startsWith``.
+    Operators such as ``<`` and ``&&`` are not included.
+    """
+    import lark
+
+    names = set()
+    for node in expression._ast.iter_subtrees():
+        if node.data not in ("ident_arg", "member_dot_arg"):
+            continue
+        token = next((c for c in node.children if isinstance(c, lark.Token)), None)
+        if token is not None:
+            names.add(str(token))
+    return frozenset(names)
+
+
+@functools.lru_cache(maxsize=1)
+def standard_functions() -> frozenset[str]:
+    """Return the names of CEL's standard functions and macros, as cel-python provides
+    them, which every expression may call without being given them."""
+    from celpy.evaluation import base_functions
+
+    return frozenset(name for name in base_functions if name[:1].isalpha()) | _MACROS
+
+
 def member_names(expression: Expression, variable: str) -> frozenset[str]:
     """Return the field names that ``expression`` reads from ``variable`` with a dot.
 
@@ -292,9 +322,35 @@ def _column(exc: Exception) -> int:
 
 
 def _eval_reason(exc: Exception) -> str:
-    """Return CEL's reason without the activation dump that celpy appends to some of them."""
+    """Return CEL's reason without the activation dump that celpy appends to some of them.
+
+    A missing map key is named even when an operator got it as an operand, because
+    cel-python 0.5 then reports only an operator without a matching overload.
+    """
+    missing = _missing_key(exc)
+    if missing:
+        return missing
     reason = str(exc.args[0]) if exc.args else str(exc)
     reason = reason.split(" (in activation", 1)[0]
     if reason.startswith("found no matching overload"):
         return "an operator or function got values of types it does not accept"
     return reason.splitlines()[0] if reason else "evaluation failed"
+
+
+#: cel-python's text for ``map.key`` without the key, as it appears in an error's repr,
+#: nested errors included (their quotes escaped): the key, then the expression read.
+_MISSING_MEMBER = re.compile(
+    r"no such member in mapping: \\?'([^'\\]*)\\?'.*?tree=\\?'([^'\\]*)\\?'", re.DOTALL
+)
+
+
+def _missing_key(exc: Exception) -> str:
+    """Describe a map key that the expression read and the map lacks, or return ``""``."""
+    args = exc.args
+    if len(args) >= 3 and args[0] == "no such key" and isinstance(args[2], tuple) and args[2]:
+        return f"the map has no key {str(args[2][0])!r}"
+    match = _MISSING_MEMBER.search(repr(exc))
+    if match is None:
+        return ""
+    key, read = match.groups()
+    return f"the map has no key {key!r} (read as {' '.join(read.split())})"

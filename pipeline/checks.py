@@ -580,12 +580,13 @@ def _request_failed(exc: requests.RequestException, request: _HttpRequest) -> _A
                         requests.exceptions.InvalidSchema)):
         return _Attempt(False, f"invalid URL: {exc}", permanent=True)
     if isinstance(exc, requests.ConnectionError):
-        return _Attempt(False, _connection_reason(exc))
+        return _Attempt(False, connection_reason(exc))
     return _Attempt(False, f"request failed: {type(exc).__name__}: {exc}")
 
 
-def _connection_reason(exc: BaseException) -> str:
-    """Name the root cause of a connection error in a few words."""
+def connection_reason(exc: BaseException) -> str:
+    """Name the root cause of a connection error in a few words, without the class names
+    and addresses that requests and urllib3 put in their messages."""
     import ssl
 
     causes = list(_causes(exc))

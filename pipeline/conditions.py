@@ -48,7 +48,9 @@ from pipeline.cel import (
     compile_expression,
     evaluate,
     free_names,
+    function_names,
     member_names,
+    standard_functions,
 )
 
 __all__ = [
@@ -93,6 +95,8 @@ class Condition:
     _expression: Expression
     #: The arguments the condition reads as ``args.NAME``.
     arg_names: frozenset[str] = frozenset()
+    #: The fields the condition reads as ``result.NAME``.
+    result_fields: frozenset[str] = frozenset()
 
     def evaluate(
         self, values: Mapping[str, Any], args: Mapping[str, str] | None = None
@@ -149,7 +153,8 @@ def compile_condition(text: str) -> Condition:
     """Parse ``text`` as a CEL expression into a :class:`Condition`.
 
     Raises ConditionError with a message of the form
-    ``invalid condition 'p95_ms <=': CEL syntax error at column 8``.
+    ``invalid condition 'p95_ms <=': CEL syntax error at column 8``, or naming a called
+    function that is not defined.
     """
     try:
         expression = compile_expression(text)
@@ -157,8 +162,27 @@ def compile_condition(text: str) -> Condition:
         where = f" at column {exc.column}" if exc.column else ""
         message = f"invalid condition {text!r}: {_reason(exc)}{where}"
         raise ConditionError(message + _python_words_hint(text)) from None
+    _check_functions(text, expression)
     return Condition(text, free_names(expression), expression,
-                     member_names(expression, "args"))
+                     member_names(expression, "args"), member_names(expression, "result"))
+
+
+def _check_functions(text: str, expression: Expression) -> None:
+    """Raise ConditionError for a call of a function that neither CEL nor the no-data
+    helpers define, so that a misspelt name fails at validation, not after a run's
+    measurements."""
+    known = standard_functions() | set(NO_DATA_FUNCTIONS)
+    unknown = sorted(function_names(expression) - known)
+    if not unknown:
+        return
+
+    name = unknown[0]
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConditionError(
+        f"invalid condition {text!r}: unknown function {name!r}{suggestion}; the helpers "
+        f"for no data are {', '.join(NO_DATA_FUNCTIONS)}"
+    )
 
 
 def variables_for(

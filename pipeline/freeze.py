@@ -34,7 +34,15 @@ from pipeline.durations import parse_duration
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
-__all__ = ["ActiveWindow", "FreezeError", "FreezeWindow", "active_windows", "parse_windows"]
+__all__ = [
+    "ActiveWindow",
+    "FreezeError",
+    "FreezeProblem",
+    "FreezeWindow",
+    "active_windows",
+    "freeze_problems",
+    "parse_windows",
+]
 
 #: Earlier cron starts that are checked besides the latest one, because a daylight saving
 #: change can make an earlier window end later on the absolute clock.
@@ -108,6 +116,38 @@ def parse_windows(entries: Any) -> list[FreezeWindow]:
         except FreezeError as exc:
             raise FreezeError(f"freeze[{index}]: {exc}", exc.key) from exc
     return windows
+
+
+@dataclass(frozen=True)
+class FreezeProblem:
+    """One invalid part of a ``freeze`` list, for ``shipline validate``."""
+
+    #: The entry's index, or None when the list itself is invalid.
+    index: int | None
+    #: The offending key of the entry, when there is one.
+    key: str | None
+    message: str
+
+
+def freeze_problems(entries: Any) -> list[FreezeProblem]:
+    """Check every entry of an environment's ``freeze`` list and return each invalid one.
+
+    Unlike :func:`parse_windows`, which stops at the first invalid entry, this reports
+    them all, at most one problem per entry. The messages have no ``freeze[N]`` prefix,
+    because ``index`` names the entry.
+    """
+    if entries is None:
+        return []
+    if not isinstance(entries, Sequence) or isinstance(entries, str):
+        return [FreezeProblem(None, None, "expected a list of windows")]
+
+    problems = []
+    for index, entry in enumerate(entries):
+        try:
+            _parse_window(entry, index)
+        except FreezeError as exc:
+            problems.append(FreezeProblem(index, exc.key, str(exc)))
+    return problems
 
 
 def _parse_window(entry: Any, index: int) -> FreezeWindow:

@@ -62,6 +62,7 @@ __all__ = [
     "MetricSpec",
     "compare_metric",
     "is_comparison",
+    "judge_problems",
     "score_comparisons",
 ]
 
@@ -160,6 +161,58 @@ class JudgeSettings:
             marginal_score=marginal_score,
             timeout=_duration(options, "timeout", 60.0),
         )
+
+
+#: A problem's path, relative to the analysis's options, and its message.
+JudgeProblem = tuple[tuple[str | int, ...], str]
+
+
+def judge_problems(name: str, options: Mapping[str, Any]) -> list[JudgeProblem]:
+    """Check every option of the judge analysis ``name`` and return each problem.
+
+    :meth:`JudgeSettings.from_options` stops at the first problem; this is for
+    ``shipline validate``, which reports them all. A problem of one metric is at the
+    path of that metric, ``("metrics", N)``, and a repeated name at its ``name``.
+    """
+    problems = _each_common_problem(name, options)
+
+    metrics = options.get("metrics")
+    if not isinstance(metrics, Sequence) or isinstance(metrics, str) or not metrics:
+        try:
+            _metrics(metrics, MetricSpec("", ""))
+        except AnalysisError as exc:
+            problems.append((("metrics",), str(exc)))
+        return problems
+
+    seen: set[str] = set()
+    for index, item in enumerate(metrics):
+        try:
+            _metric(item, index, MetricSpec("", ""))
+        except AnalysisError as exc:
+            problems.append((("metrics", index), str(exc)))
+            continue
+        if item["name"] in seen:
+            problems.append((("metrics", index, "name"),
+                             f"invalid 'metrics': metric {item['name']!r} appears twice; "
+                             f"give each metric its own name"))
+        seen.add(item["name"])
+    return problems
+
+
+def _each_common_problem(name: str, options: Mapping[str, Any]) -> list[JudgeProblem]:
+    """Check each analysis-wide option of a judge on its own, with the others left out."""
+    problems: list[JudgeProblem] = []
+    base = {"provider": "p", "metrics": [{"name": "m", "query": "q"}]}
+    for key in ("provider", "confidence", "score", "tolerance", "must_have_data",
+                "min_points", "window", "timeout"):
+        if key not in options and key != "provider":
+            continue
+        trial = {**base, key: options.get(key)}
+        try:
+            JudgeSettings.from_options(name, trial)
+        except AnalysisError as exc:
+            problems.append(((exc.key,) if exc.key else (), str(exc)))
+    return problems
 
 
 def _metrics(value: Any, defaults: MetricSpec) -> tuple[MetricSpec, ...]:

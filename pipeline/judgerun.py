@@ -17,10 +17,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from pipeline.analysismodel import ERROR, AnalysisError, AnalysisResult, Measurement
+from pipeline.analysismodel import (
+    ERROR,
+    AnalysisError,
+    AnalysisResult,
+    Measurement,
+    ProviderError,
+)
 from pipeline.context import Interrupted
 from pipeline.durations import format_duration
-from pipeline.judge import JudgeSettings, compare_metric, score_comparisons
+from pipeline.judge import NO_DATA, JudgeSettings, compare_metric, score_comparisons
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
@@ -191,7 +197,8 @@ def _fetch(
     except (AnalysisError, Interrupted):
         raise
     except Exception as exc:
-        raise _FetchFailed(f"fetching {label} failed: {type(exc).__name__}: {exc}") from exc
+        shown = str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
+        raise _FetchFailed(f"fetching {label} failed: {shown}") from exc
 
     if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence):
         raise _FetchFailed(f"fetching {label} returned {type(raw).__name__}, expected a list")
@@ -226,5 +233,7 @@ def _result(
         Measurement(end, comparison.values(), comparison.verdict, comparison.describe())
         for comparison in comparisons
     ]
+    no_data = judgment.score is None and all(c.classification == NO_DATA for c in comparisons)
     logger.info("analysis %r %s: %s", settings.name, judgment.verdict, judgment.message)
-    return AnalysisResult(settings.name, judgment.verdict, judgment.message, measurements)
+    return AnalysisResult(settings.name, judgment.verdict, judgment.message, measurements,
+                          no_data=no_data)

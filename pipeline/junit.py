@@ -23,7 +23,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -311,11 +311,12 @@ def _with_measurements(report: StepReport) -> str:
     """Return the report's output followed by every analysis measurement it recorded.
 
     Measurements go to system-out so that a passed step, which has no failure text,
-    still lists them; each line gives the time, verdict and message.
+    still lists them; each line gives the time, verdict and message. A ``--break-glass``
+    override comes first, for the same reason.
     """
     from pipeline.builtin.eventlog import analyses_in
 
-    lines = []
+    lines = _break_glass_lines(report)
     for analysis in analyses_in(report):
         lines.append(f"--- analysis '{analysis.name}': {analysis.verdict}: {analysis.message}")
         for number, measurement in enumerate(analysis.measurements, start=1):
@@ -328,6 +329,22 @@ def _with_measurements(report: StepReport) -> str:
         return report.output
     listing = "\n".join(lines) + "\n"
     return f"{report.output.rstrip()}\n{listing}" if report.output.strip() else listing
+
+
+def _break_glass_lines(report: StepReport) -> list[str]:
+    """Describe the ``--break-glass`` override in ``report.data``, if any, in one line."""
+    override = report.data.get("break_glass")
+    if not isinstance(override, Mapping):
+        return []
+
+    windows = [
+        f"'{window.get('name')}' ({window.get('start')} to {window.get('end')})"
+        for window in override.get("windows", [])
+        if isinstance(window, Mapping)
+    ]
+    noun = "window" if len(windows) == 1 else "windows"
+    return [f"break glass: deployed inside freeze {noun} {', '.join(windows)}; "
+            f"reason: {override.get('reason')}"]
 
 
 def _location(mark: Mark | None, cleaner: _Cleaner) -> tuple[str, int] | None:

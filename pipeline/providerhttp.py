@@ -33,9 +33,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from pipeline.analysismodel import AnalysisError
+from pipeline.analysismodel import AnalysisError, ProviderError
 from pipeline.context import Interrupted
-from pipeline.durations import DURATION_PATTERN, parse_duration
+from pipeline.durations import DURATION_PATTERN, format_duration, parse_duration
 
 if TYPE_CHECKING:
     import requests
@@ -84,7 +84,7 @@ HTTP_PROVIDER_PROPERTIES: dict[str, Any] = {
 }
 
 
-class ProviderHttpError(RuntimeError):
+class ProviderHttpError(ProviderError):
     """A request that failed after its retries; the measurement counts as an error."""
 
 
@@ -157,7 +157,7 @@ def get_json(
                 response = session.get(url, params=dict(params),
                                        timeout=options.request_timeout, allow_redirects=False)
             except requests.RequestException as exc:
-                problem = f"{type(exc).__name__}: {exc}"
+                problem = _request_problem(exc, options.request_timeout)
                 continue
             if response.status_code in _RETRIED_STATUSES:
                 problem = f"status {response.status_code}: {response.text[:200]}"
@@ -167,6 +167,19 @@ def get_json(
     raise ProviderHttpError(
         f"GET {url} failed after {attempts} attempt{'s' if attempts > 1 else ''}: {problem}"
     )
+
+
+def _request_problem(exc: requests.RequestException, timeout: float) -> str:
+    """Word a failed request as the http check does: the cause, not the class names."""
+    import requests
+
+    from pipeline.checks import connection_reason
+
+    if isinstance(exc, requests.Timeout):
+        return f"timed out after {format_duration(timeout)}"
+    if isinstance(exc, requests.ConnectionError):
+        return connection_reason(exc)
+    return f"request failed: {exc}"
 
 
 def _session(options: HttpOptions) -> requests.Session:

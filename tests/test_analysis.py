@@ -736,6 +736,16 @@ def test_check_analyses_invalid_template_condition() -> None:
     ]
 
 
+def test_check_analyses_unknown_function() -> None:
+    found = check({"error-rate": {"provider": "probe", "success": "defualt(result, 0.0) < 1"}})
+
+    assert found == [
+        "analyses.error-rate.success: invalid condition 'defualt(result, 0.0) < 1': unknown "
+        "function 'defualt' (did you mean 'default'?); the helpers for no data are no_data, "
+        "is_nan, default"
+    ]
+
+
 def test_check_analyses_template_without_condition() -> None:
     found = check({"error-rate": {"provider": "probe"}})
 

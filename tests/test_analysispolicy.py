@@ -83,10 +83,11 @@ def test_policies_parse_each_form() -> None:
         ("on_inconclusive", {"pause": {"file": "x", "default": "retry"}},
          "invalid 'on_inconclusive': the default action of a pause must be abort or pass, "
          "got 'retry'"),
-        ("on_inconclusive", {"pause": {"timeout": "1m"}},
-         "on_inconclusive.pause: give a 'file' or an 'env' variable to wait for"),
+        ("on_inconclusive", {"pause": {"timeout": "soon"}},
+         "on_inconclusive.pause.timeout: 'soon' is not a valid duration: use a number of "
+         "seconds or a value like 500ms, 30s, 5m, 1h"),
         ("on_inconclusive", {"pause": "x"}, "invalid 'on_inconclusive': pause needs a "
-         "mapping with 'file' or 'env', got 'x'"),
+         "mapping of approval options such as 'file', 'env' or 'timeout', got 'x'"),
     ],
 )
 def test_policy_errors(key: str, value: Any, message: str) -> None:
@@ -95,6 +96,18 @@ def test_policy_errors(key: str, value: Any, message: str) -> None:
 
     assert str(caught.value) == message
     assert caught.value.key == key
+
+
+def test_policy_pause_timeout_alone_waits_for_default_file() -> None:
+    options = {"provider": "p", "success": "x",
+               "on_inconclusive": {"pause": {"timeout": "2s", "default": "pass"}}}
+
+    policy = AnalysisSettings.from_options("e", options).policies.on_inconclusive
+
+    assert policy == Policy(
+        "pause", approval=ApprovalSpec(file=".shipline/approve-e", timeout=2.0),
+        default="pass",
+    )
 
 
 def test_default_approval_file_replaces_odd_characters() -> None:

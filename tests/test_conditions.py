@@ -101,6 +101,14 @@ def test_condition_str_is_text() -> None:
         ("not a < 1 or b", "invalid condition 'not a < 1 or b': CEL syntax error at "
          "column 5 (CEL writes '!' for 'not', '||' for 'or')"),
         ("a < 1 && b <", "invalid condition 'a < 1 && b <': CEL syntax error at column 12"),
+        ("defualt(result, 0.0) < 1", "invalid condition 'defualt(result, 0.0) < 1': unknown "
+         "function 'defualt' (did you mean 'default'?); the helpers for no data are "
+         "no_data, is_nan, default"),
+        ("result.startwith('a')", "invalid condition \"result.startwith('a')\": unknown "
+         "function 'startwith' (did you mean 'startsWith'?); the helpers for no data are "
+         "no_data, is_nan, default"),
+        ("percentile(result) < 1", "invalid condition 'percentile(result) < 1': unknown "
+         "function 'percentile'; the helpers for no data are no_data, is_nan, default"),
     ],
 )
 def test_compile_condition_errors(text: str, message: str) -> None:
@@ -115,14 +123,13 @@ def test_compile_condition_error_is_value_error() -> None:
         compile_condition("x <")
 
 
-def test_condition_python_call_is_not_executed() -> None:
-    condition = compile_condition("__import__('os').system('false') == 0")
-
-    with pytest.raises(ConditionEvaluationError) as caught:
-        condition.evaluate({"result": 1.0})
+def test_condition_python_call_is_rejected() -> None:
+    with pytest.raises(ConditionError) as caught:
+        compile_condition("__import__('os').system('false') == 0")
 
     assert str(caught.value).startswith(
-        "condition \"__import__('os').system('false') == 0\" failed: "
+        "invalid condition \"__import__('os').system('false') == 0\": unknown function "
+        "'__import__'"
     )
 
 
@@ -265,3 +272,29 @@ def test_condition_arg_names() -> None:
     condition = compile_condition('result < double(args.limit) && args.mode.size() > 0')
 
     assert condition.arg_names == frozenset({"limit", "mode"})
+
+
+def test_compile_condition_known_functions() -> None:
+    text = ("result.all(x, x.startsWith('a')) && size(result) > 0 && has(result.x) && "
+            "result.exists_one(x, int(x) > 1) && !no_data(result) && default(result, 1) != 2")
+
+    assert compile_condition(text).text == text
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("result.total < 1", "the map has no key 'total' (read as result.total)"),
+        ("result.errors / result.total < 0.01",
+         "the map has no key 'total' (read as result.total)"),
+        ("result.errors.count > 1", "the map has no key 'count' (read as result.errors.count)"),
+        ("result['total'] < 1", "the map has no key 'total'"),
+    ],
+)
+def test_condition_missing_key_named(text: str, reason: str) -> None:
+    values = {"result": {"errors": {"five": 5}} if "count" in text else {"errors": 5}}
+
+    with pytest.raises(ConditionEvaluationError) as caught:
+        compile_condition(text).evaluate(values)
+
+    assert str(caught.value) == f"condition {text!r} failed: {reason}"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from junitparser import JUnitXml
 
 from pipeline import hookimpl
 from pipeline.clock import FakeClock
@@ -254,6 +255,59 @@ def test_freeze_invalid_window_fails_validation(tmp_path: Path) -> None:
 
     assert run.exit_code == 2
     assert run.errors == (
-        f"{tmp_path / 'shipline.yml'}:4:3: environments.production.freeze: freeze[0]: "
+        f"{tmp_path / 'shipline.yml'}:7:72: environments.production.freeze[0].timezone: "
         f"unknown 'timezone' 'Europe/Berlín': use an IANA name such as Europe/Berlin"
+    )
+
+
+FROZEN_BADLY = """version: 1
+name: shop
+environments:
+  production:
+    target: {type: fake, version: "1.0"}
+    freeze:
+      - {name: ok, cron: "0 17 * * FRI", duration: 64h}
+      - {cron: "every friday", duration: 2h}
+      - {start: "2026-12-24"}
+      - {start: "2026-12-26", end: "2026-12-24"}
+      - {cron: "0 17 * * FRI", duration: 2h, timezone: Mars/Olympus}
+stages:
+  - name: production
+    environment: production
+    steps:
+      - deploy: {version: "2.0", strategy: rolling}
+"""
+
+
+def test_freeze_every_invalid_window_reported(tmp_path: Path) -> None:
+    run = run_pipeline(FROZEN_BADLY, directory=tmp_path)
+
+    file = tmp_path / "shipline.yml"
+    assert run.exit_code == 2
+    assert run.errors.splitlines() == [
+        f"{file}:8:16: environments.production.freeze[1].cron: invalid 'cron' 'every "
+        f"friday': use five fields, minute hour day month weekday, for example "
+        f"\"0 17 * * FRI\"",
+        f"{file}:9:9: environments.production.freeze[2].end: missing 'end': a fixed window "
+        f"needs 'start' and 'end'",
+        f"{file}:10:36: environments.production.freeze[3].end: 'end' (2026-12-24) must be "
+        f"after 'start' (2026-12-26)",
+        f"{file}:11:56: environments.production.freeze[4].timezone: unknown 'timezone' "
+        f"'Mars/Olympus': use an IANA name such as Europe/Berlin",
+    ]
+
+
+def test_freeze_break_glass_in_junit(tmp_path: Path) -> None:
+    """A passed step has no failure text, so the override goes to its system-out."""
+    report_file = tmp_path / "report.xml"
+
+    run = run_pipeline(PIPELINE, directory=tmp_path, clock=FakeClock(SATURDAY),
+                       args=["--break-glass", "fix for outage 42", "--junitxml",
+                             str(report_file)])
+
+    cases = [case for suite in JUnitXml.fromfile(str(report_file)) for case in suite]
+    assert run.exit_code == 0
+    assert cases[0].system_out == (
+        "break glass: deployed inside freeze window 'weekend' (2026-06-05T17:00:00+02:00 "
+        "to 2026-06-08T09:00:00+02:00); reason: fix for outage 42\n"
     )

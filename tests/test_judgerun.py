@@ -21,8 +21,10 @@ from pipeline.analysis import (
     FAILED,
     INCONCLUSIVE,
     SUCCESSFUL,
+    AnalysisOutcome,
     estimate_analysis,
     run_analysis,
+    run_analysis_use,
 )
 from pipeline.builtin import series
 from pipeline.clock import FakeClock
@@ -278,7 +280,7 @@ def test_command_series_failure_names_program(tmp_path: Path) -> None:
 
     assert result.verdict == ERROR
     assert result.message == (
-        f"fetching metric 'latency' of the baseline (1.0) failed: RuntimeError: series "
+        f"fetching metric 'latency' of the baseline (1.0) failed: series "
         f"command {sys.executable!r} exited with status 3: no such metric"
     )
 
@@ -414,3 +416,195 @@ def test_pipeline_judgment_in_events(tmp_path: Path) -> None:
     assert measurements[0]["verdict"] == FAILED
     for event in events:
         assert list(validator.iter_errors(event)) == []
+
+
+# -- policies ----------------------------------------------------------------------------
+
+SAME = {"latency:baseline:1.0": BASELINE, "latency:canary:2.0": list(reversed(BASELINE)),
+        "errors:baseline": [0.0] * 20, "errors:canary": [0.0] * 20}
+WORSE = {**SAME, "latency:canary:2.0": SLOWER}
+NO_POINTS = {"latency:baseline:1.0": [1.0, 2.0], "latency:canary:2.0": [1.0, 2.0],
+             "errors:baseline": [], "errors:canary": []}
+#: Half the score fails, which is marginal with pass 90 and marginal 40.
+MARGINAL = {"score": {"pass": 90, "marginal": 40}}
+NOT_CRITICAL = [
+    {"name": "latency", "query": "latency:{group}:{version}", "direction": "increase"},
+    {"name": "errors", "query": "errors:{group}", "direction": "increase"},
+]
+
+
+def judge_use(data: Mapping[str, Any], tmp_path: Path, **options: Any) -> AnalysisOutcome:
+    context = make_context({"compare": judge_options(data, **options)}, tmp_path)
+    return run_analysis_use("compare", context, stable_version="1.0", canary_version="2.0",
+                            endpoint=None)
+
+
+def test_judge_policy_pass_continues(tmp_path: Path) -> None:
+    outcome = judge_use(SAME, tmp_path, on_failure="abort", on_inconclusive="abort")
+
+    assert outcome.passed
+    assert outcome.runs[0].action == "continue"
+
+
+def test_judge_policy_failure_aborts_by_default(tmp_path: Path) -> None:
+    outcome = judge_use(WORSE, tmp_path, metrics=NOT_CRITICAL)
+
+    assert not outcome.passed
+    assert outcome.runs[0].action == "abort"
+    assert outcome.runs[0].action_message == "on_failure is abort"
+
+
+def test_judge_policy_on_failure_pass(tmp_path: Path) -> None:
+    outcome = judge_use(WORSE, tmp_path, metrics=NOT_CRITICAL, on_failure="pass")
+
+    assert outcome.passed
+    assert outcome.runs[0].verdict == FAILED
+    assert outcome.message.endswith("; on_failure is pass: going on")
+
+
+def test_judge_policy_on_failure_retry(tmp_path: Path) -> None:
+    outcome = judge_use(WORSE, tmp_path, metrics=NOT_CRITICAL, on_failure={"retry": 1})
+
+    assert not outcome.passed
+    assert len(outcome.runs) == 2
+    assert outcome.message.endswith("; on_failure is retry: 1: still failed after the retries")
+
+
+def test_judge_policy_marginal_pauses_by_default(tmp_path: Path) -> None:
+    outcome = judge_use(WORSE, tmp_path, metrics=NOT_CRITICAL, **MARGINAL)
+
+    assert not outcome.passed
+    assert outcome.runs[0].verdict == INCONCLUSIVE
+    assert outcome.runs[0].action == "abort"
+    assert outcome.message.endswith(
+        "; on_inconclusive is pause: not approved within 1h: create "
+        ".shipline/approve-compare to approve; default action abort"
+    )
+
+
+def test_judge_policy_marginal_pause_approved(tmp_path: Path) -> None:
+    (tmp_path / ".shipline").mkdir()
+    (tmp_path / ".shipline" / "approve-compare").touch()
+
+    outcome = judge_use(WORSE, tmp_path, metrics=NOT_CRITICAL, **MARGINAL)
+
+    assert outcome.passed
+    assert outcome.message.endswith(
+        "; on_inconclusive is pause: approved: .shipline/approve-compare exists"
+    )
+
+
+def test_judge_policy_marginal_pause_default_pass(tmp_path: Path) -> None:
+    pause = {"pause": {"env": "SHIPLINE_TEST_UNSET_FLAG", "timeout": "2s", "default": "pass"}}
+
+    outcome = judge_use(WORSE, tmp_path, metrics=NOT_CRITICAL, on_inconclusive=pause,
+                        **MARGINAL)
+
+    assert outcome.passed
+    assert outcome.runs[0].action == "pass"
+
+
+def test_judge_policy_no_data_goes_to_inconclusive(tmp_path: Path) -> None:
+    outcome = judge_use(NO_POINTS, tmp_path, on_inconclusive="pass")
+
+    assert outcome.passed
+    assert outcome.runs[0].verdict == INCONCLUSIVE
+    assert outcome.message.endswith("; on_inconclusive is pass: going on")
+
+
+def test_judge_policy_on_no_data_abort(tmp_path: Path) -> None:
+    outcome = judge_use(NO_POINTS, tmp_path, on_inconclusive="pass", on_no_data="abort")
+
+    assert not outcome.passed
+    assert outcome.runs[0].action_message == "on_no_data aborted the analysis"
+
+
+def test_judge_policy_on_no_data_pass(tmp_path: Path) -> None:
+    outcome = judge_use(NO_POINTS, tmp_path, on_no_data="pass")
+
+    assert outcome.passed
+    assert outcome.message.endswith("; on_no_data is pass: going on")
+
+
+def test_judge_policy_on_no_data_retry(tmp_path: Path) -> None:
+    outcome = judge_use(NO_POINTS, tmp_path, on_no_data={"retry": 2})
+
+    assert not outcome.passed
+    assert len(outcome.runs) == 3
+    assert outcome.runs[0].action_message == "on_no_data is retry: 2: running again (1 of 2)"
+    assert outcome.message.endswith(
+        "; on_no_data is retry: 2: still inconclusive after the retries"
+    )
+
+
+def test_judge_policy_use_overrides_template(tmp_path: Path) -> None:
+    context = make_context({"compare": judge_options(WORSE, metrics=NOT_CRITICAL)}, tmp_path)
+
+    outcome = run_analysis_use({"template": "compare", "on_failure": "pass"}, context,
+                               stable_version="1.0", canary_version="2.0", endpoint=None)
+
+    assert outcome.passed
+
+
+def test_pipeline_judgment_policy_validated(tmp_path: Path) -> None:
+    bad = PIPELINE.replace("window: 5m", "window: 5m\n    on_failure: stop")
+
+    run = run_pipeline(bad, directory=tmp_path)
+
+    assert run.exit_code == 2
+    assert "analyses.compare.on_failure" in run.errors
+
+
+def test_pipeline_judgment_pause_timeout_only(tmp_path: Path) -> None:
+    """A pause that sets only its timeout waits for the plain pause's file."""
+    data = {"latency:baseline": BASELINE, "latency:canary": SLOWER}
+    (tmp_path / "series.json").write_text(json.dumps(data), encoding="utf-8")
+    policy = "window: 5m\n    on_failure: {pause: {timeout: 2s, default: pass}}"
+
+    run = run_pipeline(PIPELINE.replace("window: 5m", policy), directory=tmp_path)
+
+    assert run.errors == ""
+    assert run.exit_code == 0
+    assert "on_failure is pause: not approved within 2s: create .shipline/approve-compare " \
+           "to approve; default action pass" in run.report("production/1").details
+
+
+def test_pipeline_judgment_every_problem_reported(tmp_path: Path) -> None:
+    """Problems that the schema cannot see are all reported, each at its own line."""
+    bad = PIPELINE.replace(
+        "      - {name: latency, query: \"latency:{group}\", direction: increase}",
+        "      - {name: latency, query: \"latency:{group}\", direction: increase}\n"
+        "      - {name: errors, query: \"errors:{group}\"}\n"
+        "      - {name: latency, query: \"other:{group}\"}\n"
+        "      - {name: errors, query: \"more:{group}\"}\n"
+        "    score: {pass: 50, marginal: 60}",
+    )
+
+    run = run_pipeline(bad, directory=tmp_path)
+
+    file = tmp_path / "shipline.yml"
+    assert run.exit_code == 2
+    assert run.errors.splitlines() == [
+        f"{file}:15:16: analyses.compare.metrics[2].name: invalid 'metrics': metric "
+        f"'latency' appears twice; give each metric its own name",
+        f"{file}:16:16: analyses.compare.metrics[3].name: invalid 'metrics': metric "
+        f"'errors' appears twice; give each metric its own name",
+        f"{file}:17:12: analyses.compare.score: invalid 'score': 'marginal' (60) is above "
+        f"'pass' (50); set marginal at or below pass",
+    ]
+
+
+def test_pipeline_judgment_passed_metrics_verbose(tmp_path: Path) -> None:
+    """A passed step shows its details, one line per metric, with -v only."""
+    data = {"latency:baseline": BASELINE, "latency:canary": list(reversed(BASELINE))}
+    (tmp_path / "series.json").write_text(json.dumps(data), encoding="utf-8")
+    line = ("1. 2027-01-15T08:05:00Z successful: latency: Pass (U=450, p=1, baseline n=30, "
+            "canary n=30, mean 99.8333 -> 99.8333, +0.0%)")
+
+    quiet = run_pipeline(PIPELINE, directory=tmp_path)
+    verbose = run_pipeline(PIPELINE, directory=tmp_path, args=["-v"])
+
+    assert quiet.exit_code == 0
+    assert line not in quiet.output
+    assert verbose.exit_code == 0
+    assert line in verbose.output

@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
-from pipeline.analysis import COMMON_ANALYSIS_PROPERTIES, AnalysisError, MeasurementRequest
+from pipeline.analysis import (
+    COMMON_ANALYSIS_PROPERTIES,
+    AnalysisError,
+    MeasurementRequest,
+    ProviderError,
+)
 from pipeline.commands import TemplateError, last_line, run_command
 from pipeline.schema import StepSchema
 
@@ -56,7 +61,7 @@ COMMAND_PROPERTIES: dict[str, Any] = {
 }
 
 
-class CommandProviderError(RuntimeError):
+class CommandProviderError(ProviderError):
     """A command that failed or printed something else than JSON; the measurement is an error."""
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pipeline import hookimpl
 from pipeline.diagnostics import Diagnostic
-from pipeline.freeze import ActiveWindow, FreezeError, active_windows, parse_windows
+from pipeline.freeze import ActiveWindow, active_windows, freeze_problems, parse_windows
 from pipeline.report import Outcome, StepReport
 
 if TYPE_CHECKING:
@@ -32,20 +32,38 @@ logger = logging.getLogger("shipline")
 @hookimpl
 def shipline_addoption(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--break-glass", metavar="REASON",
+        "--break-glass", metavar="REASON", type=_reason,
         help="deploy even inside a freeze window; REASON is recorded in the report",
     )
 
 
+def _reason(text: str) -> str:
+    """Reject an empty or blank reason, which would otherwise read as no override."""
+    import argparse
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "the reason must not be empty: say why the deploy cannot wait, for example "
+            "--break-glass \"hotfix for the checkout outage\""
+        )
+    return text
+
+
 @hookimpl
 def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
+    """Report every invalid ``freeze`` entry at its own path.
+
+    The loader turns each path into the line of the entry or its offending key.
+    """
     diagnostics = []
     for name, environment in plan.environments.items():
-        try:
-            parse_windows(environment.options.get("freeze"))
-        except FreezeError as exc:
+        for problem in freeze_problems(environment.options.get("freeze")):
             path: tuple[str | int, ...] = ("environments", name, "freeze")
-            diagnostics.append(Diagnostic(str(exc), environment.mark, path))
+            if problem.index is not None:
+                path = (*path, problem.index)
+            if problem.key is not None:
+                path = (*path, problem.key)
+            diagnostics.append(Diagnostic(problem.message, None, path))
     return diagnostics
 
 

@@ -28,12 +28,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
-from pipeline.analysis import COMMON_ANALYSIS_PROPERTIES, AnalysisError, MeasurementRequest
+from pipeline.analysis import (
+    COMMON_ANALYSIS_PROPERTIES,
+    AnalysisError,
+    MeasurementRequest,
+    ProviderError,
+)
+from pipeline.diagnostics import Diagnostic
 from pipeline.providerhttp import HTTP_PROVIDER_PROPERTIES, HttpOptions, get_json
 from pipeline.schema import StepSchema
 
 if TYPE_CHECKING:
+    from pipeline.config import Config
     from pipeline.context import RunContext
+    from pipeline.plan import Plan
 
 PROVIDER = "http"
 
@@ -51,7 +59,7 @@ HTTP_PROPERTIES: dict[str, Any] = {
 }
 
 
-class HttpProviderError(RuntimeError):
+class HttpProviderError(ProviderError):
     """A response that this measurement cannot use; the measurement is an error."""
 
 
@@ -115,6 +123,33 @@ def shipline_step_schemas() -> list[StepSchema]:
             "JMESPath expression picks.",
         )
     ]
+
+
+@hookimpl
+def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
+    """Compile the ``select`` of every http analysis that has no argument in it, so that
+    ``shipline validate`` reports an invalid expression instead of the first run.
+
+    An expression with ``{{ args.NAME }}`` is compiled when the run has its arguments.
+    """
+    from pipeline.analysischecks import iter_analysis_uses, resolve_use
+
+    diagnostics = []
+    for use in iter_analysis_uses(plan):
+        if isinstance(use.ref, str) and not use.is_template:
+            continue
+        resolved = resolve_use(use, plan)
+        if resolved is None or resolved[1].get("provider") != PROVIDER:
+            continue
+        _name, options, path = resolved
+        select = options.get("select")
+        if isinstance(select, str) and "{{" in select:
+            continue
+        try:
+            _compile(select)
+        except AnalysisError as exc:
+            diagnostics.append(Diagnostic(str(exc), None, (*path, "select")))
+    return diagnostics
 
 
 @hookimpl

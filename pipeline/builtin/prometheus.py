@@ -32,7 +32,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
-from pipeline.analysis import COMMON_ANALYSIS_PROPERTIES, AnalysisError, MeasurementRequest
+from pipeline.analysis import (
+    COMMON_ANALYSIS_PROPERTIES,
+    AnalysisError,
+    MeasurementRequest,
+    ProviderError,
+)
 from pipeline.providerhttp import HTTP_PROVIDER_PROPERTIES, HttpOptions, get_json
 from pipeline.schema import StepSchema
 
@@ -66,7 +71,7 @@ PROMETHEUS_PROPERTIES: dict[str, Any] = {
 }
 
 
-class PrometheusQueryError(RuntimeError):
+class PrometheusQueryError(ProviderError):
     """A query result that this measurement cannot use; the measurement is an error."""
 
 

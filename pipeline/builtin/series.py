@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
-from pipeline.analysis import COMMON_ANALYSIS_PROPERTIES, AnalysisError
+from pipeline.analysis import COMMON_ANALYSIS_PROPERTIES, AnalysisError, ProviderError
 from pipeline.judge import is_comparison
 from pipeline.schema import StepSchema
 
@@ -253,12 +253,12 @@ class CommandSeries:
         except FileNotFoundError as exc:
             raise AnalysisError(f"series command {program!r} not found") from exc
         except subprocess.TimeoutExpired as exc:
-            raise RuntimeError(
+            raise ProviderError(
                 f"series command {program!r} timed out after {request.timeout:g}s"
             ) from exc
 
         if done.returncode != 0:
-            raise RuntimeError(
+            raise ProviderError(
                 f"series command {program!r} exited with status {done.returncode}: "
                 f"{done.stderr.strip()[:MAX_STDERR]}"
             )

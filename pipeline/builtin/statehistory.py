@@ -7,11 +7,13 @@ else the version of the last successful deployment in the store, else the versio
 instances run now. When
 its stage ends, the deployment gets its outcome, which takes the stage's rollbacks
 into account: a deploy that passed but was rolled back because a later step failed
-is ``rolled_back``.
+is ``rolled_back``. A deploy that a guard, such as a freeze window, blocked before it
+changed anything is ``blocked``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -51,10 +53,15 @@ def shipline_break_glass(
     step: Step, windows: Sequence[ActiveWindow], reason: str, context: RunContext
 ) -> None:
     """Keep a ``--break-glass`` override in the deployment's journal, where ``shipline
-    history`` shows it. The entry changes no instance, so recovery passes over it."""
-    names = "; ".join(window.window.label for window in windows)
+    history`` shows it. The entry changes no instance, so recovery passes over it.
+
+    Journal details hold only scalars, so ``windows`` is stored as JSON text: a list of
+    ``{name, start, end}`` with ISO 8601 times, the shape of the step report's data.
+    """
+    shown = [{"name": item.window.label, "start": item.start.isoformat(),
+              "end": item.end.isoformat()} for item in windows]
     done = context.record_change(step, BREAK_GLASS, [], None,
-                                 {"reason": reason, "windows": names})
+                                 {"reason": reason, "windows": json.dumps(shown)})
     done()
 
 
@@ -109,6 +116,8 @@ def deployment_outcome(step: Step, reports: list[StepReport]) -> DeploymentOutco
 
     if any(report.outcome is not Outcome.PASSED for report in rollbacks):
         return DeploymentOutcome.ROLLBACK_FAILED
+    if not rollbacks and own and own[0].outcome is Outcome.BLOCKED:
+        return DeploymentOutcome.BLOCKED
     if rollbacks or (own and own[0].outcome is not Outcome.PASSED):
         return DeploymentOutcome.INTERRUPTED if interrupted else DeploymentOutcome.ROLLED_BACK
     return DeploymentOutcome.SUCCEEDED

@@ -25,7 +25,7 @@ from pipeline.planning import load_plan, resolve_pipeline_path
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from pipeline.analysis import AnalysisOutcome
+    from pipeline.analysis import AnalysisOutcome, AnalysisSettings
     from pipeline.config import Config
     from pipeline.context import RunContext
     from pipeline.replay import Recording, ReplayProvider
@@ -79,8 +79,9 @@ def main(config: Config) -> ExitCode:
     path = resolve_pipeline_path(options.file, config.invocation_dir)
     plan = load_plan(path, config).plan
     ref = {"template": options.template, "args": _parse_args(options.args)}
-    _check_use(ref, plan.analyses, options)
+    settings = _check_use(ref, plan.analyses, options)
     recording = load_recording(config.invocation_dir / options.data)
+    _check_recorded_names(settings, recording)
 
     clock = FakeClock()
     config = dataclasses.replace(config, clock=clock)
@@ -98,17 +99,41 @@ def main(config: Config) -> ExitCode:
 
 
 def _check_use(ref: Mapping[str, Any], analyses: Mapping[str, Any],
-               options: argparse.Namespace) -> None:
-    """Raise UsageError when the template does not exist or its arguments do not fit."""
+               options: argparse.Namespace) -> AnalysisSettings:
+    """Parse the template's settings; raise UsageError when the template does not exist
+    or its arguments do not fit."""
     from pipeline.analysis import AnalysisError, prepare_analysis
 
     builtins = {"canary_version": options.canary_version,
                 "stable_version": options.stable_version, "environment": ""}
     try:
-        prepare_analysis(ref, analyses, builtins)
+        settings, _ = prepare_analysis(ref, analyses, builtins)
     except AnalysisError as exc:
         hint = " (with shipline analyze: --arg NAME=VALUE)" if exc.key == "args" else ""
         raise UsageError(f"{exc}{hint}") from None
+    return settings
+
+
+def _check_recorded_names(settings: AnalysisSettings, recording: Recording) -> None:
+    """Raise UsageError when a condition reads a value that the recording lacks.
+
+    Without a ``result`` value, ``result`` is the map of all recorded values, so a
+    condition may still read ``result.NAME`` for a recorded NAME. NOTE: a condition
+    that passes that map whole to a function (``size(result)``) is rejected too.
+    """
+    recorded = {name for row in recording.rows for name in row}
+    for condition in settings.conditions:
+        needed = set(condition.names) - {"args"}
+        if "result" not in recorded and "result" in needed:
+            needed.discard("result")
+            needed |= condition.result_fields or {"result"}
+        missing = sorted(needed - recorded)
+        if missing:
+            raise UsageError(
+                f"{recording.path}: the recording has no value {missing[0]!r}, which "
+                f"condition {condition.text!r} reads: add a CSV column or JSON key "
+                f"{missing[0]!r}; recorded values: {', '.join(sorted(recorded))}"
+            )
 
 
 def _parse_args(pairs: list[str]) -> dict[str, str]:

@@ -67,8 +67,25 @@ def break_glass(journal: list[JournalEntry]) -> dict[str, Any] | None:
     for entry in journal:
         if entry.operation == BREAK_GLASS:
             return {"reason": entry.details.get("reason"),
-                    "windows": entry.details.get("windows")}
+                    "windows": _windows(entry.details.get("windows"))}
     return None
+
+
+def _windows(stored: Any) -> list[dict[str, Any]]:
+    """Read the freeze windows of a break-glass journal entry as ``{name, start, end}``.
+
+    Entries are JSON text. Stores written before that hold the names joined with
+    ``; ``, which become windows whose ``start`` and ``end`` are unknown (null).
+    """
+    if not isinstance(stored, str) or not stored:
+        return []
+    try:
+        windows = json.loads(stored)
+    except json.JSONDecodeError:
+        return [{"name": name, "start": None, "end": None} for name in stored.split("; ")]
+    if not isinstance(windows, list):
+        return []
+    return [window for window in windows if isinstance(window, dict)]
 
 
 def outcome_text(deployment: Deployment) -> str:

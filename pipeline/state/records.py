@@ -31,6 +31,8 @@ class DeploymentOutcome(str, enum.Enum):
     RESUMED = "resumed"
     #: SIGINT or SIGTERM stopped the deployment after its in-flight change was undone.
     INTERRUPTED = "interrupted"
+    #: A guard (a freeze window, for example) blocked the step before it changed anything.
+    BLOCKED = "blocked"
 
 
 class RollbackOutcome(str, enum.Enum):

@@ -75,6 +75,37 @@ def test_http_provider_status_is_measurement_error() -> None:
     assert str(caught.value) == f"{server.url('/stats')} returned status 404, expected 200"
 
 
+def test_http_provider_errors_in_analysis_unprefixed() -> None:
+    """A measurement error shows the provider's message, without a class name or the
+    internals of requests."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/stats"
+    with HttpServer() as server:
+        server.route("/stats", Reply(404, "gone"))
+        templates = {
+            "missing": {"provider": "http", "url": server.url("/stats"), "retries": 0,
+                        "success": "result < 0.01", "consecutive_error_limit": 0},
+            "closed": {"provider": "http", "url": closed, "retries": 0,
+                       "success": "result < 0.01", "consecutive_error_limit": 0},
+        }
+        context = provider_context(templates, plugin)
+
+        missing = run_analysis("missing", context, stable_version="1", canary_version="2",
+                               endpoint=None)
+        refused = run_analysis("closed", context, stable_version="1", canary_version="2",
+                               endpoint=None)
+
+    assert missing.measurements[0].message == (
+        f"{server.url('/stats')} returned status 404, expected 200"
+    )
+    assert refused.measurements[0].message == (
+        f"GET {closed} failed after 1 attempt: connection refused"
+    )
+
+
 def test_http_provider_body_not_json() -> None:
     with HttpServer() as server:
         server.route("/stats", Reply(200, "<html>"))
@@ -108,3 +139,44 @@ def test_http_provider_option_errors(options: dict[str, Any], message: str) -> N
         make_provider(**options)
 
     assert str(caught.value) == message
+
+
+VALIDATED = """\
+version: 1
+name: api
+analyses:
+  checks:
+    provider: http
+    url: http://127.0.0.1:9/status
+    select: 'checks[?name=='
+    success: result < 1
+  by-name:
+    provider: http
+    args: {check: db}
+    url: http://127.0.0.1:9/status
+    select: "checks[?name=='{{ args.check }}'].latency_ms | [0]"
+    success: result < 100
+stages:
+  - name: check
+    steps:
+      - gate: {uses: analysis, analysis: checks}
+      - gate:
+          uses: analysis
+          analysis: {provider: http, url: "http://127.0.0.1:9/", select: "a.[", success: "result"}
+"""
+
+
+def test_http_provider_select_checked_at_validate(tmp_path: Path) -> None:
+    """A literal select is compiled at validate; one with arguments waits for the run."""
+    from pipeline.testing import run_pipeline
+
+    run = run_pipeline(VALIDATED, directory=tmp_path)
+
+    file = tmp_path / "shipline.yml"
+    assert run.exit_code == 2
+    assert run.errors.splitlines() == [
+        f"{file}:7:13: analyses.checks.select: invalid 'select' 'checks[?name==': Invalid "
+        f"jmespath expression: Incomplete expression",
+        f"{file}:21:74: stages[0].steps[1].gate.analysis.select: invalid 'select' 'a.[': "
+        f"Invalid jmespath expression: Incomplete expression",
+    ]

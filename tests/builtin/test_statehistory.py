@@ -30,6 +30,7 @@ def _report(outcome: Outcome, rollback: bool = False) -> StepReport:
     ([_report(Outcome.INTERRUPTED), _report(Outcome.PASSED, rollback=True)],
      DeploymentOutcome.INTERRUPTED),
     ([_report(Outcome.FAILED)], DeploymentOutcome.ROLLED_BACK),
+    ([_report(Outcome.BLOCKED)], DeploymentOutcome.BLOCKED),
 ])
 def test_deployment_outcome_from_reports(reports: list[StepReport],
                                          expected: DeploymentOutcome) -> None:

@@ -145,6 +145,10 @@ def test_analyze_rows_without_times(shipline_cli, folder):
          "such as 90s, or an ISO 8601 timestamp"),
         (["error-rate", "--arg", "service=a"], "time,result\n",
          "shipline: error: {data}: the recording has no rows"),
+        (["error-rate", "--arg", "service=a"], "time,other\n0,0.1\n",
+         "shipline: error: {data}: the recording has no value 'result', which condition "
+         "'result < double(args.max_error_rate)' reads: add a CSV column or JSON key "
+         "'result'; recorded values: other"),
     ],
 )
 def test_analyze_errors(shipline_cli, folder, arguments, content, message):
@@ -180,3 +184,35 @@ def test_analyze_json_output(shipline_cli, folder):
     assert [m["values"] for m in document["runs"][0]["measurements"]] == [
         {"result": 0.001}, {"result": 0.002}, {"result": 0.05},
     ]
+
+
+FIELDS = """\
+version: 1
+name: fields
+analyses:
+  rate:
+    provider: probe
+    success: result.success_rate >= 0.99
+stages:
+  - name: check
+    steps:
+      - gate: {uses: analysis, analysis: rate}
+"""
+
+
+def test_analyze_result_fields_read_columns(shipline_cli, folder):
+    (folder / "fields.yml").write_text(FIELDS, encoding="utf-8")
+    (folder / "good.csv").write_text("time,success_rate\n0,1.0\n", encoding="utf-8")
+    (folder / "bad.csv").write_text("time,rate\n0,1.0\n", encoding="utf-8")
+
+    good = shipline_cli("analyze", "rate", "fields.yml", "--data", "good.csv",
+                        cwd=folder)
+    bad = shipline_cli("analyze", "rate", "fields.yml", "--data", "bad.csv", cwd=folder)
+
+    assert good.exit_code == ExitCode.OK, good.stderr
+    assert bad.exit_code == ExitCode.INVALID
+    assert bad.stderr == (
+        f"shipline: error: {folder / 'bad.csv'}: the recording has no value 'success_rate', "
+        f"which condition 'result.success_rate >= 0.99' reads: add a CSV column or JSON key "
+        f"'success_rate'; recorded values: rate\n"
+    )

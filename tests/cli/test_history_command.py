@@ -162,7 +162,9 @@ def test_history_shows_break_glass(shipline_cli, tmp_path: Path) -> None:
     assert run.exit_code == ExitCode.OK, run.stdout + run.stderr
     assert "succeeded (break glass)" in table.stdout.splitlines()[1]
     assert json.loads(data.stdout)[0]["break_glass"] == {
-        "reason": "fix the checkout outage", "windows": "always",
+        "reason": "fix the checkout outage",
+        "windows": [{"name": "always", "start": "2000-01-01T00:00:00+00:00",
+                     "end": "2100-01-01T00:00:00+00:00"}],
     }
 
 
@@ -176,3 +178,50 @@ def test_history_no_break_glass_is_null(shipline_cli, tmp_path: Path) -> None:
 
     assert run.exit_code == ExitCode.OK, run.stdout + run.stderr
     assert json.loads(data.stdout)[0]["break_glass"] is None
+
+
+def test_history_freeze_block_is_blocked(shipline_cli, tmp_path: Path) -> None:
+    (tmp_path / "shipline.yml").write_text(FROZEN, encoding="utf-8")
+    state = str(tmp_path / "state.db")
+
+    run = shipline_cli("run", "--state", state, cwd=tmp_path)
+    data = shipline_cli("history", "production", "--format", "json", "--state", state,
+                        cwd=tmp_path)
+
+    assert run.exit_code == ExitCode.BLOCKED, run.stdout + run.stderr
+    assert json.loads(data.stdout)[0]["outcome"] == "blocked"
+
+
+def test_history_break_glass_names_as_text(shipline_cli, tmp_path: Path) -> None:
+    """Stores written before the windows became JSON hold their names as plain text."""
+    state = tmp_path / "state.db"
+    with SqliteStore(state, FakeClock(start=1_800_000_000.0)) as store:
+        deployment = store.start_deployment(
+            pipeline="shop", environment="production", version="2.0.0",
+            previous_version="1.0.0", strategy="rolling")
+        store.append_journal(deployment.id, stage="release", step="release/1",
+                             operation="break_glass", instances=[], version=None,
+                             details={"reason": "outage", "windows": "night; release freeze"})
+        store.finish_deployment(deployment.id, DeploymentOutcome.SUCCEEDED)
+
+    data = shipline_cli("history", "production", "--format", "json", "--state", str(state),
+                        cwd=tmp_path)
+
+    assert data.exit_code == ExitCode.OK, data.stderr
+    assert json.loads(data.stdout)[0]["break_glass"]["windows"] == [
+        {"name": "night", "start": None, "end": None},
+        {"name": "release freeze", "start": None, "end": None},
+    ]
+
+
+def test_break_glass_empty_reason_rejected(shipline_cli, tmp_path: Path) -> None:
+    (tmp_path / "shipline.yml").write_text(FROZEN, encoding="utf-8")
+
+    run = shipline_cli("run", "--break-glass", "", cwd=tmp_path)
+
+    assert run.exit_code == ExitCode.INVALID
+    assert run.stderr == (
+        "shipline: error: argument --break-glass: the reason must not be empty: say why the "
+        "deploy cannot wait, for example --break-glass \"hotfix for the checkout outage\" "
+        "(see 'shipline run --help')\n"
+    )

@@ -218,7 +218,8 @@ def test_policy_evaluation_error_is_invalid(shipline_cli, tmp_path):
     assert result.exit_code == ExitCode.INVALID
     assert result.stderr == (
         "policy.yml:4:12: rule 'typo' cannot be checked for stage 'check': CEL expression "
-        "'stage.enviroment == \"production\"': no such member in mapping: 'enviroment'\n"
+        "'stage.enviroment == \"production\"': the map has no key 'enviroment' (read as "
+        "stage.enviroment)\n"
     )
 
 
@@ -250,7 +251,8 @@ def test_policy_evaluation_errors_all_listed(shipline_cli, tmp_path):
         "other.yml:3:39: rule 'count' cannot be checked for the plan: CEL expression "
         "'plan.stages.size()': the result must be true or false, got int 2\n"
         "policy.yml:4:12: rule 'typo' cannot be checked for stage 'check': CEL expression "
-        "'stage.enviroment == \"production\"': no such member in mapping: 'enviroment'\n"
+        "'stage.enviroment == \"production\"': the map has no key 'enviroment' (read as "
+        "stage.enviroment)\n"
         "policy.yml:10:12: rule 'notbool' cannot be checked for stage 'check': CEL "
         "expression 'stage.name': the result must be true or false, got str 'check'\n"
     )
