@@ -43,6 +43,7 @@ from pipeline.state import (
     wait_for_lock,
 )
 from pipeline.state.records import DetailValue
+from pipeline.state.urlsecrets import find_passwords
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -70,9 +71,17 @@ def commit_from(environ: Mapping[str, str]) -> str | None:
 
 def locate(plan_dir: Path, settings: Mapping[str, object] | None, config: Config) -> StateLocation:
     """Pick the store from ``--state``, ``SHIPLINE_STATE``, the ``state:`` section or the
-    default file beside the pipeline file; raise StateError for an invalid value."""
-    return resolve_location(option=config.option("state"), environ=os.environ,
-                            settings=settings, pipeline_dir=plan_dir, cwd=config.invocation_dir)
+    default file beside the pipeline file; raise StateError for an invalid value.
+
+    The password of a PostgreSQL URL is added to the run's masker, so that no message
+    or log shows it, whichever of the sources the URL came from.
+    """
+    location = resolve_location(option=config.option("state"), environ=os.environ,
+                                settings=settings, pipeline_dir=plan_dir,
+                                cwd=config.invocation_dir)
+    if location.url is not None:
+        config.masker.update(find_passwords(location.url))
+    return location
 
 
 def lease_of(settings: Mapping[str, object]) -> float:

@@ -199,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args
     masker = Masker()
     register_environment(masker, os.environ)
+    _register_url_passwords(masker, args)
     mask = masker.mask
     try:
         return int(_run(args, masker))
@@ -236,6 +237,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return int(ExitCode.INTERNAL_ERROR)
+
+
+def _register_url_passwords(masker: Masker, args: Sequence[str]) -> None:
+    """Add the database passwords in the arguments and in SHIPLINE_STATE to the masker,
+    so that a ``--state`` URL's password never reaches a message or a log."""
+    from pipeline.state import STATE_VARIABLE
+    from pipeline.state.urlsecrets import find_passwords
+
+    for text in [*args, os.environ.get(STATE_VARIABLE, "")]:
+        masker.update(find_passwords(text))
 
 
 def _silence_stdout() -> None:
