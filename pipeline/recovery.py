@@ -13,6 +13,10 @@ By default each one is rolled back from its journal, newest first:
    again. An instance of the idle slot that ran nothing before has the new version
    removed. Otherwise the deployment's recorded previous version is deployed.
 
+Before a deployment is rolled back or resumed, the commands that the killed run
+started and that still run on this host are stopped (:mod:`pipeline.orphans`), so
+that none of them changes an instance after the recovery.
+
 The deployment is then ``recovered``. When a step of the recovery fails, the
 deployment stays unfinished, so the next run tries again, and the run exits 4 without
 deploying anything. With ``--resume`` nothing is undone: the deployment is marked
@@ -31,6 +35,7 @@ from pipeline.context import RollbackFailed, RunContext
 from pipeline.errors import ShiplineError
 from pipeline.exitcodes import ExitCode
 from pipeline.instancetable import InstanceState, plural
+from pipeline.orphans import records_in, stop_orphans
 from pipeline.rollback import removal_failure, remove_version, restore_previous
 from pipeline.state import Deployment, DeploymentOutcome, JournalEntry, RollbackOutcome
 from pipeline.staterun import UNKNOWN_VERSION
@@ -122,8 +127,20 @@ def _say(config: Config, message: str) -> None:
     print(f"shipline: {message}", file=config.stdout, flush=True)
 
 
+def _stop_orphans(config: Config, deployment: Deployment,
+                  entries: Sequence[JournalEntry]) -> None:
+    """Stop the commands of the killed run that still run here, and name those that may
+    still run on other hosts, before anything is undone or resumed."""
+    report = stop_orphans(records_in(entries))
+    summary = report.summary()
+    if summary:
+        _say(config, f"environment '{deployment.environment}': deployment {deployment.id}: "
+             f"{summary}")
+
+
 def _resume(state: RunState, deployment: Deployment, config: Config) -> None:
     entries = state.worker.call(lambda store: store.journal(deployment.id))
+    _stop_orphans(config, deployment, entries)
     before = {
         instance: str(entry.details["before"])
         for entry in reversed(entries)
@@ -140,6 +157,7 @@ def _resume(state: RunState, deployment: Deployment, config: Config) -> None:
 def _roll_back(plan: Plan, config: Config, state: RunState, deployment: Deployment) -> bool:
     """Undo one unfinished deployment; return whether every change was undone."""
     entries = state.worker.call(lambda store: store.journal(deployment.id))
+    _stop_orphans(config, deployment, entries)
     undo = undo_plan(entries)
     environment = deployment.environment
     _say(config, f"environment '{environment}': deployment {deployment.id} of "

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, TypeVar
 from pipeline.cienv import CiJob, detect
 from pipeline.clock import Clock, SystemClock
 from pipeline.durations import parse_duration
+from pipeline.orphans import ProcessJournal
 from pipeline.state import (
     DEFAULT_LEASE,
     Deployment,
@@ -187,6 +188,8 @@ class RunState:
     resumed_previous: dict[str, str | None] = field(default_factory=dict)
     _locks: list[HeldLock] = field(default_factory=list)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+    #: Journals the commands started while a deployment is unfinished, for recovery.
+    _processes: ProcessJournal | None = None
 
     @classmethod
     def open(cls, plan: Plan, config: Config, environ: Mapping[str, str] | None = None
@@ -277,6 +280,10 @@ class RunState:
                     environment)
         with self._guard:
             self.deployments[step.id] = deployment
+            if self._processes is None:
+                self._processes = ProcessJournal(self.worker)
+            processes = self._processes
+        processes.start(deployment.id, step)
         return deployment
 
     def deployment_of(self, step: Step) -> Deployment | None:
@@ -390,6 +397,8 @@ class RunState:
         deployment = self.deployment_of(step)
         if deployment is None:
             return
+        if self._processes is not None:
+            self._processes.finish(deployment.id)
         try:
             self.worker.call(lambda store: store.finish_deployment(deployment.id, outcome))
         except StateError:
@@ -399,6 +408,8 @@ class RunState:
 
     def close(self) -> None:
         """Release every lock and close the store."""
+        if self._processes is not None:
+            self._processes.close()
         self.release_locks()
         self.worker.close()
 
