@@ -108,8 +108,8 @@ class OrphanReport:
 
 
 class ProcessJournal:
-    """Append a ``process`` entry to each unfinished deployment of a run for every
-    command that the run starts, through the run's StateWorker.
+    """The journal of the commands that a run starts: a ``process`` entry in each
+    unfinished deployment of the run, written through the run's StateWorker.
 
     A command that starts while no deployment of the run is unfinished is not recorded.
     NOTE: a SIGKILL between the start of a command and its journal write leaves that

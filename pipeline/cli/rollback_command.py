@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.cli.stateoptions import (
     add_file_option,
     add_state_option,
+    deploy_version_only,
     duration_argument,
     load_for_state,
 )
@@ -61,7 +62,7 @@ def main(config: Config) -> ExitCode:
 
     options = config.options
     wait = duration_argument("--lock-wait", options.lock_wait)
-    plan = load_for_state(config).plan
+    plan = load_for_state(config, deploy_version_only).plan
     environment = options.environment
     stage, step = deploy_step_for(plan, environment)
 

@@ -18,9 +18,11 @@ from pipeline.errors import UsageError
 from pipeline.state import STATE_VARIABLE
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from pipeline.config import Config
+    from pipeline.diagnostics import DocPath
     from pipeline.planning import LoadedPlan
     from pipeline.state import StateLocation, StateStore
 
@@ -49,12 +51,35 @@ def duration_argument(option: str, value: str) -> float:
         raise UsageError(f"{option}: {value!r} is not a valid duration: {DURATION_HELP}") from None
 
 
-def load_for_state(config: Config) -> LoadedPlan:
-    """Load and check the pipeline file named by ``--file``, or the default one."""
+def outside_state(path: DocPath) -> bool:
+    """Tolerate an undefined variable anywhere but in the ``state:`` section and in
+    ``vars:`` entries, which may feed that section (history, lock)."""
+    return bool(path) and path[0] not in ("state", "vars")
+
+
+def outside_state_and_environments(path: DocPath) -> bool:
+    """Tolerate an undefined variable anywhere but in ``state:``, ``environments:`` (the
+    targets that status reads) and ``vars:`` entries."""
+    return outside_state(path) and path[0] != "environments"
+
+
+def deploy_version_only(path: DocPath) -> bool:
+    """Tolerate an undefined variable only in a step's ``version``, which a rollback
+    replaces with the version it rolls back to."""
+    return len(path) > 2 and path[0] == "stages" and path[-1] == "version"
+
+
+def load_for_state(config: Config,
+                   tolerate: Callable[[DocPath], bool] | None = None) -> LoadedPlan:
+    """Load and check the pipeline file named by ``--file``, or the default one.
+
+    ``tolerate`` selects where an undefined variable is not an error, because these
+    commands run without the variables that a deploy needs (see load_plan).
+    """
     from pipeline.planning import load_plan, resolve_pipeline_path
 
     path = resolve_pipeline_path(config.option("file"), config.invocation_dir)
-    return load_plan(path, config)
+    return load_plan(path, config, tolerate=tolerate)
 
 
 def state_location(config: Config) -> StateLocation:
@@ -67,7 +92,7 @@ def state_location(config: Config) -> StateLocation:
 
     if config.option("state") is not None or os.environ.get(STATE_VARIABLE, "").strip():
         return locate(config.invocation_dir, None, config)
-    plan = load_for_state(config).plan
+    plan = load_for_state(config, outside_state).plan
     return locate(Path(plan.file).parent, dict(plan.state), config)
 
 

@@ -19,6 +19,7 @@ from pipeline.cli.stateoptions import (
     add_state_option,
     format_moment,
     load_for_state,
+    outside_state_and_environments,
 )
 from pipeline.config import Config
 from pipeline.errors import ShiplineError, UsageError
@@ -80,7 +81,7 @@ def main(config: Config) -> ExitCode:
     from pipeline.state import open_store
     from pipeline.staterun import locate
 
-    plan = load_for_state(config).plan
+    plan = load_for_state(config, outside_state_and_environments).plan
     names = _environment_names(plan, config.options.environment)
     location = locate(plan.file.parent, dict(plan.state), config)
     with open_store(location, config.clock) as store:
