@@ -96,6 +96,20 @@ def state_location(config: Config) -> StateLocation:
     return locate(Path(plan.file).parent, dict(plan.state), config)
 
 
+def missing_store(location: StateLocation) -> str | None:
+    """Return "there is no state store at PATH" when the location is an SQLite file that
+    does not exist, else None.
+
+    Commands that only read (history, status, lock) check this first, because opening
+    the store would create the file and its folders, at a mistyped path too.
+    """
+    if location.backend != "sqlite" or location.path is None:
+        return None
+    if os.path.lexists(location.path):
+        return None
+    return f"there is no state store at {location.path}"
+
+
 def open_state_store(config: Config) -> StateStore:
     """Open the state store that ``--state``, ``SHIPLINE_STATE`` or the pipeline names."""
     from pipeline.state import open_store

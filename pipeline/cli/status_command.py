@@ -19,6 +19,7 @@ from pipeline.cli.stateoptions import (
     add_state_option,
     format_moment,
     load_for_state,
+    missing_store,
     outside_state_and_environments,
 )
 from pipeline.config import Config
@@ -84,8 +85,12 @@ def main(config: Config) -> ExitCode:
     plan = load_for_state(config, outside_state_and_environments).plan
     names = _environment_names(plan, config.options.environment)
     location = locate(plan.file.parent, dict(plan.state), config)
-    with open_store(location, config.clock) as store:
-        statuses = [_status(plan, config, store, name) for name in names]
+    missing = missing_store(location)
+    if missing is not None:
+        statuses = [_status_without_store(plan, config, name, missing) for name in names]
+    else:
+        with open_store(location, config.clock) as store:
+            statuses = [_status(plan, config, store, name) for name in names]
 
     if config.options.format == "json":
         print(json.dumps([asdict(status) for status in statuses], indent=2), file=config.stdout)
@@ -102,6 +107,18 @@ def _environment_names(plan: Plan, name: str | None) -> list[str]:
         raise UsageError(f"environment '{name}' is not defined in {plan.file} "
                          f"(defined: {defined})")
     return [name]
+
+
+def _status_without_store(plan: Plan, config: Config, name: str,
+                          missing: str) -> EnvironmentStatus:
+    """Return the status of ``name`` when the store does not exist: nothing recorded,
+    no lock, and what the target reports."""
+    status = EnvironmentStatus(name, None, f"environment '{name}' is not locked: {missing}")
+    try:
+        status.instances = read_instances(plan, config, name)
+    except ShiplineError as exc:
+        status.target_error = str(exc)
+    return status
 
 
 def _status(plan: Plan, config: Config, store: StateStore, name: str) -> EnvironmentStatus:

@@ -38,6 +38,8 @@ def test_lock_status_held(shipline_cli, tmp_path: Path) -> None:
 
 
 def test_lock_status_not_locked(shipline_cli, tmp_path: Path) -> None:
+    SqliteStore(tmp_path / "state.db", FakeClock()).close()
+
     result = _cli(shipline_cli, tmp_path, "status", "production")
 
     assert result.exit_code == ExitCode.OK
@@ -113,6 +115,8 @@ def test_lock_release_expired(shipline_cli, tmp_path: Path) -> None:
 
 
 def test_lock_release_not_locked(shipline_cli, tmp_path: Path) -> None:
+    SqliteStore(tmp_path / "state.db", FakeClock()).close()
+
     result = _cli(shipline_cli, tmp_path, "release", "production")
 
     assert result.exit_code == ExitCode.OK
@@ -144,3 +148,16 @@ def test_lock_then_run_exits_locked(shipline_cli, tmp_path: Path, write_pipeline
         "--reason TEXT' if that run is gone\n"
     )
     assert result.stdout == ""
+
+
+def test_lock_missing_store_creates_nothing(shipline_cli, tmp_path: Path) -> None:
+    state = tmp_path / "no-such-dir" / "state.db"
+
+    for action in ("status", "release"):
+        result = shipline_cli("lock", action, "production", "--state", str(state),
+                              cwd=tmp_path)
+
+        assert result.exit_code == ExitCode.OK, result.stderr
+        assert result.stdout == (f"environment 'production' is not locked: there is no "
+                                 f"state store at {state}\n")
+    assert list(tmp_path.iterdir()) == []
