@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from pipeline.diagnostics import DocPath
     from pipeline.planning import LoadedPlan
     from pipeline.state import StateLocation, StateStore
+
+
+_BARE_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def add_state_option(parser: argparse.ArgumentParser) -> None:
@@ -44,9 +48,17 @@ def add_file_option(parser: argparse.ArgumentParser) -> None:
 
 
 def duration_argument(option: str, value: str) -> float:
-    """Parse a duration given on the command line; raise UsageError (exit 2) if invalid."""
+    """Parse a duration given on the command line, in seconds; raise UsageError (exit 2)
+    if invalid.
+
+    A bare number (``2``, ``0``, ``1.5``) is a number of seconds, as in the pipeline
+    file, where YAML gives it as a number rather than as text.
+    """
+    text = value.strip()
+    if _BARE_NUMBER.fullmatch(text):
+        return float(text)
     try:
-        return parse_duration(value)
+        return parse_duration(text)
     except ValueError:
         raise UsageError(f"{option}: {value!r} is not a valid duration: {DURATION_HELP}") from None
 
