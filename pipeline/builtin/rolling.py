@@ -43,8 +43,9 @@ Options besides ``version``:
     What a rollback restores on an instance whose version the target cannot read.
 
 An instance that already runs the version is left alone. The rollback deploys the
-version each updated instance ran before, in parallel; it fails (exit 4) for an
-instance whose previous version is unknown.
+version each updated instance ran before, in parallel whatever the ``batch`` (with
+``max_unavailable`` set, at most ``max_unavailable + max_surge`` at once); it fails
+(exit 4) for an instance whose previous version is unknown.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ from pipeline.rollout import (
     serving_instances,
     split_batches,
 )
+from pipeline.rolloutparallel import MAX_PARALLEL
 from pipeline.schema import StepSchema
 from pipeline.target import Capability
 
@@ -141,6 +143,17 @@ class RollingOptions:
             )
         return max(1, min(batch_size, unavailable + surge))
 
+    def rollback_workers(self, total: int) -> int:
+        """Return how many instances a rollback restores at once.
+
+        The batch size paces the rollout only, so a rollback does not wait on it. With
+        ``max_unavailable`` set, the rollback keeps to the same limit on instances out
+        of service as the rollout, ``max_unavailable + max_surge``.
+        """
+        if self.max_unavailable is None:
+            return MAX_PARALLEL
+        return self.in_flight(batch_size=total, total=total)
+
 
 class RollingStrategy:
     """Updates instances in place, batch by batch; see the module documentation."""
@@ -167,7 +180,7 @@ def _roll(rollout: Rollout, options: RollingOptions) -> str:
     allowed = parse_amount(options.max_failures, total, option="max_failures", round_up=False)
     for instance in instances:
         rollout.table.update(instance, result="not reached")
-    _register_rollback(rollout, workers=max(limits))
+    _register_rollback(rollout, workers=options.rollback_workers(total))
 
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=max(limits), thread_name_prefix="shipline-rolling") as pool:
