@@ -61,6 +61,16 @@ UNKNOWN_VERSION = "unknown"
 COMMIT_VARIABLES = ("GITHUB_SHA", "CI_COMMIT_SHA")
 
 
+def log_store_error(message: str, *args: object, error: StateError) -> None:
+    """Log a store error that the run survives as one line: ``message``, then the error.
+
+    The traceback is added only with ``--debug``, because a store that went away during
+    a run fails several such calls in a row, and each traceback is about 35 lines.
+    """
+    logger.error(f"{message}: %s", *args, error,
+                 exc_info=error if logger.isEnabledFor(logging.DEBUG) else None)
+
+
 def commit_from(environ: Mapping[str, str]) -> str | None:
     """Return the commit SHA of the CI job from ``GITHUB_SHA`` or ``CI_COMMIT_SHA``."""
     for name in COMMIT_VARIABLES:
@@ -142,8 +152,9 @@ class StateWorker:
 
         try:
             self._executor.submit(close_store).result()
-        except StateError:
-            logger.exception("closing the state store %s failed", self.location.describe())
+        except StateError as error:
+            log_store_error("closing the state store %s failed", self.location.describe(),
+                            error=error)
         self._executor.shutdown(wait=True)
 
 
@@ -256,9 +267,9 @@ class RunState:
     def _release(self, lock: Lock) -> None:
         try:
             released = self.worker.call(lambda store: store.release_lock(lock))
-        except StateError:
-            logger.exception("releasing the lock of environment %s failed; it expires on "
-                             "its own when its lease ends", lock.environment)
+        except StateError as error:
+            log_store_error("releasing the lock of environment %s failed; it expires on its "
+                            "own when its lease ends", lock.environment, error=error)
             return
         if released:
             logger.info("lock of environment %s released", lock.environment)
@@ -368,8 +379,9 @@ class RunState:
 
         try:
             self.worker.call(record)
-        except StateError:
-            logger.exception("recording the rollback of deployment %s failed", deployment.id)
+        except StateError as error:
+            log_store_error("recording the rollback of deployment %s failed", deployment.id,
+                            error=error)
 
     def start_manual_rollback(self, request: RollbackRequest) -> str:
         """Record the start of a ``shipline rollback`` and return the record's id."""
@@ -386,8 +398,9 @@ class RunState:
         outcome = RollbackOutcome.SUCCEEDED if succeeded else RollbackOutcome.FAILED
         try:
             self.worker.call(lambda store: store.finish_rollback(rollback_id, outcome))
-        except StateError:
-            logger.exception("recording the end of rollback %s failed", rollback_id)
+        except StateError as error:
+            log_store_error("recording the end of rollback %s failed", rollback_id,
+                            error=error)
             return
         logger.info("rollback %s finished: %s", rollback_id, outcome.value)
 
@@ -401,8 +414,9 @@ class RunState:
             self._processes.finish(deployment.id)
         try:
             self.worker.call(lambda store: store.finish_deployment(deployment.id, outcome))
-        except StateError:
-            logger.exception("recording the outcome of deployment %s failed", deployment.id)
+        except StateError as error:
+            log_store_error("recording the outcome of deployment %s failed", deployment.id,
+                            error=error)
             return
         logger.info("deployment %s finished: %s", deployment.id, outcome.value)
 
