@@ -25,10 +25,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from pipeline.cienv import CiJob, detect
 from pipeline.clock import Clock, SystemClock
-from pipeline.durations import parse_duration
 from pipeline.orphans import ProcessJournal
 from pipeline.state import (
-    DEFAULT_LEASE,
     Deployment,
     DeploymentOutcome,
     Heartbeat,
@@ -43,6 +41,7 @@ from pipeline.state import (
     resolve_location,
     wait_for_lock,
 )
+from pipeline.state.locks import lease_of
 from pipeline.state.records import DetailValue
 from pipeline.state.urlsecrets import find_passwords
 
@@ -93,20 +92,6 @@ def locate(plan_dir: Path, settings: Mapping[str, object] | None, config: Config
     if location.url is not None:
         config.masker.update(find_passwords(location.url))
     return location
-
-
-def lease_of(settings: Mapping[str, object]) -> float:
-    """Return the ``state.lease`` setting in seconds, or :data:`DEFAULT_LEASE`."""
-    value = settings.get("lease")
-    if value is None:
-        return DEFAULT_LEASE
-    try:
-        seconds = parse_duration(value)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise StateError(f"state.lease: {exc}") from exc
-    if seconds < 1:
-        raise StateError(f"state.lease: {value!r} is too short: use at least 1s")
-    return seconds
 
 
 def deploy_environments(plan: Plan) -> list[str]:

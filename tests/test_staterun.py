@@ -12,9 +12,10 @@ import pytest
 from pipeline.clock import FakeClock, SystemClock
 from pipeline.plan import Step
 from pipeline.state import DEFAULT_LEASE, Deployment, DeploymentOutcome, StateError
+from pipeline.state.locks import lease_of
 from pipeline.state.sqlite import SqliteStore
 from pipeline.state.url import StateLocation
-from pipeline.staterun import RunState, StateWorker, commit_from, lease_of
+from pipeline.staterun import RunState, StateWorker, commit_from
 
 
 def test_lease_of_default_and_duration() -> None:
@@ -74,11 +75,17 @@ def _unknown_deployment(state: RunState) -> Step:
 @pytest.mark.parametrize(("level", "traceback"), [(logging.WARNING, False),
                                                   (logging.DEBUG, True)])
 def test_run_state_store_error_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                        level: int, traceback: bool) -> None:
+                                        monkeypatch: pytest.MonkeyPatch, level: int,
+                                        traceback: bool) -> None:
     worker = StateWorker(StateLocation("sqlite", path=tmp_path / "state.db"), SystemClock())
     state = RunState(worker, "shop", lease=60.0)
     step = _unknown_deployment(state)
-    logging.getLogger("shipline").setLevel(level)
+    # A CLI test of the same session may have left its handler, whose masking filter
+    # rewrites records, on the logger.
+    shipline_logger = logging.getLogger("shipline")
+    monkeypatch.setattr(shipline_logger, "handlers", [])
+    monkeypatch.setattr(shipline_logger, "propagate", True)
+    shipline_logger.setLevel(level)
     try:
         with caplog.at_level(level, logger="shipline"):
             state.finish_deployment(step, DeploymentOutcome.ROLLED_BACK)

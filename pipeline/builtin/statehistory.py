@@ -42,7 +42,7 @@ def shipline_check_plan(plan: Plan) -> list[Diagnostic]:
     """Check ``state.lease`` as ``shipline run`` does, so that validate reports it too."""
     from pipeline.diagnostics import Diagnostic
     from pipeline.state import StateError
-    from pipeline.staterun import lease_of
+    from pipeline.state.locks import lease_of
 
     try:
         lease_of(plan.state)

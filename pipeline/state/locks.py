@@ -13,10 +13,11 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from pipeline.cienv import CiJob
 from pipeline.clock import Clock
+from pipeline.durations import parse_duration
 from pipeline.errors import ShiplineError
 from pipeline.exitcodes import ExitCode
 from pipeline.state.errors import LockHeld, LockLost, StateError
@@ -169,3 +170,17 @@ class Heartbeat:
         with self._guard:
             self._lock = renewed
         return True
+
+
+def lease_of(settings: Mapping[str, object]) -> float:
+    """Return the ``state.lease`` setting in seconds, or :data:`DEFAULT_LEASE`."""
+    value = settings.get("lease")
+    if value is None:
+        return DEFAULT_LEASE
+    try:
+        seconds = parse_duration(value)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise StateError(f"state.lease: {exc}") from exc
+    if seconds < 1:
+        raise StateError(f"state.lease: {value!r} is too short: use at least 1s")
+    return seconds
