@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pipeline.context import RollbackFailed, RunContext
-from pipeline.errors import ShiplineError
+from pipeline.errors import ShiplineError, UsageError
 from pipeline.exitcodes import ExitCode
 from pipeline.instancetable import InstanceState, plural
 from pipeline.orphans import records_in, stop_orphans
@@ -111,15 +111,42 @@ def _add_instances(plan: UndoPlan, entry: JournalEntry, seen: set[str]) -> None:
 def recover(plan: Plan, config: Config, state: RunState, environments: Sequence[str], *,
             resume: bool) -> ExitCode:
     """Roll back (or, with ``resume``, take over) every unfinished deployment of
-    ``environments``; return OK, or ROLLBACK_FAILED when a rollback failed."""
-    for environment in environments:
-        unfinished = state.unfinished_deployments(environment)
+    ``environments``; return OK, or ROLLBACK_FAILED when a rollback failed.
+
+    With ``resume``, raises UsageError before anything changes when this run deploys
+    another version than an unfinished deployment of the same environment.
+    """
+    unfinished_by_environment = {environment: state.unfinished_deployments(environment)
+                                 for environment in environments}
+    if resume:
+        for unfinished in unfinished_by_environment.values():
+            for deployment in unfinished:
+                check_resumable(plan, deployment)
+
+    for unfinished in unfinished_by_environment.values():
         for deployment in reversed(unfinished):
             if resume:
                 _resume(state, deployment, config)
             elif not _roll_back(plan, config, state, deployment):
                 return ExitCode.ROLLBACK_FAILED
     return ExitCode.OK
+
+
+def check_resumable(plan: Plan, deployment: Deployment) -> None:
+    """Raise UsageError when ``plan`` deploys another version to the deployment's
+    environment, because resuming would then finish the rollout with a version that
+    the killed run did not start."""
+    versions = sorted({str(step.options.get("version", "")) for stage in plan.stages
+                       if stage.environment == deployment.environment
+                       for step in stage.steps if step.kind == "deploy"})
+    if not versions or versions == [deployment.version]:
+        return
+    raise UsageError(
+        f"--resume: the unfinished deployment {deployment.id} of environment "
+        f"'{deployment.environment}' deploys {deployment.version}, but this run deploys "
+        f"{', '.join(versions)}: run with version {deployment.version} to resume it, or "
+        f"without --resume to roll it back first"
+    )
 
 
 def _say(config: Config, message: str) -> None:

@@ -197,6 +197,25 @@ def test_state_resume_continues_after_kill(tmp_path: Path, state_url: str) -> No
     assert store.rollbacks() == []
 
 
+def test_state_resume_other_version_rejected(tmp_path: Path, state_url: str) -> None:
+    install(tmp_path, WEB, "1.0.0")
+    _kill_when(tmp_path, pipeline(web_target("web-3@1.1.0"), lease=LEASE), state_url,
+               lambda: _waiting(tmp_path, "web-3"), "the deploy of web-3")
+    [killed] = StoreReader(state_url, tmp_path).history()
+
+    code, output = _second_run(tmp_path, state_url, "--resume", version="1.2.0")
+
+    assert code == ExitCode.INVALID, output
+    assert (f"shipline: error: --resume: the unfinished deployment {killed.id} of "
+            f"environment 'production' deploys 1.1.0, but this run deploys 1.2.0: run with "
+            f"version 1.1.0 to resume it, or without --resume to roll it back first") in output
+    assert versions(tmp_path) == {"web-1": "1.1.0", "web-2": "1.1.0", "web-3": "1.0.0",
+                                  "web-4": "1.0.0"}
+    store = StoreReader(state_url, tmp_path)
+    assert [deployment.outcome for deployment in store.history()] == [None]
+    assert store.lock() is None
+
+
 def test_state_resumed_failure_restores_all(tmp_path: Path, state_url: str) -> None:
     install(tmp_path, WEB, "1.0.0")
     _kill_when(tmp_path, pipeline(web_target("web-3@1.1.0"), lease=LEASE), state_url,
