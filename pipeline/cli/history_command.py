@@ -49,7 +49,7 @@ def main(config: Config) -> ExitCode:
 
     from pipeline.state import open_store
 
-    location = state_location(config)
+    location = state_location(config, options.environment)
     missing = missing_store(location)
     deployments: list[Deployment] = []
     overrides: dict[str, dict[str, Any] | None] = {}

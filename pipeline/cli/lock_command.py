@@ -58,7 +58,7 @@ def main(config: Config) -> ExitCode:
         raise UsageError("lock release --force needs --reason TEXT, which is recorded with "
                          "who released the lock")
 
-    location = state_location(config)
+    location = state_location(config, options.environment)
     missing = missing_store(location)
     if missing is not None:
         print(f"environment '{options.environment}' is not locked: {missing}",

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from pipeline.config import Config
     from pipeline.diagnostics import DocPath
+    from pipeline.plan import Plan
     from pipeline.planning import LoadedPlan
     from pipeline.state import StateLocation, StateStore
 
@@ -94,18 +95,38 @@ def load_for_state(config: Config,
     return load_plan(path, config, tolerate=tolerate)
 
 
-def state_location(config: Config) -> StateLocation:
+def state_location(config: Config, environment: str | None = None) -> StateLocation:
     """Find the state store for a command that does not otherwise need the pipeline.
 
     ``--state`` and ``SHIPLINE_STATE`` need no pipeline file; without them, the
-    pipeline file is loaded for its ``state:`` section and its folder.
+    pipeline file is loaded for its ``state:`` section and its folder. Then
+    ``environment``, when given, must be defined in the file or recorded in the store
+    (an environment since removed from the file), else UsageError catches a typo.
     """
+    from pipeline.state import open_store
     from pipeline.staterun import locate
 
     if config.option("state") is not None or os.environ.get(STATE_VARIABLE, "").strip():
         return locate(config.invocation_dir, None, config)
     plan = load_for_state(config, outside_state).plan
-    return locate(Path(plan.file).parent, dict(plan.state), config)
+    location = locate(Path(plan.file).parent, dict(plan.state), config)
+    if environment is None or environment in plan.environments:
+        return location
+
+    if missing_store(location) is None:
+        with open_store(location, config.clock) as store:
+            if environment in store.environments():
+                return location
+    check_environment(plan, environment)
+    return location
+
+
+def check_environment(plan: Plan, name: str) -> None:
+    """Raise UsageError unless ``plan`` defines the environment ``name``."""
+    if name not in plan.environments:
+        defined = ", ".join(sorted(plan.environments)) or "none"
+        raise UsageError(f"environment '{name}' is not defined in {plan.file} "
+                         f"(defined: {defined})")
 
 
 def missing_store(location: StateLocation) -> str | None:

@@ -17,13 +17,14 @@ from pipeline.cli.lock_command import describe_lock
 from pipeline.cli.stateoptions import (
     add_file_option,
     add_state_option,
+    check_environment,
     format_moment,
     load_for_state,
     missing_store,
     outside_state_and_environments,
 )
 from pipeline.config import Config
-from pipeline.errors import ShiplineError, UsageError
+from pipeline.errors import ShiplineError
 from pipeline.exitcodes import ExitCode
 from pipeline.instancetable import format_table, show_version
 
@@ -102,10 +103,7 @@ def main(config: Config) -> ExitCode:
 def _environment_names(plan: Plan, name: str | None) -> list[str]:
     if name is None:
         return sorted(plan.environments)
-    if name not in plan.environments:
-        defined = ", ".join(sorted(plan.environments)) or "none"
-        raise UsageError(f"environment '{name}' is not defined in {plan.file} "
-                         f"(defined: {defined})")
+    check_environment(plan, name)
     return [name]
 
 

@@ -70,3 +70,16 @@ def test_unset_variable_in_target_rejected_by_status(shipline_cli, tmp_path: Pat
     assert ("environments.production.target.env.HOST: undefined variable 'DEPLOY_HOST'"
             in result.stderr)
     assert "'V'" not in result.stderr
+
+
+def test_undefined_environment_rejected(shipline_cli, tmp_path: Path) -> None:
+    write_pipeline(tmp_path, pipeline(web_target(), "1.1.0"))
+    message = ("shipline: error: environment 'nosuch' is not defined in shipline.yml "
+               "(defined: production)\n")
+
+    for command in (["history", "nosuch"], ["lock", "status", "nosuch"], ["status", "nosuch"]):
+        result = shipline_cli(*command, cwd=tmp_path)
+
+        assert result.exit_code == ExitCode.INVALID, command
+        assert result.stderr == message, command
+    assert not (tmp_path / ".shipline").exists()
