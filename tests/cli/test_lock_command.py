@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -148,6 +149,32 @@ def test_lock_then_run_exits_locked(shipline_cli, tmp_path: Path, write_pipeline
         "--reason TEXT' if that run is gone\n"
     )
     assert result.stdout == ""
+
+
+def test_lock_locked_error_as_json(shipline_cli, tmp_path: Path, write_pipeline) -> None:
+    _lock(tmp_path / "state.db", age=5)
+    write_pipeline("""\
+        version: 1
+        name: shop
+        environments:
+          production:
+            target: {type: command, instances: [web-1], deploy: "true"}
+        stages:
+          - name: release
+            environment: production
+            steps:
+              - deploy: {version: "1.1.0", strategy: rolling, health: false}
+        """)
+
+    result = shipline_cli("run", "--log-format", "json", "--state", str(tmp_path / "state.db"),
+                          cwd=tmp_path)
+    [entry] = [json.loads(line) for line in result.stderr.splitlines()]
+
+    assert result.exit_code == ExitCode.LOCKED
+    assert entry["level"] == "ERROR"
+    assert entry["logger"] == "shipline"
+    assert entry["message"].startswith(
+        "shipline: error: environment 'production' is locked by ")
 
 
 def test_lock_missing_store_creates_nothing(shipline_cli, tmp_path: Path) -> None:
