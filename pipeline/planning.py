@@ -30,11 +30,16 @@ class LoadedPlan:
     schema: Mapping[str, Any]
 
 
-def resolve_pipeline_path(argument: str | None, invocation_dir: Path) -> Path:
-    """Return the pipeline file named on the command line, or the default one."""
+def resolve_pipeline_path(argument: str | None, invocation_dir: Path,
+                          option: str | None = None) -> Path:
+    """Return the pipeline file named on the command line, or the default one.
+
+    ``option`` is the option that names the file (``-f FILE``), for the message when
+    no default file is found; None means a positional argument.
+    """
     if argument:
         return Path(argument)
-    found = find_default_file(invocation_dir)
+    found = find_default_file(invocation_dir, option)
     try:
         return found.relative_to(Path.cwd())
     except ValueError:

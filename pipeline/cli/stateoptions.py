@@ -91,7 +91,7 @@ def load_for_state(config: Config,
     """
     from pipeline.planning import load_plan, resolve_pipeline_path
 
-    path = resolve_pipeline_path(config.option("file"), config.invocation_dir)
+    path = resolve_pipeline_path(config.option("file"), config.invocation_dir, "-f FILE")
     return load_plan(path, config, tolerate=tolerate)
 
 

@@ -83,3 +83,14 @@ def test_undefined_environment_rejected(shipline_cli, tmp_path: Path) -> None:
         assert result.exit_code == ExitCode.INVALID, command
         assert result.stderr == message, command
     assert not (tmp_path / ".shipline").exists()
+
+
+def test_missing_pipeline_file_names_option(shipline_cli, tmp_path: Path) -> None:
+    for command in (["history", "production"], ["status"], ["rollback", "production"]):
+        result = shipline_cli(*command, cwd=tmp_path)
+
+        assert result.exit_code == ExitCode.INVALID, command
+        assert result.stderr == (
+            f"shipline: error: no pipeline file found: neither {tmp_path / 'shipline.yml'} "
+            f"nor {tmp_path / 'shipline.yaml'} exists; create one or pass the pipeline file "
+            f"with -f FILE\n"), command
