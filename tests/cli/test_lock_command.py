@@ -6,9 +6,10 @@ import json
 import time
 from pathlib import Path
 
+from pipeline.cienv import detect
 from pipeline.clock import FakeClock
 from pipeline.exitcodes import ExitCode
-from pipeline.state import Lock
+from pipeline.state import Lock, default_owner
 from pipeline.state.errors import format_time
 from pipeline.state.sqlite import SqliteStore
 
@@ -113,6 +114,8 @@ def test_lock_release_expired(shipline_cli, tmp_path: Path) -> None:
     assert result.exit_code == ExitCode.OK, result.stderr
     assert "(recorded: released by " in result.stdout
     assert result.stdout.endswith(": its lease had expired)\n")
+    assert result.stderr == (f"shipline: WARNING: lock of production held by {OWNER} was "
+                             f"released by {default_owner(detect())}: its lease had expired\n")
 
 
 def test_lock_release_not_locked(shipline_cli, tmp_path: Path) -> None:
