@@ -345,6 +345,7 @@ def run_command(
     env: Mapping[str, str] | None = None,
     base_env: Mapping[str, str] | None = None,
     max_output: int = DEFAULT_MAX_OUTPUT,
+    announce: bool = True,
 ) -> CommandResult:
     """Run ``template`` with ``placeholders`` filled in and return how it ended.
 
@@ -356,7 +357,9 @@ def run_command(
     Processes that the command leaves running in the background after it exits are not
     stopped, and what they write after that is not captured. Raises TemplateError
     before anything runs when the template cannot be filled in; every problem after
-    that (not found, timeout, exit code) is in the result.
+    that (not found, timeout, exit code) is in the result. ``announce`` False keeps the
+    start listeners from hearing of the command: read-only probes (a version or health
+    command, a metric query) pass it, so that a run does not journal every probe.
     """
     argv = build_argv(template, placeholders, shell=shell)
     if cwd is not None and not cwd.is_dir():
@@ -376,7 +379,8 @@ def run_command(
         return _start_failed(argv, exc, time.monotonic() - started)
 
     logger.debug("started %s (pid %d)", argv[0], process.pid)
-    _notify_started(argv, process.pid)
+    if announce:
+        _notify_started(argv, process.pid)
     supervisor = _Supervisor(process, argv, timeout=timeout, cancel=cancel,
                              max_output=max_output, started=started)
     return supervisor.run()

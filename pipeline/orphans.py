@@ -3,7 +3,8 @@
 Every command runs in its own process group, so SIGKILL of ``shipline run`` does not
 reach it: a deploy command can go on and overwrite an instance after the next run's
 recovery restored it. So while a deployment is unfinished, the run appends a
-``process`` journal entry for each command it starts, with the host, the process id
+``process`` journal entry for each command it starts, except read-only probes (see
+``announce`` of :func:`pipeline.commands.run_command`), with the host, the process id
 (which is also the process group id) and the process start time from
 ``/proc/PID/stat``. Recovery on the same host stops each such process group that
 still runs: SIGTERM, then SIGKILL after a grace period. A process whose start time
