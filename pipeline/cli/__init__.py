@@ -266,7 +266,7 @@ def _wants_json_logs(args: Sequence[str]) -> bool:
 
 def _print_error(text: str, json_logs: bool) -> None:
     """Print the error that ends the command: as text, or with ``--log-format json`` as
-    one JSON log record at level ERROR, so that a log collector sees it too."""
+    one JSON log record at level ERROR, which a log collector can parse."""
     if not json_logs:
         print(text, file=sys.stderr)
         return

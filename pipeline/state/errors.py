@@ -50,7 +50,7 @@ class LockHeld(ShiplineError):
     """Another run holds the environment's lock and its lease has not expired.
 
     ``waited`` is the text of the ``--lock-wait`` duration that ran out, or None when
-    the run did not wait; the advice at the end of the message depends on it.
+    the run did not wait. The advice at the end of the message depends on it.
     """
 
     exit_code = ExitCode.LOCKED

@@ -67,7 +67,7 @@ def wait_for_lock(
     Attempts are spaced by a pause that starts at FIRST_RETRY seconds and doubles up to
     MAX_RETRY, with up to 10% random jitter so waiting runs do not retry in step.
     ``wait`` 0 makes one attempt. The first failed attempt of a wait logs one warning,
-    so that a job log shows why the run stands still. Raises LockHeld, naming the
+    so that a job log shows why the run is idle. Raises LockHeld, naming the
     holder at the last attempt, when the time is up, and LockWaitCancelled when
     ``cancel`` is set.
     """
