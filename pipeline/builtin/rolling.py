@@ -21,7 +21,8 @@ Options besides ``version``:
     at once. Both set to 0 is an error. When percentages round both down to 0, one
     instance is updated at a time.
 ``pause`` (default ``0``)
-    Wait between two batches (a duration).
+    Wait between two batches (a duration). A batch that changed no instance, because
+    each already ran the version (as after ``--resume``), is not followed by a pause.
 ``health`` (default ``{timeout: 60s, retries: 5, interval: 2s}``)
     How long each updated instance may take to pass the target's health check, or
     ``false`` to skip it.
@@ -196,7 +197,11 @@ def _roll(rollout: Rollout, options: RollingOptions) -> str:
             _fail_beyond(rollout, total, allowed)
             _run_batch_analysis(rollout, options, number, where)
 
-            if number < len(batches) and options.pause > 0:
+            # A batch whose instances all ran the version already (as after --resume)
+            # changed nothing to watch, so it gets no pause.
+            changed = any(rollout.table.get(instance).result != "unchanged"
+                          for instance in batch)
+            if number < len(batches) and options.pause > 0 and changed:
                 rollout.sleep(options.pause, f"during the pause after {where}")
     return _success_message(rollout, total, len(batches), allowed)
 

@@ -78,6 +78,14 @@ def test_rolling_pauses_between_batches_only() -> None:
     assert run.clock.sleeps == [300.0, 300.0]  # type: ignore[attr-defined]
 
 
+def test_rolling_no_pause_after_unchanged_batch() -> None:
+    target = MemoryTarget(WEB[:3])
+    target.versions["web-1"] = "2.0"
+    run = rolling(target, batch=1, pause="5m", health=False)
+    assert run.clock.sleeps == [300.0]  # type: ignore[attr-defined]
+    assert deployed(target) == ["web-2", "web-3"]
+
+
 def test_rolling_report_table_and_data() -> None:
     target = MemoryTarget(WEB[:2])
     run = rolling(target, batch=2)
