@@ -36,7 +36,7 @@ import string
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +57,34 @@ _POLL_INTERVAL = 0.05
 #: Seconds to keep reading after the command exited while a background process it
 #: started keeps its output open.
 _DRAIN_GRACE = 0.2
+
+#: A function called with the argument list and process id of each command that starts.
+StartListener = Callable[[Sequence[str], int], None]
+
+_start_listeners: list[StartListener] = []
+_listeners_guard = threading.Lock()
+
+
+def add_start_listener(listener: StartListener) -> None:
+    """Call ``listener`` after each command of this process starts, on the thread that
+    started it. The run uses it to journal commands that a SIGKILL would leave running.
+    The listener must not raise, because the command already runs."""
+    with _listeners_guard:
+        _start_listeners.append(listener)
+
+
+def remove_start_listener(listener: StartListener) -> None:
+    """Stop calling ``listener``; a listener that was not added is ignored."""
+    with _listeners_guard:
+        if listener in _start_listeners:
+            _start_listeners.remove(listener)
+
+
+def _notify_started(argv: Sequence[str], pid: int) -> None:
+    with _listeners_guard:
+        listeners = list(_start_listeners)
+    for listener in listeners:
+        listener(argv, pid)
 
 _READ_SIZE = 65536
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -317,6 +345,7 @@ def run_command(
     env: Mapping[str, str] | None = None,
     base_env: Mapping[str, str] | None = None,
     max_output: int = DEFAULT_MAX_OUTPUT,
+    announce: bool = True,
 ) -> CommandResult:
     """Run ``template`` with ``placeholders`` filled in and return how it ended.
 
@@ -328,7 +357,9 @@ def run_command(
     Processes that the command leaves running in the background after it exits are not
     stopped, and what they write after that is not captured. Raises TemplateError
     before anything runs when the template cannot be filled in; every problem after
-    that (not found, timeout, exit code) is in the result.
+    that (not found, timeout, exit code) is in the result. ``announce`` False keeps the
+    start listeners from hearing of the command: read-only probes (a version or health
+    command, a metric query) pass it, so that a run does not journal every probe.
     """
     argv = build_argv(template, placeholders, shell=shell)
     if cwd is not None and not cwd.is_dir():
@@ -348,6 +379,8 @@ def run_command(
         return _start_failed(argv, exc, time.monotonic() - started)
 
     logger.debug("started %s (pid %d)", argv[0], process.pid)
+    if announce:
+        _notify_started(argv, process.pid)
     supervisor = _Supervisor(process, argv, timeout=timeout, cancel=cancel,
                              max_output=max_output, started=started)
     return supervisor.run()

@@ -7,7 +7,7 @@ JSON Schema cannot: stage names, environments, cycles.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,17 +30,21 @@ class Compiled:
 
     plan: Plan
     masker: Masker
+    #: Undefined variables that were tolerated, with their paths (see interpolate).
+    tolerated: tuple[tuple[str, DocPath], ...] = ()
 
 
 def compile_document(
     document: Document,
     owners: Mapping[tuple[str, str], str],
     environ: Mapping[str, str],
+    tolerate: Callable[[DocPath], bool] | None = None,
 ) -> Compiled:
     """Compile ``document``, which must already be valid against the schema.
 
     ``owners`` maps ``(kind, type)`` to the name of the plugin that declared it.
-    Raises :class:`PipelineError` with every problem found.
+    ``tolerate`` is passed to :func:`interpolate`. Raises :class:`PipelineError` with
+    every problem found.
     """
     data = document.data
     interpolated = interpolate(
@@ -49,12 +53,13 @@ def compile_document(
         environ=environ,
         variables=_variables_as_written(document),
         secret_names=data.get("secrets") or (),
+        tolerate=tolerate,
     )
     compiler = _Compiler(document, interpolated.data, owners)
     plan = compiler.build()
     if compiler.diagnostics:
         raise PipelineError(compiler.diagnostics)
-    return Compiled(plan, interpolated.masker)
+    return Compiled(plan, interpolated.masker, interpolated.tolerated)
 
 
 class _Compiler:

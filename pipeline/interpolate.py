@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -83,6 +83,9 @@ class Interpolation:
     #: Names referenced by the interpolated strings, including names that the used
     #: ``vars:`` entries reference.
     used: frozenset[str]
+    #: Undefined variables that ``tolerate`` allowed, each with the path it is used at.
+    #: Their references are kept as written (``${NAME}``).
+    tolerated: tuple[tuple[str, DocPath], ...] = ()
 
 
 def interpolate(
@@ -93,6 +96,7 @@ def interpolate(
     variables: Mapping[str, Any],
     secret_names: Iterable[str],
     skip: Collection[DocPath] = (("vars",),),
+    tolerate: Callable[[DocPath], bool] | None = None,
 ) -> Interpolation:
     """Interpolate ``${NAME}`` references in every string of ``data``.
 
@@ -101,8 +105,13 @@ def interpolate(
     is copied unchanged. ``data`` itself is not modified. Raises
     :class:`PipelineError` listing every problem in the document: each undefined
     variable, malformed reference and cycle among ``vars:`` entries.
+
+    ``tolerate``, when given, is asked about each path where an undefined variable
+    without a default is used. Where it returns True, the reference is kept as written
+    and listed in :attr:`Interpolation.tolerated` instead of being an error. Commands
+    that do not deploy use it, because they do not need deploy-time variables.
     """
-    resolver = _Resolver(source, environ, variables, frozenset(secret_names))
+    resolver = _Resolver(source, environ, variables, frozenset(secret_names), tolerate)
     resolver.register_listed_secrets()
     walker = _Walker(resolver, frozenset(tuple(path) for path in skip))
     result = walker.walk(data, ())
@@ -110,7 +119,8 @@ def interpolate(
     if resolver.diagnostics:
         raise PipelineError(resolver.diagnostics)
 
-    return Interpolation(result, resolver.masker, frozenset(resolver.used))
+    return Interpolation(result, resolver.masker, frozenset(resolver.used),
+                         tuple(resolver.tolerated))
 
 
 @dataclass(frozen=True)
@@ -161,8 +171,11 @@ class _Resolver:
         environ: Mapping[str, str],
         variables: Mapping[str, Any],
         secret_names: frozenset[str],
+        tolerate: Callable[[DocPath], bool] | None = None,
     ) -> None:
         self.source = source
+        self.tolerate = tolerate
+        self.tolerated: list[tuple[str, DocPath]] = []
         self.environ = environ
         self.variables = variables
         self.secret_names = secret_names
@@ -259,6 +272,10 @@ class _Resolver:
 
         if not value and reference.default is not None:
             value = reference.default
+
+        if value is None and self.tolerate is not None and self.tolerate(path):
+            self.tolerated.append((name, path))
+            return f"${{{name}}}"
 
         if value is None:
             self._report(

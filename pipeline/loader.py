@@ -89,23 +89,26 @@ class Document:
     display_name: str
 
 
-def find_default_file(directory: Path) -> Path:
+def find_default_file(directory: Path, option: str | None = None) -> Path:
     """Return ``directory/shipline.yml`` or ``directory/shipline.yaml``, whichever exists.
 
     Raises UsageError when neither exists, and when both exist, because loading one of
-    them silently could run a pipeline the user did not mean.
+    them silently could run a pipeline the user did not mean. ``option`` is how the
+    command takes a pipeline file (``-f FILE``), or None for a positional argument.
     """
+    how_one = "as the pipeline file argument" if option is None else f"with {option}"
+    how_file = "as an argument" if option is None else f"with {option}"
     found = [directory / name for name in DEFAULT_FILE_NAMES if (directory / name).exists()]
     if len(found) > 1:
         raise UsageError(
             f"both {found[0]} and {found[1]} exist; "
-            f"pass the one to use as the pipeline file argument"
+            f"pass the one to use {how_one}"
         )
     if not found:
         raise UsageError(
             f"no pipeline file found: neither {directory / DEFAULT_FILE_NAMES[0]} "
             f"nor {directory / DEFAULT_FILE_NAMES[1]} exists; "
-            f"create one or pass the pipeline file as an argument"
+            f"create one or pass the pipeline file {how_file}"
         )
     return found[0]
 

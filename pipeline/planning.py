@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.compiler import compile_document
 from pipeline.config import Config
-from pipeline.diagnostics import Diagnostic
+from pipeline.diagnostics import Diagnostic, DocPath
 from pipeline.errors import PipelineError, PluginError
 from pipeline.loader import Document, find_default_file, load_file
 from pipeline.plan import Plan
@@ -30,11 +30,16 @@ class LoadedPlan:
     schema: Mapping[str, Any]
 
 
-def resolve_pipeline_path(argument: str | None, invocation_dir: Path) -> Path:
-    """Return the pipeline file named on the command line, or the default one."""
+def resolve_pipeline_path(argument: str | None, invocation_dir: Path,
+                          option: str | None = None) -> Path:
+    """Return the pipeline file named on the command line, or the default one.
+
+    ``option`` is the option that names the file (``-f FILE``), for the message when
+    no default file is found; None means a positional argument.
+    """
     if argument:
         return Path(argument)
-    found = find_default_file(invocation_dir)
+    found = find_default_file(invocation_dir, option)
     try:
         return found.relative_to(Path.cwd())
     except ValueError:
@@ -93,21 +98,28 @@ def _unchecked_plugins(config: Config, declared: list[tuple[str, StepSchema]]) -
     return built_in - borrowed
 
 
-def load_plan(path: Path, config: Config, environ: Mapping[str, str] | None = None) -> LoadedPlan:
+def load_plan(path: Path, config: Config, environ: Mapping[str, str] | None = None, *,
+              tolerate: Callable[[DocPath], bool] | None = None) -> LoadedPlan:
     """Load, validate and compile ``path``; raise ``PipelineError`` with every problem.
 
     The pipeline's own plugins (its ``plugins:`` list and ``shipline_plugins.py``) are
     loaded first, because their step schemas are part of what the file is validated
-    against. The plan's secret values are added to ``config.masker``.
+    against. The plan's secret values are added to ``config.masker``. ``tolerate``
+    selects the paths where an undefined variable is kept as written instead of being
+    an error, for commands that do not deploy (see :func:`interpolate`).
     """
     document = load_file(path)
     _load_pipeline_plugins(document, config)
     schema, owners = full_schema(config)
     validate(document, schema)
 
-    compiled = compile_document(document, owners, os.environ if environ is None else environ)
+    compiled = compile_document(document, owners, os.environ if environ is None else environ,
+                                tolerate)
     for secret in compiled.masker.secrets:
         config.masker.add(secret)
+    for name, where in compiled.tolerated:
+        logger.debug("variable %s is not set; it is used at %s, which this command does "
+                     "not need", name, ".".join(str(part) for part in where))
 
     diagnostics: list[Diagnostic] = []
     for found in config.hook.shipline_check_plan(plan=compiled.plan, config=config):

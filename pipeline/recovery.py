@@ -13,6 +13,10 @@ By default each one is rolled back from its journal, newest first:
    again. An instance of the idle slot that ran nothing before has the new version
    removed. Otherwise the deployment's recorded previous version is deployed.
 
+Before a deployment is rolled back or resumed, the commands that the killed run
+started and that still run on this host are stopped (:mod:`pipeline.orphans`), so
+that none of them changes an instance after the recovery.
+
 The deployment is then ``recovered``. When a step of the recovery fails, the
 deployment stays unfinished, so the next run tries again, and the run exits 4 without
 deploying anything. With ``--resume`` nothing is undone: the deployment is marked
@@ -28,9 +32,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pipeline.context import RollbackFailed, RunContext
-from pipeline.errors import ShiplineError
+from pipeline.errors import ShiplineError, UsageError
 from pipeline.exitcodes import ExitCode
 from pipeline.instancetable import InstanceState, plural
+from pipeline.orphans import records_in, stop_orphans
 from pipeline.rollback import removal_failure, remove_version, restore_previous
 from pipeline.state import Deployment, DeploymentOutcome, JournalEntry, RollbackOutcome
 from pipeline.staterun import UNKNOWN_VERSION
@@ -106,9 +111,19 @@ def _add_instances(plan: UndoPlan, entry: JournalEntry, seen: set[str]) -> None:
 def recover(plan: Plan, config: Config, state: RunState, environments: Sequence[str], *,
             resume: bool) -> ExitCode:
     """Roll back (or, with ``resume``, take over) every unfinished deployment of
-    ``environments``; return OK, or ROLLBACK_FAILED when a rollback failed."""
-    for environment in environments:
-        unfinished = state.unfinished_deployments(environment)
+    ``environments``; return OK, or ROLLBACK_FAILED when a rollback failed.
+
+    With ``resume``, raises UsageError before anything changes when this run deploys
+    another version than an unfinished deployment of the same environment.
+    """
+    unfinished_by_environment = {environment: state.unfinished_deployments(environment)
+                                 for environment in environments}
+    if resume:
+        for unfinished in unfinished_by_environment.values():
+            for deployment in unfinished:
+                check_resumable(plan, deployment)
+
+    for unfinished in unfinished_by_environment.values():
         for deployment in reversed(unfinished):
             if resume:
                 _resume(state, deployment, config)
@@ -117,13 +132,42 @@ def recover(plan: Plan, config: Config, state: RunState, environments: Sequence[
     return ExitCode.OK
 
 
+def check_resumable(plan: Plan, deployment: Deployment) -> None:
+    """Raise UsageError when ``plan`` deploys another version to the deployment's
+    environment, because resuming would then finish the rollout with a version that
+    the killed run did not start."""
+    versions = sorted({str(step.options.get("version", "")) for stage in plan.stages
+                       if stage.environment == deployment.environment
+                       for step in stage.steps if step.kind == "deploy"})
+    if not versions or versions == [deployment.version]:
+        return
+    raise UsageError(
+        f"--resume: the unfinished deployment {deployment.id} of environment "
+        f"'{deployment.environment}' deploys {deployment.version}, but this run deploys "
+        f"{', '.join(versions)}: run with version {deployment.version} to resume it, or "
+        f"without --resume to roll it back first"
+    )
+
+
 def _say(config: Config, message: str) -> None:
     logger.info("%s", message)
     print(f"shipline: {message}", file=config.stdout, flush=True)
 
 
+def _stop_orphans(config: Config, deployment: Deployment,
+                  entries: Sequence[JournalEntry]) -> None:
+    """Stop the commands of the killed run that still run here, and name those that may
+    still run on other hosts, before anything is undone or resumed."""
+    report = stop_orphans(records_in(entries))
+    summary = report.summary()
+    if summary:
+        _say(config, f"environment '{deployment.environment}': deployment {deployment.id}: "
+             f"{summary}")
+
+
 def _resume(state: RunState, deployment: Deployment, config: Config) -> None:
     entries = state.worker.call(lambda store: store.journal(deployment.id))
+    _stop_orphans(config, deployment, entries)
     before = {
         instance: str(entry.details["before"])
         for entry in reversed(entries)
@@ -140,6 +184,7 @@ def _resume(state: RunState, deployment: Deployment, config: Config) -> None:
 def _roll_back(plan: Plan, config: Config, state: RunState, deployment: Deployment) -> bool:
     """Undo one unfinished deployment; return whether every change was undone."""
     entries = state.worker.call(lambda store: store.journal(deployment.id))
+    _stop_orphans(config, deployment, entries)
     undo = undo_plan(entries)
     environment = deployment.environment
     _say(config, f"environment '{environment}': deployment {deployment.id} of "

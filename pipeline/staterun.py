@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from pipeline.cienv import CiJob, detect
 from pipeline.clock import Clock, SystemClock
-from pipeline.durations import parse_duration
+from pipeline.orphans import ProcessJournal
 from pipeline.state import (
-    DEFAULT_LEASE,
     Deployment,
     DeploymentOutcome,
     Heartbeat,
@@ -44,7 +43,9 @@ from pipeline.state import (
     resolve_location,
     wait_for_lock,
 )
+from pipeline.state.locks import lease_of
 from pipeline.state.records import DetailValue
+from pipeline.state.urlsecrets import find_passwords
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -61,6 +62,16 @@ UNKNOWN_VERSION = "unknown"
 COMMIT_VARIABLES = ("GITHUB_SHA", "CI_COMMIT_SHA")
 
 
+def log_store_error(message: str, *args: object, error: StateError) -> None:
+    """Log a store error that the run survives as one line: ``message``, then the error.
+
+    The traceback is added only with ``--debug``, because a store that went away during
+    a run fails several such calls in a row, and each traceback is about 35 lines.
+    """
+    logger.error(f"{message}: %s", *args, error,
+                 exc_info=error if logger.isEnabledFor(logging.DEBUG) else None)
+
+
 def commit_from(environ: Mapping[str, str]) -> str | None:
     """Return the commit SHA of the CI job from ``GITHUB_SHA`` or ``CI_COMMIT_SHA``."""
     for name in COMMIT_VARIABLES:
@@ -72,23 +83,17 @@ def commit_from(environ: Mapping[str, str]) -> str | None:
 
 def locate(plan_dir: Path, settings: Mapping[str, object] | None, config: Config) -> StateLocation:
     """Pick the store from ``--state``, ``SHIPLINE_STATE``, the ``state:`` section or the
-    default file beside the pipeline file; raise StateError for an invalid value."""
-    return resolve_location(option=config.option("state"), environ=os.environ,
-                            settings=settings, pipeline_dir=plan_dir, cwd=config.invocation_dir)
+    default file beside the pipeline file; raise StateError for an invalid value.
 
-
-def lease_of(settings: Mapping[str, object]) -> float:
-    """Return the ``state.lease`` setting in seconds, or :data:`DEFAULT_LEASE`."""
-    value = settings.get("lease")
-    if value is None:
-        return DEFAULT_LEASE
-    try:
-        seconds = parse_duration(value)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise StateError(f"state.lease: {exc}") from exc
-    if seconds < 1:
-        raise StateError(f"state.lease: {value!r} is too short: use at least 1s")
-    return seconds
+    The password of a PostgreSQL URL is added to the run's masker, so that no message
+    or log shows it, whichever of the sources the URL came from.
+    """
+    location = resolve_location(option=config.option("state"), environ=os.environ,
+                                settings=settings, pipeline_dir=plan_dir,
+                                cwd=config.invocation_dir)
+    if location.url is not None:
+        config.masker.update(find_passwords(location.url))
+    return location
 
 
 def deploy_environments(plan: Plan) -> list[str]:
@@ -193,8 +198,9 @@ class StateWorker:
 
         try:
             self._executor.submit(close_store).result()
-        except StateError:
-            logger.exception("closing the state store %s failed", self.location.describe())
+        except StateError as error:
+            log_store_error("closing the state store %s failed", self.location.describe(),
+                            error=error)
         self._executor.shutdown(wait=True)
 
 
@@ -239,6 +245,8 @@ class RunState:
     resumed_previous: dict[str, str | None] = field(default_factory=dict)
     _locks: list[HeldLock] = field(default_factory=list)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+    #: Journals the commands started while a deployment is unfinished, for recovery.
+    _processes: ProcessJournal | None = None
 
     @classmethod
     def open(cls, plan: Plan, config: Config, environ: Mapping[str, str] | None = None
@@ -305,9 +313,9 @@ class RunState:
     def _release(self, lock: Lock) -> None:
         try:
             released = self.worker.call(lambda store: store.release_lock(lock))
-        except StateError:
-            logger.exception("releasing the lock of environment %s failed; it expires on "
-                             "its own when its lease ends", lock.environment)
+        except StateError as error:
+            log_store_error("releasing the lock of environment %s failed; it expires on its "
+                            "own when its lease ends", lock.environment, error=error)
             return
         if released:
             logger.info("lock of environment %s released", lock.environment)
@@ -329,6 +337,10 @@ class RunState:
                     environment)
         with self._guard:
             self.deployments[step.id] = deployment
+            if self._processes is None:
+                self._processes = ProcessJournal(self.worker)
+            processes = self._processes
+        processes.start(deployment.id, step)
         return deployment
 
     def deployment_of(self, step: Step) -> Deployment | None:
@@ -414,8 +426,9 @@ class RunState:
 
         try:
             self.worker.call(record)
-        except StateError:
-            logger.exception("recording the rollback of deployment %s failed", deployment.id)
+        except StateError as error:
+            log_store_error("recording the rollback of deployment %s failed", deployment.id,
+                            error=error)
 
     def start_manual_rollback(self, request: RollbackRequest) -> str:
         """Record the start of a ``shipline rollback`` and return the record's id."""
@@ -432,8 +445,9 @@ class RunState:
         outcome = RollbackOutcome.SUCCEEDED if succeeded else RollbackOutcome.FAILED
         try:
             self.worker.call(lambda store: store.finish_rollback(rollback_id, outcome))
-        except StateError:
-            logger.exception("recording the end of rollback %s failed", rollback_id)
+        except StateError as error:
+            log_store_error("recording the end of rollback %s failed", rollback_id,
+                            error=error)
             return
         logger.info("rollback %s finished: %s", rollback_id, outcome.value)
 
@@ -443,15 +457,20 @@ class RunState:
         deployment = self.deployment_of(step)
         if deployment is None:
             return
+        if self._processes is not None:
+            self._processes.finish(deployment.id)
         try:
             self.worker.call(lambda store: store.finish_deployment(deployment.id, outcome))
-        except StateError:
-            logger.exception("recording the outcome of deployment %s failed", deployment.id)
+        except StateError as error:
+            log_store_error("recording the outcome of deployment %s failed", deployment.id,
+                            error=error)
             return
         logger.info("deployment %s finished: %s", deployment.id, outcome.value)
 
     def close(self) -> None:
         """Release every lock and close the store."""
+        if self._processes is not None:
+            self._processes.close()
         self.release_locks()
         self.worker.close()
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from pipeline.clock import FakeClock, SystemClock
-from pipeline.state import DEFAULT_LEASE, JournalAppend, StateError
+from pipeline.plan import Step
+from pipeline.state import DEFAULT_LEASE, Deployment, DeploymentOutcome, JournalAppend, StateError
+from pipeline.state.locks import lease_of
 from pipeline.state.sqlite import SqliteStore
 from pipeline.state.url import StateLocation
-from pipeline.staterun import RunState, StateWorker, commit_from, lease_of
+from pipeline.staterun import RunState, StateWorker, commit_from
 
 
 def test_lease_of_default_and_duration() -> None:
@@ -110,3 +114,43 @@ def test_state_worker_append_error_reaches_caller(tmp_path: Path) -> None:
         worker.close()
 
     assert "no deployment with id nope" in str(caught.value)
+
+
+def _unknown_deployment(state: RunState) -> Step:
+    """Register a deploy step whose deployment the store does not contain, so that
+    every record of it fails with RecordNotFound, a StateError."""
+    step = Step("release/1", "deploy", "deploy", "rolling", {}, "rolling", "release")
+    state.deployments[step.id] = Deployment(
+        "0" * 32, "shop", "production", "2.0", "1.0", "rolling", None, None, None,
+        datetime.now(timezone.utc))
+    return step
+
+
+@pytest.mark.parametrize(("level", "traceback"), [(logging.WARNING, False),
+                                                  (logging.DEBUG, True)])
+def test_run_state_store_error_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                        monkeypatch: pytest.MonkeyPatch, level: int,
+                                        traceback: bool) -> None:
+    worker = StateWorker(StateLocation("sqlite", path=tmp_path / "state.db"), SystemClock())
+    state = RunState(worker, "shop", lease=60.0)
+    step = _unknown_deployment(state)
+    # A CLI test of the same session may have left its handler, whose masking filter
+    # rewrites records, on the logger.
+    shipline_logger = logging.getLogger("shipline")
+    monkeypatch.setattr(shipline_logger, "handlers", [])
+    monkeypatch.setattr(shipline_logger, "propagate", True)
+    shipline_logger.setLevel(level)
+    try:
+        with caplog.at_level(level, logger="shipline"):
+            state.finish_deployment(step, DeploymentOutcome.ROLLED_BACK)
+            state.record_rollback(step.id, passed=True, message="restored")
+    finally:
+        state.close()
+
+    errors = [record for record in caplog.records if record.levelno == logging.ERROR]
+    missing = f"no deployment with id {'0' * 32} in {tmp_path / 'state.db'}"
+    assert [record.getMessage() for record in errors] == [
+        f"recording the outcome of deployment {'0' * 32} failed: {missing}",
+        f"recording the rollback of deployment {'0' * 32} failed: {missing}",
+    ]
+    assert [record.exc_info is not None for record in errors] == [traceback, traceback]

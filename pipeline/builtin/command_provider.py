@@ -80,7 +80,7 @@ class CommandProvider:
         """
         try:
             result = run_command(self.command, dict(request.args), timeout=request.timeout,
-                                 cancel=cancel, cwd=self.cwd)
+                                 cancel=cancel, cwd=self.cwd, announce=False)
         except TemplateError as exc:
             raise AnalysisError(f"invalid 'command': {exc}", "command") from exc
         if result.not_found:

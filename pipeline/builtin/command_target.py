@@ -74,6 +74,10 @@ PLACEHOLDERS: Mapping[str, tuple[str, ...]] = {
 
 _PER_INSTANCE = ("deploy", "health", "version", "remove")
 
+# The commands that change instances or traffic. Only these are journaled while a
+# deployment runs, so that a recovery can stop them (pipeline.orphans).
+_CHANGING_COMMANDS = frozenset({"deploy", "remove", "switch", "set_weight"})
+
 
 # -- schema ------------------------------------------------------------------------------
 
@@ -344,7 +348,7 @@ class CommandTarget:
             return run_command(
                 template, placeholders, timeout=self.settings.timeout, cancel=cancel,
                 shell=self.settings.shell, cwd=self.settings.cwd, base_env=self._environ,
-                max_output=max_output,
+                max_output=max_output, announce=command in _CHANGING_COMMANDS,
             )
         except TemplateError as exc:
             return CommandResult((template,), None, error=str(exc))

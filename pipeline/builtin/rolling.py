@@ -21,7 +21,8 @@ Options besides ``version``:
     at once. Both set to 0 is an error. When percentages round both down to 0, one
     instance is updated at a time.
 ``pause`` (default ``0``)
-    Wait between two batches (a duration).
+    Wait between two batches (a duration). A batch that changed no instance, because
+    each already ran the version (as after ``--resume``), is not followed by a pause.
 ``health`` (default ``{timeout: 60s, retries: 5, interval: 2s}``)
     How long each updated instance may take to pass the target's health check, or
     ``false`` to skip it.
@@ -43,8 +44,9 @@ Options besides ``version``:
     What a rollback restores on an instance whose version the target cannot read.
 
 An instance that already runs the version is left alone. The rollback deploys the
-version each updated instance ran before, in parallel; it fails (exit 4) for an
-instance whose previous version is unknown.
+version each updated instance ran before, in parallel whatever the ``batch`` (with
+``max_unavailable`` set, at most ``max_unavailable + max_surge`` at once); it fails
+(exit 4) for an instance whose previous version is unknown.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ from pipeline.rollout import (
     serving_instances,
     split_batches,
 )
+from pipeline.rolloutparallel import MAX_PARALLEL
 from pipeline.schema import StepSchema
 from pipeline.target import Capability
 
@@ -141,6 +144,17 @@ class RollingOptions:
             )
         return max(1, min(batch_size, unavailable + surge))
 
+    def rollback_workers(self, total: int) -> int:
+        """Return how many instances a rollback restores at once.
+
+        The batch size paces the rollout only, so a rollback does not wait on it. With
+        ``max_unavailable`` set, the rollback keeps to the same limit on instances out
+        of service as the rollout, ``max_unavailable + max_surge``.
+        """
+        if self.max_unavailable is None:
+            return MAX_PARALLEL
+        return self.in_flight(batch_size=total, total=total)
+
 
 class RollingStrategy:
     """Updates instances in place, batch by batch; see the module documentation."""
@@ -167,7 +181,7 @@ def _roll(rollout: Rollout, options: RollingOptions) -> str:
     allowed = parse_amount(options.max_failures, total, option="max_failures", round_up=False)
     for instance in instances:
         rollout.table.update(instance, result="not reached")
-    _register_rollback(rollout, workers=max(limits))
+    _register_rollback(rollout, workers=options.rollback_workers(total))
 
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=max(limits), thread_name_prefix="shipline-rolling") as pool:
@@ -183,7 +197,11 @@ def _roll(rollout: Rollout, options: RollingOptions) -> str:
             _fail_beyond(rollout, total, allowed)
             _run_batch_analysis(rollout, options, number, where)
 
-            if number < len(batches) and options.pause > 0:
+            # A batch whose instances all ran the version already (as after --resume)
+            # changed nothing to watch, so it gets no pause.
+            changed = any(rollout.table.get(instance).result != "unchanged"
+                          for instance in batch)
+            if number < len(batches) and options.pause > 0 and changed:
                 rollout.sleep(options.pause, f"during the pause after {where}")
     return _success_message(rollout, total, len(batches), allowed)
 

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from pipeline.context import RunContext
+    from pipeline.diagnostics import Diagnostic
     from pipeline.freeze import ActiveWindow
-    from pipeline.plan import Stage, Step
+    from pipeline.plan import Plan, Stage, Step
     from pipeline.report import StepReport
     from pipeline.runner import StageResult
     from pipeline.state import DeploymentOutcome
@@ -36,6 +37,21 @@ logger = logging.getLogger("shipline")
 
 #: The journal operation of a deploy that ran inside a freeze window with --break-glass.
 BREAK_GLASS = "break_glass"
+
+
+@hookimpl
+def shipline_check_plan(plan: Plan) -> list[Diagnostic]:
+    """Check ``state.lease`` as ``shipline run`` does, so that validate reports it too."""
+    from pipeline.diagnostics import Diagnostic
+    from pipeline.state import StateError
+    from pipeline.state.locks import lease_of
+
+    try:
+        lease_of(plan.state)
+    except StateError as error:
+        message = str(error).removeprefix("state.lease: ")
+        return [Diagnostic(message, None, ("state", "lease"))]
+    return []
 
 
 @hookimpl

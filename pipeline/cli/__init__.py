@@ -197,18 +197,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    json_logs = _wants_json_logs(args)
     masker = Masker()
     register_environment(masker, os.environ)
+    _register_url_passwords(masker, args)
     mask = masker.mask
     try:
         return int(_run(args, masker))
     except PipelineError as exc:
         _print_traceback(debug, mask)
-        print(mask(str(exc)), file=sys.stderr)
+        _print_error(mask(str(exc)), json_logs)
         return int(exc.exit_code)
     except ShiplineError as exc:
         _print_traceback(debug, mask)
-        print(mask(f"shipline: error: {exc}"), file=sys.stderr)
+        _print_error(mask(f"shipline: error: {exc}"), json_logs)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("shipline: interrupted", file=sys.stderr)
@@ -236,6 +238,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return int(ExitCode.INTERNAL_ERROR)
+
+
+def _register_url_passwords(masker: Masker, args: Sequence[str]) -> None:
+    """Add the database passwords in the arguments and in SHIPLINE_STATE to the masker,
+    so that a ``--state`` URL's password never reaches a message or a log."""
+    from pipeline.state import STATE_VARIABLE
+    from pipeline.state.urlsecrets import find_passwords
+
+    for text in [*args, os.environ.get(STATE_VARIABLE, "")]:
+        masker.update(find_passwords(text))
+
+
+def _wants_json_logs(args: Sequence[str]) -> bool:
+    """Return whether the arguments select ``--log-format json``.
+
+    Read from the raw arguments, because an error can end the command before, or
+    while, argparse reads them.
+    """
+    for index, arg in enumerate(args):
+        if arg == "--log-format=json":
+            return True
+        if arg == "--log-format" and args[index + 1:index + 2] == ["json"]:
+            return True
+    return False
+
+
+def _print_error(text: str, json_logs: bool) -> None:
+    """Print the error that ends the command: as text, or with ``--log-format json`` as
+    one JSON log record at level ERROR, which a log collector can parse."""
+    if not json_logs:
+        print(text, file=sys.stderr)
+        return
+    from pipeline.logformat import JsonFormatter
+
+    record = logging.LogRecord("shipline", logging.ERROR, __file__, 0, text, None, None)
+    print(JsonFormatter().format(record), file=sys.stderr)
 
 
 def _silence_stdout() -> None:

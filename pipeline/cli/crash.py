@@ -9,6 +9,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from pipeline.state.urlsecrets import redact_passwords
+
 
 def _version(distribution: str) -> str:
     try:
@@ -23,7 +25,8 @@ def write_crash_report(
     """Write versions, the command line and the traceback to a new file; return its path.
 
     The file is created with mode 0600 in the temporary directory. ``mask`` replaces
-    the run's secrets in the text, because CI jobs often keep such files as artifacts.
+    the run's secrets in the text, and every password in a URL or in a ``password=``
+    parameter is replaced too, because CI jobs often keep such files as artifacts.
     """
     lines = [
         "shipline crash report",
@@ -38,5 +41,5 @@ def write_crash_report(
     with tempfile.NamedTemporaryFile(
         "w", prefix="shipline-crash-", suffix=".log", delete=False, encoding="utf-8"
     ) as handle:
-        handle.write(mask("\n".join(lines)))
+        handle.write(redact_passwords(mask("\n".join(lines))))
     return handle.name

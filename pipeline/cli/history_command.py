@@ -11,7 +11,8 @@ from pipeline.cli.stateoptions import (
     add_file_option,
     add_state_option,
     format_moment,
-    open_state_store,
+    missing_store,
+    state_location,
 )
 from pipeline.config import Config
 from pipeline.errors import UsageError
@@ -46,16 +47,23 @@ def main(config: Config) -> ExitCode:
     if options.limit < 1:
         raise UsageError(f"--limit: {options.limit} is not valid: use 1 or more")
 
-    with open_state_store(config) as store:
-        deployments = store.history(options.environment, limit=options.limit)
-        overrides = {d.id: break_glass(store.journal(d.id)) for d in deployments}
+    from pipeline.state import open_store
+
+    location = state_location(config, options.environment)
+    missing = missing_store(location)
+    deployments: list[Deployment] = []
+    overrides: dict[str, dict[str, Any] | None] = {}
+    if missing is None:
+        with open_store(location, config.clock) as store:
+            deployments = store.history(options.environment, limit=options.limit)
+            overrides = {d.id: break_glass(store.journal(d.id)) for d in deployments}
 
     if options.format == "json":
         data = [{**deployment_data(d), "break_glass": overrides[d.id]} for d in deployments]
         print(json.dumps(data, indent=2), file=config.stdout)
     elif not deployments:
-        print(f"no deployments of environment '{options.environment}' are recorded",
-              file=config.stdout)
+        print(f"no deployments of environment '{options.environment}' are recorded"
+              + (f": {missing}" if missing else ""), file=config.stdout)
     else:
         print(history_table(deployments, overrides), file=config.stdout)
     return ExitCode.OK

@@ -11,7 +11,12 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from pipeline.cienv import detect
-from pipeline.cli.stateoptions import add_file_option, add_state_option, open_state_store
+from pipeline.cli.stateoptions import (
+    add_file_option,
+    add_state_option,
+    missing_store,
+    state_location,
+)
 from pipeline.config import Config
 from pipeline.errors import ShiplineError, UsageError
 from pipeline.exitcodes import ExitCode
@@ -43,21 +48,30 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
 
 def main(config: Config) -> ExitCode:
     # Imported here, because every subcommand's module is imported at start-up.
+    from pipeline.state import open_store
     from pipeline.state.records import utc_from_timestamp
 
     options = config.options
+    if options.action == "status" and (options.force or options.reason):
+        raise UsageError("--force and --reason are options of 'lock release'")
+    if options.force and not (options.reason or "").strip():
+        raise UsageError("lock release --force needs --reason TEXT, which is recorded with "
+                         "who released the lock")
+
+    location = state_location(config, options.environment)
+    missing = missing_store(location)
+    if missing is not None:
+        print(f"environment '{options.environment}' is not locked: {missing}",
+              file=config.stdout)
+        return ExitCode.OK
+
     if options.action == "status":
-        if options.force or options.reason:
-            raise UsageError("--force and --reason are options of 'lock release'")
-        with open_state_store(config) as store:
+        with open_store(location, config.clock) as store:
             now = utc_from_timestamp(config.clock.time())
             print(describe_lock(store, options.environment, now), file=config.stdout)
         return ExitCode.OK
 
-    if options.force and not (options.reason or "").strip():
-        raise UsageError("lock release --force needs --reason TEXT, which is recorded with "
-                         "who released the lock")
-    with open_state_store(config) as store:
+    with open_store(location, config.clock) as store:
         message = release(store, options.environment, utc_from_timestamp(config.clock.time()),
                           force=options.force, reason=options.reason)
     print(message, file=config.stdout)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.cli.stateoptions import (
     add_file_option,
     add_state_option,
+    deploy_version_only,
     duration_argument,
     load_for_state,
 )
@@ -44,6 +45,9 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
     parser.add_argument("--fast", action="store_true",
                         help="for emergencies: update every serving instance at once, "
                         "without pauses, checks or analyses")
+    parser.add_argument("--force", action="store_true",
+                        help="deploy a --to version that the state store does not record "
+                        "in this environment (by default that is an error, to catch a typo)")
     parser.add_argument("--reason", metavar="TEXT", default="shipline rollback",
                         help="why, recorded in the state store (default: 'shipline rollback')")
     parser.add_argument("--lock-wait", metavar="DURATION", default="0s",
@@ -61,13 +65,15 @@ def main(config: Config) -> ExitCode:
 
     options = config.options
     wait = duration_argument("--lock-wait", options.lock_wait)
-    plan = load_for_state(config).plan
+    plan = load_for_state(config, deploy_version_only).plan
     environment = options.environment
     stage, step = deploy_step_for(plan, environment)
 
     location = locate(plan.file.parent, dict(plan.state), config)
     with open_store(location, config.clock) as store:
         current, version = versions_for(store, environment, options.to)
+        if options.to is not None and not options.force:
+            check_known_version(store, environment, version)
 
     step = rollback_step(step, version, current, fast=options.fast)
     rollback_plan = dataclasses.replace(
@@ -115,6 +121,23 @@ def versions_for(store: StateStore, environment: str, to: str | None) -> tuple[s
     raise UsageError(
         f"the state store records no successful version of environment '{environment}' "
         f"before {current or 'the current one'}: give the version with --to VERSION"
+    )
+
+
+def check_known_version(store: StateStore, environment: str, version: str) -> None:
+    """Raise UsageError unless ``version`` ran in ``environment`` as the state store
+    records it: as a successful deployment, or as the version before a deployment."""
+    from pipeline.state import DeploymentOutcome
+
+    recent = store.history(environment, limit=_SEARCH_LIMIT)
+    known = {d.version for d in recent if d.outcome is DeploymentOutcome.SUCCEEDED}
+    known.update(d.previous_version for d in recent if d.previous_version)
+    if version in known:
+        return
+    raise UsageError(
+        f"--to: the state store records no deployment of version '{version}' to "
+        f"environment '{environment}' (among the newest {_SEARCH_LIMIT} deployments): "
+        f"check the version, or add --force to deploy it anyway"
     )
 
 

@@ -17,11 +17,14 @@ from pipeline.cli.lock_command import describe_lock
 from pipeline.cli.stateoptions import (
     add_file_option,
     add_state_option,
+    check_environment,
     format_moment,
     load_for_state,
+    missing_store,
+    outside_state_and_environments,
 )
 from pipeline.config import Config
-from pipeline.errors import ShiplineError, UsageError
+from pipeline.errors import ShiplineError
 from pipeline.exitcodes import ExitCode
 from pipeline.instancetable import format_table, show_version
 
@@ -80,11 +83,15 @@ def main(config: Config) -> ExitCode:
     from pipeline.state import open_store
     from pipeline.staterun import locate
 
-    plan = load_for_state(config).plan
+    plan = load_for_state(config, outside_state_and_environments).plan
     names = _environment_names(plan, config.options.environment)
     location = locate(plan.file.parent, dict(plan.state), config)
-    with open_store(location, config.clock) as store:
-        statuses = [_status(plan, config, store, name) for name in names]
+    missing = missing_store(location)
+    if missing is not None:
+        statuses = [_status_without_store(plan, config, name, missing) for name in names]
+    else:
+        with open_store(location, config.clock) as store:
+            statuses = [_status(plan, config, store, name) for name in names]
 
     if config.options.format == "json":
         print(json.dumps([asdict(status) for status in statuses], indent=2), file=config.stdout)
@@ -96,11 +103,20 @@ def main(config: Config) -> ExitCode:
 def _environment_names(plan: Plan, name: str | None) -> list[str]:
     if name is None:
         return sorted(plan.environments)
-    if name not in plan.environments:
-        defined = ", ".join(sorted(plan.environments)) or "none"
-        raise UsageError(f"environment '{name}' is not defined in {plan.file} "
-                         f"(defined: {defined})")
+    check_environment(plan, name)
     return [name]
+
+
+def _status_without_store(plan: Plan, config: Config, name: str,
+                          missing: str) -> EnvironmentStatus:
+    """Return the status of ``name`` when the store does not exist: nothing recorded,
+    no lock, and what the target reports."""
+    status = EnvironmentStatus(name, None, f"environment '{name}' is not locked: {missing}")
+    try:
+        status.instances = read_instances(plan, config, name)
+    except ShiplineError as exc:
+        status.target_error = str(exc)
+    return status
 
 
 def _status(plan: Plan, config: Config, store: StateStore, name: str) -> EnvironmentStatus:

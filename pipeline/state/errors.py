@@ -47,17 +47,26 @@ def format_time(moment: datetime) -> str:
 
 
 class LockHeld(ShiplineError):
-    """Another run holds the environment's lock and its lease has not expired."""
+    """Another run holds the environment's lock and its lease has not expired.
+
+    ``waited`` is the text of the ``--lock-wait`` duration that ran out, or None when
+    the run did not wait. The advice at the end of the message depends on it.
+    """
 
     exit_code = ExitCode.LOCKED
 
-    def __init__(self, lock: Lock) -> None:
+    def __init__(self, lock: Lock, waited: str | None = None) -> None:
         self.lock = lock
+        release = (f"run 'shipline lock release {lock.environment} --force --reason TEXT' "
+                   f"if that run is gone")
+        if waited is None:
+            advice = f"wait with --lock-wait, or {release}"
+        else:
+            advice = f"still locked after waiting {waited}: wait longer, or {release}"
         super().__init__(
             f"environment '{lock.environment}' is locked by {lock.owner} since "
             f"{format_time(lock.acquired)} (lease expires {format_time(lock.expires)} "
-            f"unless renewed): wait with --lock-wait, or run 'shipline lock release "
-            f"{lock.environment} --force --reason TEXT' if that run is gone"
+            f"unless renewed): {advice}"
         )
 
 

@@ -13,10 +13,11 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from pipeline.cienv import CiJob
 from pipeline.clock import Clock
+from pipeline.durations import format_duration, parse_duration
 from pipeline.errors import ShiplineError
 from pipeline.exitcodes import ExitCode
 from pipeline.state.errors import LockHeld, LockLost, StateError
@@ -65,8 +66,10 @@ def wait_for_lock(
 
     Attempts are spaced by a pause that starts at FIRST_RETRY seconds and doubles up to
     MAX_RETRY, with up to 10% random jitter so waiting runs do not retry in step.
-    ``wait`` 0 makes one attempt. Raises LockHeld, naming the holder at the last
-    attempt, when the time is up, and LockWaitCancelled when ``cancel`` is set.
+    ``wait`` 0 makes one attempt. The first failed attempt of a wait logs one warning,
+    so that a job log shows why the run is idle. Raises LockHeld, naming the
+    holder at the last attempt, when the time is up, and LockWaitCancelled when
+    ``cancel`` is set.
     """
     deadline = clock.monotonic() + max(wait, 0.0)
     pause = FIRST_RETRY
@@ -76,8 +79,14 @@ def wait_for_lock(
             return store.acquire_lock(environment, owner, lease)
         except LockHeld as held:
             remaining = deadline - clock.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 and wait <= 0:
                 raise
+            if remaining <= 0:
+                raise LockHeld(held.lock, waited=format_duration(wait)) from None
+            if attempt == 1:
+                logger.warning("environment %s is locked by %s: waiting up to %s for the "
+                               "lock (--lock-wait)", environment, held.lock.owner,
+                               format_duration(wait))
             delay = min(pause * (1 + random.uniform(0, 0.1)), remaining)  # noqa: S311
             logger.info("lock of %s is held by %s: attempt %d failed, retrying in %.1f s",
                         environment, held.lock.owner, attempt, delay)
@@ -169,3 +178,17 @@ class Heartbeat:
         with self._guard:
             self._lock = renewed
         return True
+
+
+def lease_of(settings: Mapping[str, object]) -> float:
+    """Return the ``state.lease`` setting in seconds, or :data:`DEFAULT_LEASE`."""
+    value = settings.get("lease")
+    if value is None:
+        return DEFAULT_LEASE
+    try:
+        seconds = parse_duration(value)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise StateError(f"state.lease: {exc}") from exc
+    if seconds < 1:
+        raise StateError(f"state.lease: {value!r} is too short: use at least 1s")
+    return seconds

@@ -36,7 +36,7 @@ from pipeline.state.migrations import Dialect
 from pipeline.state.records import Lock
 from pipeline.state.sqllocks import lease_delta
 from pipeline.state.sqlstore import Cursor, SqlStore
-from pipeline.state.url import redact_url
+from pipeline.state.urlsecrets import redact_url
 
 logger = logging.getLogger("shipline")
 

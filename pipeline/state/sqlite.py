@@ -14,11 +14,14 @@ file that is not an SQLite database, or a truncated or damaged one, is reported
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pipeline.clock import Clock
 from pipeline.state.errors import (
@@ -42,6 +45,45 @@ BUSY_TIMEOUT = 30.0
 # sqlite3.Error.sqlite_errorname exists only from Python 3.11.
 _BUSY_TEXTS = ("database is locked", "database table is locked")
 _CORRUPT_TEXTS = ("file is not a database", "database disk image is malformed")
+
+
+def create_database_file(path: Path) -> None:
+    """Create an empty SQLite database in WAL mode at ``path``, whose directory must
+    exist, unless a file is already there.
+
+    The database is written to a temporary file in the same directory and then linked
+    to ``path``, which fails when another process created ``path`` first. On a file
+    system without hard links the bytes are copied into a file opened with O_EXCL.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.new")
+    try:
+        connection = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            # Changing the journal mode writes the database header.
+            connection.execute("PRAGMA journal_mode=WAL").fetchall()
+        finally:
+            connection.close()
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return
+        except OSError:
+            _copy_exclusive(temporary, path)
+    except (OSError, sqlite3.Error) as error:
+        raise StateConnectionError(f"cannot create state database {path}: {error}") from error
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _copy_exclusive(source: Path, target: Path) -> None:
+    try:
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(source.read_bytes())
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 class SqliteStore(SqlStore):
@@ -91,11 +133,38 @@ class SqliteStore(SqlStore):
                 f"{error.strerror}"
             ) from error
 
+        self._create_or_check_size()
+        # mode=rw: never create the file here, so every file this store opens has a header.
+        uri = f"file:{quote(str(self.path.absolute()))}?mode=rw"
         try:
             # isolation_level=None: transactions are begun explicitly by _begin.
-            return sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+            return sqlite3.connect(uri, uri=True, timeout=self._busy_timeout,
+                                   isolation_level=None)
         except sqlite3.Error as error:
             raise self._translate(error) from error
+
+    def _create_or_check_size(self) -> None:
+        """Create a missing database file, or reject an existing empty one.
+
+        SQLite would take a 0-byte file as a new, empty database and write to it. Such a
+        file is more often a lost history (an empty CI cache, a failed copy) than a new
+        one, so it is rejected and left as it is. The file is created with its header
+        already written, so no other process ever sees an empty file that shipline made.
+        """
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            create_database_file(self.path)
+            return
+        except OSError as error:
+            raise StateConnectionError(
+                f"cannot read state database {self.location}: {error.strerror}") from error
+        if size == 0:
+            raise StateCorruptError(
+                f"state database {self.location} is an empty file (0 bytes), so it contains "
+                f"no history: the file was left as it is; restore it from a backup, or "
+                f"delete it to start a new history"
+            )
 
     def _check_integrity(self) -> None:
         """Raise StateCorruptError unless quick_check passes. Reads the file and writes nothing."""

@@ -104,7 +104,9 @@ class SqlLocks(SqlBase):
                 (environment, current.owner, self._encode_time(current.acquired),
                  self._encode_time(now), released_by, reason),
             )
-        logger.warning("lock of %s held by %s was released by force by %s: %s",
+        # Also the path of `lock release` for an expired lock, so the text names no force;
+        # the reason tells a forced release apart.
+        logger.warning("lock of %s held by %s was released by %s: %s",
                        environment, current.owner, released_by, reason)
         return current
 

@@ -16,14 +16,15 @@ the state lives in ``.shipline/state.db`` beside the pipeline file.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pipeline.state import STATE_VARIABLE
 from pipeline.state.errors import StateError
+from pipeline.state.urlsecrets import redact_passwords, redact_url
 
 if TYPE_CHECKING:
     from pipeline.clock import Clock
@@ -35,6 +36,13 @@ DEFAULT_SQLITE_PATH = Path(".shipline") / "state.db"
 _POSTGRESQL_SCHEMES = ("postgresql", "postgres")
 
 Backend = Literal["sqlite", "postgresql"]
+
+# The start of a libpq key/value connection string: a libpq keyword, then '='.
+_LIBPQ_KEYWORD = re.compile(
+    r"(host|hostaddr|port|dbname|user|password|passfile|sslmode|service|"
+    r"connect_timeout|options|application_name|target_session_attrs)\s*=",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -52,29 +60,25 @@ class StateLocation:
         return redact_url(self.url or "")
 
 
-def redact_url(url: str) -> str:
-    """Return ``url`` with its password, if any, replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(invalid URL)"
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def parse_state_url(value: str, base: Path, source: str) -> StateLocation:
     """Parse a ``--state`` or ``SHIPLINE_STATE`` value. Relative paths join ``base``.
 
     ``source`` names where the value came from, for the error message. Raises
     StateError for an empty value, a URL scheme other than sqlite and postgresql, or a
-    ``sqlite://HOST/...`` URL, which names a host that SQLite cannot use.
+    ``sqlite://HOST/...`` URL, which names a host that SQLite cannot use. A libpq
+    key/value string (``host=db password=...``) is rejected rather than taken as a
+    file name, which would write the password into the file system.
     """
     text = value.strip()
     if not text:
         raise StateError(f"{source} is empty: give a file path or a postgresql:// URL")
+
+    if _LIBPQ_KEYWORD.match(text):
+        raise StateError(
+            f"{source}: '{redact_passwords(text)}' is a libpq key/value string, not a URL: "
+            f"write postgresql://USER@HOST[:PORT]/DATABASE, and keep the password in "
+            f"PGPASSWORD or ~/.pgpass"
+        )
 
     scheme, colon, rest = text.partition(":")
     if not colon or len(scheme) == 1 or "/" in scheme:
@@ -166,10 +170,18 @@ def open_store(location: StateLocation, clock: Clock) -> StateStore:
 
     The backend module, and with it psycopg, is imported only here, so commands that
     need no state start fast. Raises StateError subclasses for a store that cannot be
-    opened, read or migrated.
+    opened, read or migrated, and StateError when psycopg is not installed.
     """
     if location.backend == "postgresql":
-        from pipeline.state.postgresql import PostgresStore
+        try:
+            from pipeline.state.postgresql import PostgresStore
+        except ModuleNotFoundError as error:
+            if error.name != "psycopg" and not (error.name or "").startswith("psycopg."):
+                raise
+            raise StateError(
+                f"cannot use state database {location.describe()}: the PostgreSQL "
+                f"driver psycopg is not installed: run pip install 'shipline[postgresql]'"
+            ) from None
 
         return PostgresStore(location.url or "", clock)
 

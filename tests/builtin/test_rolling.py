@@ -78,6 +78,14 @@ def test_rolling_pauses_between_batches_only() -> None:
     assert run.clock.sleeps == [300.0, 300.0]  # type: ignore[attr-defined]
 
 
+def test_rolling_no_pause_after_unchanged_batch() -> None:
+    target = MemoryTarget(WEB[:3])
+    target.versions["web-1"] = "2.0"
+    run = rolling(target, batch=1, pause="5m", health=False)
+    assert run.clock.sleeps == [300.0]  # type: ignore[attr-defined]
+    assert deployed(target) == ["web-2", "web-3"]
+
+
 def test_rolling_report_table_and_data() -> None:
     target = MemoryTarget(WEB[:2])
     run = rolling(target, batch=2)
@@ -175,6 +183,25 @@ def test_rolling_rollback_is_parallel() -> None:
     restores = [c for c in target.operations("deploy") if c.argument == "1.0"]
     assert len(restores) == 8
     assert target.peak["deploy"] == 8
+
+
+def test_rolling_rollback_parallel_with_batch_one() -> None:
+    target = MemoryTarget(WEB[:4], delay=0.05)
+    target.fail("health", "web-4", "2.0")
+    run = rolling(target, batch=1)
+    restores = [c for c in target.operations("deploy") if c.argument == "1.0"]
+    assert run.result.exit_code == ExitCode.FAILED
+    assert sorted(c.instance or "" for c in restores) == WEB[:4]
+    assert target.peak["deploy"] == 4
+
+
+def test_rolling_rollback_keeps_max_unavailable() -> None:
+    target = MemoryTarget(WEB[:4], delay=0.05)
+    target.fail("health", "web-4", "2.0")
+    rolling(target, batch=1, max_unavailable=2)
+    restores = [c for c in target.operations("deploy") if c.argument == "1.0"]
+    assert len(restores) == 4
+    assert target.peak["deploy"] == 2
 
 
 # -- failures and rollback ---------------------------------------------------------------

@@ -225,3 +225,18 @@ def test_break_glass_empty_reason_rejected(shipline_cli, tmp_path: Path) -> None
         "deploy cannot wait, for example --break-glass \"hotfix for the checkout outage\" "
         "(see 'shipline run --help')\n"
     )
+
+
+def test_history_missing_store_creates_nothing(shipline_cli, tmp_path: Path) -> None:
+    state = tmp_path / "no-such-dir" / "x" / "state.db"
+
+    text = shipline_cli("history", "production", "--state", str(state), cwd=tmp_path)
+    data = shipline_cli("history", "production", "--state", str(state), "--format", "json",
+                        cwd=tmp_path)
+
+    assert text.exit_code == ExitCode.OK, text.stderr
+    assert text.stdout == (f"no deployments of environment 'production' are recorded: "
+                           f"there is no state store at {state}\n")
+    assert data.exit_code == ExitCode.OK, data.stderr
+    assert json.loads(data.stdout) == []
+    assert list(tmp_path.iterdir()) == []

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+from pipeline.cienv import detect
 from pipeline.clock import FakeClock
 from pipeline.exitcodes import ExitCode
-from pipeline.state import Lock
+from pipeline.state import Lock, default_owner
 from pipeline.state.errors import format_time
 from pipeline.state.sqlite import SqliteStore
 
@@ -38,6 +40,8 @@ def test_lock_status_held(shipline_cli, tmp_path: Path) -> None:
 
 
 def test_lock_status_not_locked(shipline_cli, tmp_path: Path) -> None:
+    SqliteStore(tmp_path / "state.db", FakeClock()).close()
+
     result = _cli(shipline_cli, tmp_path, "status", "production")
 
     assert result.exit_code == ExitCode.OK
@@ -110,9 +114,13 @@ def test_lock_release_expired(shipline_cli, tmp_path: Path) -> None:
     assert result.exit_code == ExitCode.OK, result.stderr
     assert "(recorded: released by " in result.stdout
     assert result.stdout.endswith(": its lease had expired)\n")
+    assert result.stderr == (f"shipline: WARNING: lock of production held by {OWNER} was "
+                             f"released by {default_owner(detect())}: its lease had expired\n")
 
 
 def test_lock_release_not_locked(shipline_cli, tmp_path: Path) -> None:
+    SqliteStore(tmp_path / "state.db", FakeClock()).close()
+
     result = _cli(shipline_cli, tmp_path, "release", "production")
 
     assert result.exit_code == ExitCode.OK
@@ -144,3 +152,42 @@ def test_lock_then_run_exits_locked(shipline_cli, tmp_path: Path, write_pipeline
         "--reason TEXT' if that run is gone\n"
     )
     assert result.stdout == ""
+
+
+def test_lock_locked_error_as_json(shipline_cli, tmp_path: Path, write_pipeline) -> None:
+    _lock(tmp_path / "state.db", age=5)
+    write_pipeline("""\
+        version: 1
+        name: shop
+        environments:
+          production:
+            target: {type: command, instances: [web-1], deploy: "true"}
+        stages:
+          - name: release
+            environment: production
+            steps:
+              - deploy: {version: "1.1.0", strategy: rolling, health: false}
+        """)
+
+    result = shipline_cli("run", "--log-format", "json", "--state", str(tmp_path / "state.db"),
+                          cwd=tmp_path)
+    [entry] = [json.loads(line) for line in result.stderr.splitlines()]
+
+    assert result.exit_code == ExitCode.LOCKED
+    assert entry["level"] == "ERROR"
+    assert entry["logger"] == "shipline"
+    assert entry["message"].startswith(
+        "shipline: error: environment 'production' is locked by ")
+
+
+def test_lock_missing_store_creates_nothing(shipline_cli, tmp_path: Path) -> None:
+    state = tmp_path / "no-such-dir" / "state.db"
+
+    for action in ("status", "release"):
+        result = shipline_cli("lock", action, "production", "--state", str(state),
+                              cwd=tmp_path)
+
+        assert result.exit_code == ExitCode.OK, result.stderr
+        assert result.stdout == (f"environment 'production' is not locked: there is no "
+                                 f"state store at {state}\n")
+    assert list(tmp_path.iterdir()) == []

@@ -116,3 +116,24 @@ def test_rollback_twice_returns_forward(shipline_cli, deployed_twice: Path) -> N
     assert second.exit_code == ExitCode.OK, second.stdout + second.stderr
     assert "PASSED   rollback to 1.2.0 (" in second.stdout
     assert versions(deployed_twice) == dict.fromkeys(WEB, "1.2.0")
+
+
+def test_rollback_to_unknown_version_rejected(shipline_cli, deployed_twice: Path) -> None:
+    result = shipline_cli("rollback", "production", "--to", "1.1.9", "--fast",
+                          cwd=deployed_twice)
+
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        "shipline: error: --to: the state store records no deployment of version '1.1.9' "
+        "to environment 'production' (among the newest 1000 deployments): check the "
+        "version, or add --force to deploy it anyway\n")
+    assert versions(deployed_twice) == dict.fromkeys(WEB, "1.2.0")
+    assert _store(deployed_twice).rollbacks() == []
+
+
+def test_rollback_to_unknown_version_forced(shipline_cli, deployed_twice: Path) -> None:
+    result = shipline_cli("rollback", "production", "--to", "1.1.9", "--force", "--fast",
+                          cwd=deployed_twice)
+
+    assert result.exit_code == ExitCode.OK, result.stdout + result.stderr
+    assert versions(deployed_twice) == dict.fromkeys(WEB, "1.1.9")

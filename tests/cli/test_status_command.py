@@ -86,3 +86,20 @@ def test_status_unknown_environment(shipline_cli, tmp_path: Path) -> None:
     assert result.exit_code == ExitCode.INVALID
     assert result.stderr == ("shipline: error: environment 'qa' is not defined in "
                              "shipline.yml (defined: production)\n")
+
+
+def test_status_missing_store_creates_nothing(shipline_cli, tmp_path: Path) -> None:
+    install(tmp_path, WEB, "1.1.0")
+    write_pipeline(tmp_path, pipeline(web_target(), "1.2.0"))
+
+    result = shipline_cli("status", "--state", "typo/state.db", cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert result.stdout.splitlines()[:3] == [
+        "environment production",
+        "  recorded version: no successful deployment recorded",
+        f"  lock: environment 'production' is not locked: there is no state store at "
+        f"{tmp_path / 'typo/state.db'}",
+    ]
+    assert not (tmp_path / "typo").exists()
+    assert not (tmp_path / ".shipline").exists()

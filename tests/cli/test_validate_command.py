@@ -262,3 +262,14 @@ def test_validate_imports_no_deferred_module(tmp_path: Path):
                             capture_output=True, text=True, timeout=60)
     assert result.stderr == ""
     assert result.stdout == "0 []\n"
+
+
+@pytest.mark.parametrize("lease", ["0.5s", "0s"])
+def test_validate_rejects_short_lease(shipline_cli, write_pipeline, tmp_path, lease):
+    write_pipeline(GOOD.replace("name: shop\n", f"name: shop\nstate: {{lease: {lease}}}\n"))
+
+    result = shipline_cli("validate", cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (f"shipline.yml:3:16: state.lease: '{lease}' is too short: use at "
+                             f"least 1s\n")

@@ -10,12 +10,16 @@ history from the disk, and the deployments, journal and rollbacks from the store
 
 from __future__ import annotations
 
+import os
+import shlex
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from integration.scripts.harness import (
     PAUSE_SETTLE,
+    SCRIPTS,
     run_to_end,
     shipline_run,
     wait_until,
@@ -39,7 +43,8 @@ from integration.scripts.stateharness import (
 )
 
 from pipeline.exitcodes import ExitCode
-from pipeline.state import DeploymentOutcome, RollbackOutcome
+from pipeline.orphans import PROCESS_OPERATION, current_host, records_in
+from pipeline.state import DeploymentOutcome, JournalEntry, RollbackOutcome
 
 #: Lease of the runs' locks, short so that the second run does not wait long.
 LEASE = "1s"
@@ -55,6 +60,12 @@ def _kill_when(folder: Path, document: dict[str, Any], state_url: str, ready: An
         process.kill()
         process.communicate(timeout=20)
     assert process.returncode == -9
+
+
+def _changes(store: StoreReader, deployment_id: str) -> list[JournalEntry]:
+    """Return the journal entries of a deployment without those of started commands."""
+    return [entry for entry in store.journal(deployment_id)
+            if entry.operation != PROCESS_OPERATION]
 
 
 def _waiting(folder: Path, instance: str) -> bool:
@@ -105,7 +116,7 @@ def test_state_recovery_after_kill_mid_batch(tmp_path: Path, state_url: str) -> 
     assert rollback.deployment_id == killed.id
     assert (rollback.from_version, rollback.to_version) == ("1.1.0", "1.0.0")
     assert rollback.outcome is RollbackOutcome.SUCCEEDED
-    journal = store.journal(killed.id)
+    journal = _changes(store, killed.id)
     # The two instances of a batch are deployed in parallel, in either order.
     assert sorted((entry.instances, entry.done) for entry in journal[:2]) == [
         (("web-1",), True), (("web-2",), True)]
@@ -186,6 +197,25 @@ def test_state_resume_continues_after_kill(tmp_path: Path, state_url: str) -> No
     assert store.rollbacks() == []
 
 
+def test_state_resume_other_version_rejected(tmp_path: Path, state_url: str) -> None:
+    install(tmp_path, WEB, "1.0.0")
+    _kill_when(tmp_path, pipeline(web_target("web-3@1.1.0"), lease=LEASE), state_url,
+               lambda: _waiting(tmp_path, "web-3"), "the deploy of web-3")
+    [killed] = StoreReader(state_url, tmp_path).history()
+
+    code, output = _second_run(tmp_path, state_url, "--resume", version="1.2.0")
+
+    assert code == ExitCode.INVALID, output
+    assert (f"shipline: error: --resume: the unfinished deployment {killed.id} of "
+            f"environment 'production' deploys 1.1.0, but this run deploys 1.2.0: run with "
+            f"version 1.1.0 to resume it, or without --resume to roll it back first") in output
+    assert versions(tmp_path) == {"web-1": "1.1.0", "web-2": "1.1.0", "web-3": "1.0.0",
+                                  "web-4": "1.0.0"}
+    store = StoreReader(state_url, tmp_path)
+    assert [deployment.outcome for deployment in store.history()] == [None]
+    assert store.lock() is None
+
+
 def test_state_resumed_failure_restores_all(tmp_path: Path, state_url: str) -> None:
     install(tmp_path, WEB, "1.0.0")
     _kill_when(tmp_path, pipeline(web_target("web-3@1.1.0"), lease=LEASE), state_url,
@@ -236,7 +266,7 @@ def test_state_recovery_switches_traffic_back(tmp_path: Path, state_url: str) ->
     second, first = store.history()
     assert first.outcome is DeploymentOutcome.RECOVERED
     assert second.outcome is DeploymentOutcome.ROLLED_BACK
-    assert [entry.operation for entry in store.journal(first.id)] == [
+    assert [entry.operation for entry in _changes(store, first.id)] == [
         "deploy", "deploy", "switch"]
 
 
@@ -261,3 +291,53 @@ def test_state_recovery_sets_canary_weight_to_zero(tmp_path: Path, state_url: st
     assert active_slot(tmp_path) == "blue"
     assert versions(tmp_path, BLUE + GREEN) == {
         "blue-1": "1.0.0", "blue-2": "1.0.0", "green-1": None, "green-2": None}
+
+
+def _stubborn_target(patterns: str) -> dict[str, Any]:
+    """Return web_target() with deploys matching ``patterns`` that outlive shipline."""
+    target = web_target()
+    target["deploy"] = " ".join(["sh", shlex.quote(str(SCRIPTS / "stubborn.sh")), "deploy",
+                                 ROOT, "{instance}", "{version}"])
+    target["env"] = {**target["env"], "STUBBORN": patterns}
+    return target
+
+
+def _running(pid: int) -> bool:
+    """Return whether process ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_state_recovery_stops_orphaned_deploy(tmp_path: Path, state_url: str) -> None:
+    install(tmp_path, WEB, "1.0.0")
+    pid_file = tmp_path / ROOT / "web-1.pid"
+    write_pipeline(tmp_path, pipeline(_stubborn_target("web-1@1.1.0"), lease=LEASE))
+    with shipline_run(tmp_path, "--state", state_url) as process:
+        wait_until(pid_file.exists, "the deploy of web-1", process)
+        process.kill()
+        process.communicate(timeout=20)
+    orphan = int(pid_file.read_text())
+    assert _running(orphan)
+    [killed] = StoreReader(state_url, tmp_path).history()
+
+    try:
+        code, output = _second_run(tmp_path, state_url, version="1.2.0")
+    finally:
+        if _running(orphan):
+            os.killpg(orphan, signal.SIGKILL)
+
+    assert code == ExitCode.OK, output
+    assert (f"shipline: environment 'production': deployment {killed.id}: stopped 1 "
+            f"command that the stopped run left running (process groups {orphan})") in output
+    assert output.index("stopped 1 command") < output.index("rolling back")
+    assert not _running(orphan)
+    assert versions(tmp_path) == dict.fromkeys(WEB, "1.2.0")
+    # Only deploys are journaled, not the version and health probes: web-1's deploy
+    # is the one the killed run started.
+    [record] = records_in(StoreReader(state_url, tmp_path).journal(killed.id))
+    assert (record.pid, record.pgid, record.command) == (orphan, orphan, "sh")
+    assert record.host == current_host()
+

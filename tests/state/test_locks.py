@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +64,25 @@ def test_wait_backs_off_then_gives_up(store: SqlStore, clock: FakeClock):
         assert pause <= slept <= pause * 1.1
     assert all(slept <= MAX_RETRY * 1.1 for slept in clock.sleeps)
     assert sum(clock.sleeps) == pytest.approx(30)
+
+
+def test_wait_timeout_message_and_warning(store: SqlStore, clock: FakeClock,
+                                          caplog: pytest.LogCaptureFixture,
+                                          monkeypatch: pytest.MonkeyPatch):
+    shipline_logger = logging.getLogger("shipline")
+    monkeypatch.setattr(shipline_logger, "handlers", [])
+    monkeypatch.setattr(shipline_logger, "propagate", True)
+    store.acquire_lock("production", "job-1", lease=600)
+
+    with caplog.at_level(logging.WARNING, logger="shipline"), pytest.raises(LockHeld) as raised:
+        wait_for_lock(store, "production", "job-2", lease=60, wait=30, clock=clock)
+
+    assert str(raised.value).endswith(
+        "unless renewed): still locked after waiting 30s: wait longer, or run 'shipline lock "
+        "release production --force --reason TEXT' if that run is gone")
+    assert [record.getMessage() for record in caplog.records] == [
+        "environment production is locked by job-1: waiting up to 30s for the lock "
+        "(--lock-wait)"]
 
 
 def test_wait_takes_lock_when_lease_expires(store: SqlStore, clock: FakeClock):

@@ -20,7 +20,7 @@ from pipeline.state import (
     StateCorruptError,
     StateSchemaError,
 )
-from pipeline.state.sqlite import SqliteStore
+from pipeline.state.sqlite import SqliteStore, create_database_file
 
 HERE = Path(__file__).parent
 
@@ -94,6 +94,35 @@ def test_sqlite_truncated_file_untouched(tmp_path: Path, fraction: float):
     )
     assert raised.value.exit_code == ExitCode.INVALID
     assert fingerprint(path) == before
+
+
+def test_sqlite_empty_file_untouched(tmp_path: Path):
+    path = tmp_path / "state.db"
+    path.touch()
+
+    with pytest.raises(StateCorruptError) as raised:
+        SqliteStore(path, FakeClock())
+
+    assert str(raised.value) == (
+        f"state database {path} is an empty file (0 bytes), so it contains no history: "
+        f"the file was left as it is; restore it from a backup, or delete it to start a "
+        f"new history"
+    )
+    assert raised.value.exit_code == ExitCode.INVALID
+    assert path.stat().st_size == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db"]
+
+
+def test_sqlite_new_file_has_header(tmp_path: Path):
+    path = tmp_path / "state.db"
+
+    create_database_file(path)
+    first = path.read_bytes()
+    create_database_file(path)
+
+    assert first.startswith(b"SQLite format 3\x00")
+    assert path.read_bytes() == first
+    assert sorted(p.name for p in path.parent.iterdir()) == ["state.db"]
 
 
 def test_sqlite_header_only_file_untouched(tmp_path: Path):
