@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.commands import add_start_listener, remove_start_listener
 from pipeline.instancetable import plural
-from pipeline.state import JournalEntry, StateError
+from pipeline.state import JournalAppend, JournalEntry, StateError
 from pipeline.state.records import DetailValue
 
 if TYPE_CHECKING:
@@ -153,12 +153,11 @@ class ProcessJournal:
                 logger.warning("recording command %s (pid %d) in deployment %s failed: %s",
                                details["command"], pid, deployment_id, error)
 
-
     def _append(self, deployment_id: str, step: Step,
                 details: dict[str, DetailValue]) -> None:
-        self._worker.call(lambda store: store.append_journal(
-            deployment_id, stage=step.stage, step=step.id, operation=PROCESS_OPERATION,
-            instances=[], version=None, details=details))
+        # Batched with the entries other commands of the batch append at the same time.
+        self._worker.append_journal(JournalAppend(
+            deployment_id, step.stage, step.id, PROCESS_OPERATION, (), None, details))
 
 
 def current_host() -> str:
