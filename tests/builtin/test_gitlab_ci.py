@@ -120,14 +120,16 @@ def test_gitlab_dotenv_report(tmp_path: Path) -> None:
 
 
 def test_gitlab_dotenv_multiline_value_left_out(tmp_path: Path) -> None:
-    pipeline = PIPELINE.replace('version: "2.0"', 'version: "2.0\\nINJECTED=1"')
+    # A version cannot contain a line break (validate rejects it), an environment URL can.
+    pipeline = PIPELINE.replace('url: "https://shop.example.com/"',
+                                'url: "https://shop.example.com/\\nINJECTED=1"')
     _, _, stderr = gitlab_job(tmp_path, pipeline, "--dotenv", "deploy.env")
     text = (tmp_path / "deploy.env").read_text(encoding="utf-8")
 
     assert "INJECTED" not in text
-    assert "SHIPLINE_DEPLOYED_VERSION" not in text
+    assert "SHIPLINE_ENVIRONMENT_URL" not in text
     assert "SHIPLINE_OUTCOME=failed\n" in text
-    assert ("shipline: ERROR: output 'deployed-version' left out of the dotenv report: "
+    assert ("shipline: ERROR: output 'environment-url' left out of the dotenv report: "
             "GitLab does not support values with line breaks") in stderr
 
 
