@@ -87,6 +87,20 @@ def _step_uses(step: Step) -> Iterator[AnalysisUse]:
             yield AnalysisUse(item["analysis"], path, step.mark)
 
 
+def provider_uses(
+    plan: Plan, provider: str
+) -> Iterator[tuple[str, Mapping[str, Any], DocPath]]:
+    """Yield the name, options and document path of each analysis that uses ``provider``,
+    once per definition: a template where it is defined, an inline analysis where it is
+    written. For the plan checks of provider plugins."""
+    for use in iter_analysis_uses(plan):
+        if isinstance(use.ref, str) and not use.is_template:
+            continue
+        resolved = resolve_use(use, plan)
+        if resolved is not None and resolved[1].get("provider") == provider:
+            yield resolved
+
+
 def resolve_use(use: AnalysisUse, plan: Plan) -> tuple[str, Mapping[str, Any], DocPath] | None:
     """Return the name, options and document path of the analysis that ``use`` denotes.
 

@@ -132,16 +132,10 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
 
     An expression with ``{{ args.NAME }}`` is compiled when the run has its arguments.
     """
-    from pipeline.analysischecks import iter_analysis_uses, resolve_use
+    from pipeline.analysischecks import provider_uses
 
     diagnostics = []
-    for use in iter_analysis_uses(plan):
-        if isinstance(use.ref, str) and not use.is_template:
-            continue
-        resolved = resolve_use(use, plan)
-        if resolved is None or resolved[1].get("provider") != PROVIDER:
-            continue
-        _name, options, path = resolved
+    for _name, options, path in provider_uses(plan, PROVIDER):
         select = options.get("select")
         if isinstance(select, str) and "{{" in select:
             continue

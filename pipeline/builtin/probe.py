@@ -59,8 +59,6 @@ from pipeline.analysis import (
     AnalysisError,
     AnalysisSettings,
     MeasurementRequest,
-    iter_analysis_uses,
-    resolve_use,
 )
 from pipeline.context import Interrupted
 from pipeline.diagnostics import Diagnostic
@@ -406,14 +404,10 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
     Each template is checked where it is defined and each inline analysis where it is
     written. Conditions that do not parse are left to :mod:`pipeline.analysis`.
     """
+    from pipeline.analysischecks import provider_uses
+
     diagnostics = []
-    for use in iter_analysis_uses(plan):
-        if isinstance(use.ref, str) and not use.is_template:
-            continue
-        resolved = resolve_use(use, plan)
-        if resolved is None or resolved[1].get("provider") != PROVIDER:
-            continue
-        name, options, path = resolved
+    for name, options, path in provider_uses(plan, PROVIDER):
         try:
             settings = AnalysisSettings.from_options(name, options)
         except AnalysisError:
@@ -423,5 +417,5 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
                 try:
                     condition.check_names(METRIC_NAMES)
                 except ValueError as exc:
-                    diagnostics.append(Diagnostic(str(exc), use.mark, (*path, key)))
+                    diagnostics.append(Diagnostic(str(exc), None, (*path, key)))
     return diagnostics
