@@ -168,7 +168,8 @@ def run_pipeline(
             registry.register(plugin, name=f"test-plugin-{index}", origin="run_pipeline")
     registry.check_pending()
 
-    options = build_parser(registry).parse_args(["run", str(path), *args])
+    argv = ["run", str(path), *args]
+    options = build_parser(registry, argv).parse_args(argv)
     stdout = io.StringIO()
     config = Config(options=options, registry=registry, invocation_dir=directory,
                     clock=clock or FakeClock(), stdout=stdout, stderr=stdout)

@@ -9,6 +9,7 @@ report, unless ``--debug`` asks for the traceback on the terminal.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -18,24 +19,6 @@ from pathlib import Path
 from types import ModuleType
 
 from pipeline import __version__
-from pipeline.cli import (
-    analyze_command,
-    approve_command,
-    decrypt_command,
-    encrypt_command,
-    history_command,
-    keygen_command,
-    lock_command,
-    plan_command,
-    plugins_command,
-    rollback_command,
-    run_command,
-    schema_command,
-    sign_command,
-    status_command,
-    validate_command,
-    verify_command,
-)
 from pipeline.config import Config
 from pipeline.errors import PipelineError, ShiplineError, UsageError
 from pipeline.exitcodes import ExitCode
@@ -45,25 +28,31 @@ from pipeline.secretsources import register_environment
 
 logger = logging.getLogger("shipline")
 
-#: Subcommand name -> module, in the order ``--help`` lists them.
-COMMANDS: dict[str, ModuleType] = {
-    "validate": validate_command,
-    "plan": plan_command,
-    "run": run_command,
-    "schema": schema_command,
-    "plugins": plugins_command,
-    "analyze": analyze_command,
-    "history": history_command,
-    "status": status_command,
-    "lock": lock_command,
-    "rollback": rollback_command,
-    "keygen": keygen_command,
-    "sign": sign_command,
-    "verify": verify_command,
-    "encrypt": encrypt_command,
-    "decrypt": decrypt_command,
-    "approve": approve_command,
+#: Subcommand name -> its module, in the order ``--help`` lists them. A start imports
+#: only the module of the subcommand it runs (see :func:`build_parser`).
+COMMANDS: dict[str, str] = {
+    "validate": "pipeline.cli.validate_command",
+    "plan": "pipeline.cli.plan_command",
+    "run": "pipeline.cli.run_command",
+    "schema": "pipeline.cli.schema_command",
+    "plugins": "pipeline.cli.plugins_command",
+    "analyze": "pipeline.cli.analyze_command",
+    "history": "pipeline.cli.history_command",
+    "status": "pipeline.cli.status_command",
+    "lock": "pipeline.cli.lock_command",
+    "rollback": "pipeline.cli.rollback_command",
+    "keygen": "pipeline.cli.keygen_command",
+    "sign": "pipeline.cli.sign_command",
+    "verify": "pipeline.cli.verify_command",
+    "encrypt": "pipeline.cli.encrypt_command",
+    "decrypt": "pipeline.cli.decrypt_command",
+    "approve": "pipeline.cli.approve_command",
 }
+
+
+def command_module(name: str) -> ModuleType:
+    """Import and return the module of subcommand ``name``."""
+    return importlib.import_module(COMMANDS[name])
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,7 +83,18 @@ def common_options() -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser(registry: PluginRegistry) -> argparse.ArgumentParser:
+def build_parser(
+    registry: PluginRegistry, argv: Sequence[str] = ()
+) -> argparse.ArgumentParser:
+    """Return the argument parser for ``argv``.
+
+    When ``argv`` names a subcommand, only that subcommand's module is imported and
+    added, because importing all of them costs a noticeable part of start-up. Anything
+    else (``--help``, no subcommand, an unknown one) gets every subcommand, so that the
+    help and the error list them all.
+    """
+    selected = next((arg for arg in argv if not arg.startswith("-")), None)
+    names = [selected] if selected in COMMANDS else list(COMMANDS)
     parser = _Parser(
         prog="shipline",
         description="Run progressive deployments (canary, blue-green, rolling) from CI.",
@@ -104,8 +104,8 @@ def build_parser(registry: PluginRegistry) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"shipline {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     parents = [common_options()]
-    for name, module in COMMANDS.items():
-        subparser = module.add_parser(subparsers, parents)
+    for name in names:
+        subparser = command_module(name).add_parser(subparsers, parents)
         subparser.set_defaults(command=name)
         if name == "run":
             registry.pluginmanager.hook.shipline_addoption.call_historic(
@@ -165,7 +165,7 @@ def _run(argv: Sequence[str], masker: Masker) -> ExitCode:
     registry.load_modules(load, origin="-p on the command line")
     registry.check_pending()
 
-    parser = build_parser(registry)
+    parser = build_parser(registry, argv)
     try:
         options = parser.parse_args(argv)
     except SystemExit as exc:
@@ -180,7 +180,7 @@ def _run(argv: Sequence[str], masker: Masker) -> ExitCode:
     _configure_logging(options, config)
     config.hook.shipline_configure.call_historic(kwargs={"config": config})
     try:
-        return ExitCode(COMMANDS[options.command].main(config))
+        return ExitCode(command_module(options.command).main(config))
     except PipelineError as exc:
         config.hook.shipline_invalid_pipeline(diagnostics=exc.diagnostics, config=config)
         raise
