@@ -11,7 +11,7 @@ as ``shipline approve`` does. The signature sits in ``approval.json.minisig`` ne
 the document, or directly after the document line in the same text: the document line
 followed by the four lines of the ``.minisig`` file. That combined form is what
 ``shipline approve`` prints, and what an environment variable contains. One text can
-hold several combined approvals one after the other.
+contain several combined approvals one after the other.
 
 Only the document's fields are checked against the run, because the trusted comment
 is free text that ``minisign -S -t`` lets the approver set.
@@ -68,12 +68,12 @@ class Approval:
 class SignedDocument:
     """The bytes of one document and the text of its signature, as read."""
 
-    #: Where the document was read, for messages: a path or ``$VARIABLE``, with ``#N``
-    #: when the source holds several.
+    #: The document's origin for messages: a path or ``$VARIABLE``, with ``#N`` when the
+    #: source contains several documents.
     source: str
     document: bytes
     signature: str
-    #: Where the signature was read, for messages.
+    #: The signature's origin for messages.
     signature_source: str
 
 
@@ -132,7 +132,7 @@ def read_file_source(path: Path, problems: list[str]) -> Iterator[SignedDocument
     """Yield the signed documents of one file, appending problems to ``problems``.
 
     With a ``PATH.minisig`` next to it, the whole file is the document. Without one,
-    the file holds combined approvals. A file that does not exist yields nothing,
+    the file contains combined approvals. A file that does not exist yields nothing,
     because approvals may arrive while a gate waits.
     """
     try:

@@ -16,7 +16,6 @@ file, or every ``*.json`` file of a folder) and from the environment variable ``
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -43,8 +42,6 @@ __all__ = [
     "SignedStatus",
     "check_signed",
 ]
-
-logger = logging.getLogger("shipline")
 
 _APPROVERS = {"type": "object", "minProperties": 1}
 

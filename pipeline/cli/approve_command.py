@@ -47,7 +47,8 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
     parser.add_argument("--generate-key", metavar="NAME", help=argparse.SUPPRESS)
     parser.add_argument("--key", metavar="PATH", type=Path,
                         help="the approver's minisign secret key file")
-    parser.add_argument("--approver", metavar="NAME", help="approver name, as in 'keys'")
+    parser.add_argument("--approver", metavar="NAME",
+                        help="approver name, as in 'keys' or 'keys_env'")
     parser.add_argument("--pipeline", metavar="NAME", help="pipeline name ('name:')")
     parser.add_argument("--environment", metavar="NAME", help="environment to approve")
     parser.add_argument("--version", metavar="VERSION", help="version to approve")
