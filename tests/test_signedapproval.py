@@ -402,3 +402,18 @@ def test_approval_gate_missing_key_fails_validation(tmp_path: Path) -> None:
         f"public key of approver 'bob' not found: {tmp_path / 'bob.pub'} (create the "
         f"approver's key pair with 'shipline keygen --output NAME')",
     ]
+
+
+def test_approval_gate_keys_from_env(tmp_path: Path, keys, monkeypatch) -> None:
+    gate = GATE.replace("keys: {alice: alice.pub, bob: bob.pub}",
+                        "keys_env: {alice: ALICE_PUBLIC_KEY}").replace("REQUIRED", "1")
+    (tmp_path / "approvals").mkdir()
+    (tmp_path / "approvals" / "alice.json").write_text(combined([approval(keys["alice"])]),
+                                                       encoding="utf-8")
+    monkeypatch.setenv("ALICE_PUBLIC_KEY", keys["alice"].public_key.to_file_text())
+
+    run = run_pipeline(gate, directory=tmp_path)
+
+    assert run.errors == ""
+    assert run.exit_code == 0
+    assert run.report("production/1").message == "approved: approved by alice"
