@@ -1,73 +1,49 @@
-"""Signed approvals: documents that name a pipeline, an environment, a version, an
-approver and an expiry, signed with the approver's Ed25519 key.
+"""Signed approvals: count the approval documents that enough approvers signed.
 
-An approval document is a JSON object::
-
-    {"pipeline": "shop", "environment": "production", "version": "1.4.2",
-     "approver": "alice", "expires": "2026-12-05T12:00:00Z", "signature": "<base64>"}
-
-The signature covers :func:`signed_bytes`: the line ``shipline-approval-v1`` followed by
-the five other fields as compact JSON with sorted keys. Keys are PEM files: PKCS#8 for
-the private key, SubjectPublicKeyInfo for the public one, as ``shipline approve
---generate-key`` writes them.
-
-NOTE: the format may move to minisign signatures once shipline signs its packages, so
-that one tool and one key type serve both. Documents of this version would then need
-re-signing.
+The documents and their minisign signatures are described in
+:mod:`pipeline.approvaldocument`. Approver keys are minisign key pairs, made with
+``shipline keygen`` or ``minisign -G``. The gate trusts, for each approver, the
+minisign public key in a file (``keys``) or in an environment variable that contains
+the key's base64 line (``keys_env``).
 
 An approval spec with ``signed`` is approved when at least ``required`` different
-approvers from ``keys`` have a valid document for this run: signature valid for the
-approver's key, same pipeline, environment and version, and not expired. A second
-document from the same approver counts once. Documents come from ``file`` (one file, or
-every ``*.json`` file of a folder) and from the environment variable ``env``. Each source
-contains one document, a JSON list of them, or one per line. ``cryptography`` is imported
-only when signatures are checked or made.
+approvers have a valid document for this run: signed with the approver's own key in
+the prehashed ``ED`` form, same pipeline, environment and version, and not expired. A
+second document from the same approver counts once. Documents come from ``file`` (one
+file, or every ``*.json`` file of a folder) and from the environment variable ``env``.
+``cryptography`` is imported only when signatures are checked or made.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import ShiplineError, UsageError
-from pipeline.masking import Masker
-from pipeline.secretsources import register_key_content
+from pipeline.approvaldocument import (
+    SignedDocument,
+    parse_approval,
+    parse_expiry,
+    read_file_source,
+    read_text_source,
+)
+from pipeline.errors import ShiplineError
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-        Ed25519PrivateKey,
-        Ed25519PublicKey,
-    )
+    from pipeline.signing.keys import PublicKey
 
 __all__ = [
-    "FIELDS",
     "SIGNED_SCHEMA",
-    "Approval",
     "RunFacts",
     "SignedSpec",
     "SignedStatus",
     "check_signed",
-    "load_private_key",
-    "now_text",
-    "parse_expiry",
-    "sign_approval",
-    "signed_bytes",
 ]
 
-logger = logging.getLogger("shipline")
-
-#: The signed fields of an approval document, besides ``signature``.
-FIELDS = ("pipeline", "environment", "version", "approver", "expires")
-
-_CONTEXT = b"shipline-approval-v1\n"
+_APPROVERS = {"type": "object", "minProperties": 1}
 
 #: JSON Schema of ``signed`` in an approval spec.
 SIGNED_SCHEMA: dict[str, Any] = {
@@ -76,16 +52,24 @@ SIGNED_SCHEMA: dict[str, Any] = {
     "this pipeline, environment and version (`shipline approve`).",
     "type": "object",
     "additionalProperties": False,
-    "required": ["keys"],
-    "anyOf": [{"required": ["file"]}, {"required": ["env"]}],
+    "allOf": [
+        {"anyOf": [{"required": ["keys"]}, {"required": ["keys_env"]}]},
+        {"anyOf": [{"required": ["file"]}, {"required": ["env"]}]},
+    ],
     "properties": {
         "keys": {
+            **_APPROVERS,
             "title": "Approvers",
-            "description": "Approver name to the path of their Ed25519 public key (PEM), "
-            "relative to the pipeline file's folder.",
-            "type": "object",
-            "minProperties": 1,
+            "description": "Approver name to the path of their minisign public key file "
+            "(`shipline keygen`), relative to the pipeline file's folder.",
             "additionalProperties": {"type": "string", "minLength": 1},
+        },
+        "keys_env": {
+            **_APPROVERS,
+            "title": "Approvers from variables",
+            "description": "Approver name to an environment variable that contains their "
+            "minisign public key: the base64 line of the .pub file.",
+            "additionalProperties": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
         },
         "required": {
             "title": "Required approvals",
@@ -96,13 +80,15 @@ SIGNED_SCHEMA: dict[str, Any] = {
         "file": {
             "title": "Approval documents",
             "description": "A file with approval documents, or a folder whose *.json files "
-            "are read; relative to the pipeline file's folder.",
+            "are read; relative to the pipeline file's folder. A document's signature is "
+            "in FILE.minisig, or follows the document in the same file.",
             "type": "string",
             "minLength": 1,
         },
         "env": {
             "title": "Approval variable",
-            "description": "An environment variable that contains approval documents.",
+            "description": "An environment variable that contains approval documents, each "
+            "followed by its minisign signature, as 'shipline approve' prints them.",
             "type": "string",
             "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
         },
@@ -117,98 +103,6 @@ SIGNED_SCHEMA: dict[str, Any] = {
 }
 
 
-# -- documents ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Approval:
-    """One approval document, before its signature is checked."""
-
-    pipeline: str
-    environment: str
-    version: str
-    approver: str
-    #: ISO 8601 date-time with a time zone.
-    expires: str
-    #: Base64 of the Ed25519 signature of :func:`signed_bytes`.
-    signature: str
-
-    def to_json(self) -> str:
-        """Serialize the document as one line of JSON, signature last."""
-        data = {name: getattr(self, name) for name in (*FIELDS, "signature")}
-        return json.dumps(data)
-
-
-def signed_bytes(approval: Approval) -> bytes:
-    """Return the bytes that the signature of ``approval`` covers."""
-    fields = {name: getattr(approval, name) for name in FIELDS}
-    return _CONTEXT + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-
-
-def parse_expiry(text: str) -> datetime:
-    """Parse an ISO 8601 date-time with a time zone; raise ValueError naming ``text``."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"invalid expiry {text!r}: use an ISO 8601 date-time such as "
-            f"2026-12-05T12:00:00Z"
-        ) from None
-    if moment.tzinfo is None:
-        raise ValueError(f"invalid expiry {text!r}: add a time zone, for example Z for UTC")
-    return moment
-
-
-def sign_approval(key: Ed25519PrivateKey, **fields: str) -> Approval:
-    """Create an approval with ``fields`` (the names of :data:`FIELDS`) signed by ``key``."""
-    unsigned = Approval(signature="", **fields)
-    signature = key.sign(signed_bytes(unsigned))
-    return Approval(signature=base64.b64encode(signature).decode("ascii"), **fields)
-
-
-def load_private_key(path: Path, passphrase: bytes | None = None,
-                     masker: Masker | None = None) -> Ed25519PrivateKey:
-    """Read an Ed25519 private key in PEM; raise UsageError (exit 2) naming ``path``.
-
-    The key lines go to ``masker``, when given, before the key is parsed.
-    """
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read key {path}: {exc.strerror}") from exc
-
-    if masker is not None:
-        register_key_content(masker, data)
-    try:
-        key = load_pem_private_key(data, password=passphrase)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(f"invalid private key {path}: {exc}") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise UsageError(f"invalid private key {path}: expected an Ed25519 key")
-    return key
-
-
-def _load_public_key(path: Path) -> Ed25519PublicKey:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-    try:
-        key = load_pem_public_key(path.read_bytes())
-    except OSError as exc:
-        raise ShiplineError(f"cannot read public key {path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise ShiplineError(f"invalid public key {path}: {exc}") from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise ShiplineError(f"invalid public key {path}: expected an Ed25519 key")
-    return key
-
-
-# -- the spec ----------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class SignedSpec:
     """The ``signed`` part of an approval spec, parsed."""
@@ -220,32 +114,43 @@ class SignedSpec:
     env: str | None = None
     #: The version approvals must name; ``None`` for the version this run deploys.
     version: str | None = None
+    #: Approver name to the environment variable that contains their public key.
+    keys_env: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, value: Any, option: str) -> SignedSpec:
         """Build the spec; raise ShiplineError naming ``option`` for invalid values."""
         if not isinstance(value, Mapping):
             raise ShiplineError(f"{option}: expected a mapping with 'keys' and 'file' or 'env'")
-        keys = value.get("keys")
-        if not isinstance(keys, Mapping) or not keys:
+        keys = _approver_mapping(value, "keys", option)
+        keys_env = _approver_mapping(value, "keys_env", option)
+        if not keys and not keys_env:
             raise ShiplineError(f"{option}.keys: name at least one approver and their key")
+        both = sorted(set(keys) & set(keys_env))
+        if both:
+            raise ShiplineError(f"{option}.keys_env: approver {both[0]!r} is also in keys; "
+                                f"keep one of the two")
+
+        count = len(keys) + len(keys_env)
         required = value.get("required", 1)
         if isinstance(required, bool) or not isinstance(required, int) or required < 1:
             raise ShiplineError(f"{option}.required: expected an integer of 1 or more")
-        if required > len(keys):
+        if required > count:
             raise ShiplineError(
                 f"{option}.required: {required} approvals required but only "
-                f"{len(keys)} approver(s) in keys; add keys or lower required"
+                f"{count} approver(s) in keys; add keys or lower required"
             )
         if not value.get("file") and not value.get("env"):
             raise ShiplineError(f"{option}: give a 'file' or an 'env' variable to read "
                                 f"approvals from")
+
         return cls(
-            keys={str(name): str(path) for name, path in keys.items()},
+            keys=keys,
             required=required,
             file=str(value["file"]) if value.get("file") else None,
             env=str(value["env"]) if value.get("env") else None,
             version=str(value["version"]) if value.get("version") is not None else None,
+            keys_env=keys_env,
         )
 
     def describe(self) -> str:
@@ -258,6 +163,15 @@ class SignedSpec:
         needed = "1 signed approval" if self.required == 1 else (
             f"{self.required} signed approvals from different approvers")
         return f"add {needed} ({' or '.join(places)}) with 'shipline approve'"
+
+
+def _approver_mapping(value: Mapping[str, Any], name: str, option: str) -> dict[str, str]:
+    entries = value.get(name)
+    if entries is None:
+        return {}
+    if not isinstance(entries, Mapping):
+        raise ShiplineError(f"{option}.{name}: expected a mapping of approver names")
+    return {str(approver): str(key) for approver, key in entries.items()}
 
 
 @dataclass(frozen=True)
@@ -292,18 +206,19 @@ class SignedStatus:
 def check_signed(spec: SignedSpec, facts: RunFacts, base: Path) -> SignedStatus:
     """Read the approvals of ``spec`` and count the valid ones for ``facts``.
 
-    Raises ShiplineError for a public key that cannot be read, because no approval can
-    be trusted without it. Problems with documents are listed in the status instead.
+    Raises KeyFileError (a ShiplineError) for a public key that is missing or invalid,
+    because no approval can be trusted without it. Problems with documents are listed
+    in the status instead.
     """
-    keys = {name: _load_public_key(base / path) for name, path in spec.keys.items()}
+    keys = load_approver_keys(spec, base)
     status = SignedStatus(approved=False)
 
-    for source, item in _documents(spec, base, status.rejected):
+    for item in _documents(spec, base, status.rejected):
         approver, problem = _verify(item, keys, facts)
         if problem is not None:
-            status.rejected.append(f"{source}: {problem}")
+            status.rejected.append(f"{item.source}: {problem}")
         elif approver in status.approvers:
-            status.rejected.append(f"{source}: {approver} approved twice; counted once")
+            status.rejected.append(f"{item.source}: {approver} approved twice; counted once")
         else:
             status.approvers.append(approver)
 
@@ -311,57 +226,50 @@ def check_signed(spec: SignedSpec, facts: RunFacts, base: Path) -> SignedStatus:
     return status
 
 
-def _documents(
-    spec: SignedSpec, base: Path, problems: list[str]
-) -> Iterator[tuple[str, Any]]:
-    """Yield ``(source, document)`` from the file or folder and the variable."""
+def load_approver_keys(
+    spec: SignedSpec, base: Path, environ: Mapping[str, str] = os.environ
+) -> dict[str, PublicKey]:
+    """Read each approver's minisign public key; raise KeyFileError naming the file or
+    variable that is missing or invalid."""
+    from pipeline.signing import KeyFileError
+    from pipeline.signing.keys import parse_public_key, read_key_text
+
+    keys = {}
+    for approver, path in spec.keys.items():
+        file = str(base / path)
+        keys[approver] = parse_public_key(read_key_text(file, "public key file"), file)
+    for approver, variable in spec.keys_env.items():
+        text = environ.get(variable, "")
+        if not text.strip():
+            raise KeyFileError(
+                f"environment variable {variable} (public key of approver {approver!r}) is "
+                "not set or empty; set it to the base64 line of their minisign public key"
+            )
+        keys[approver] = parse_public_key(text, f"environment variable {variable}")
+    return keys
+
+
+def _documents(spec: SignedSpec, base: Path, problems: list[str]) -> Iterator[SignedDocument]:
+    """Yield the signed documents of the file or folder, then of the variable."""
     if spec.file:
         path = base / spec.file
         files = sorted(path.glob("*.json")) if path.is_dir() else [path]
         for file in files:
-            try:
-                text = file.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                continue
-            except (OSError, UnicodeDecodeError) as exc:
-                problems.append(f"{file}: cannot be read: {exc}")
-                continue
-            yield from _parse_source(text, str(file), problems)
+            yield from read_file_source(file, problems)
     if spec.env:
         text = os.environ.get(spec.env, "")
         if text.strip():
-            yield from _parse_source(text, f"${spec.env}", problems)
-
-
-def _parse_source(text: str, source: str, problems: list[str]) -> Iterator[tuple[str, Any]]:
-    stripped = text.strip()
-    try:
-        loaded = json.loads(stripped)
-    except json.JSONDecodeError:
-        loaded = None
-        lines = [line for line in stripped.splitlines() if line.strip()]
-        documents: list[Any] = []
-        for number, line in enumerate(lines, start=1):
-            try:
-                documents.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                problems.append(f"{source}: line {number} is not valid JSON: {exc.msg}")
-        for index, document in enumerate(documents, start=1):
-            yield f"{source} #{index}", document
-        return
-
-    items: Sequence[Any] = loaded if isinstance(loaded, list) else [loaded]
-    for index, document in enumerate(items, start=1):
-        yield (f"{source} #{index}" if len(items) > 1 else source), document
+            yield from read_text_source(text, f"${spec.env}", problems)
 
 
 def _verify(
-    item: Any, keys: Mapping[str, Ed25519PublicKey], facts: RunFacts
+    item: SignedDocument, keys: Mapping[str, PublicKey], facts: RunFacts
 ) -> tuple[str, str | None]:
     """Return the approver and ``None``, or the problem that makes ``item`` invalid."""
-    from cryptography.exceptions import InvalidSignature
+    from pipeline.signing import KeyFileError, VerificationError
+    from pipeline.signing.signatures import parse_signature, verify_data
 
-    approval = _as_approval(item)
+    approval = parse_approval(item.document)
     if isinstance(approval, str):
         return "", approval
     key = keys.get(approval.approver)
@@ -369,10 +277,13 @@ def _verify(
         return approval.approver, f"{approval.approver!r} is not an approver of this gate"
 
     try:
-        signature = base64.b64decode(approval.signature, validate=True)
-        key.verify(signature, signed_bytes(approval))
-    except (binascii.Error, InvalidSignature):
-        return approval.approver, f"invalid signature for approver {approval.approver!r}"
+        signature = parse_signature(item.signature, item.signature_source)
+        verify_data(item.document, item.source, signature, [key], item.signature_source,
+                    require_prehashed=True)
+    except (KeyFileError, VerificationError) as exc:
+        reason = str(exc).removeprefix(f"{item.source}: ")
+        return approval.approver, f"invalid signature for approver " \
+                                  f"{approval.approver!r}: {reason}"
 
     for name in ("pipeline", "environment", "version"):
         got, expected = getattr(approval, name), getattr(facts, name)
@@ -386,18 +297,3 @@ def _verify(
         return approval.approver, f"approval by {approval.approver!r} expired at " \
                                   f"{expires.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
     return approval.approver, None
-
-
-def _as_approval(item: Any) -> Approval | str:
-    """Return the document as an Approval, or what is wrong with it."""
-    if not isinstance(item, Mapping):
-        return "expected a JSON object"
-    missing = [name for name in (*FIELDS, "signature") if not isinstance(item.get(name), str)]
-    if missing:
-        return f"missing or non-string field(s): {', '.join(missing)}"
-    return Approval(**{name: item[name] for name in (*FIELDS, "signature")})
-
-
-def now_text(seconds: float) -> str:
-    """Format Unix ``seconds`` as an ISO 8601 UTC date-time."""
-    return f"{datetime.fromtimestamp(seconds, timezone.utc):%Y-%m-%dT%H:%M:%SZ}"

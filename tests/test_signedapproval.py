@@ -1,27 +1,17 @@
-"""Signed approvals: documents, keys, and the ``approval`` gate that counts them."""
+"""Signed approvals: documents, minisign signatures, and the ``approval`` gate."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline.approval import ApprovalSpec
+from pipeline.approvaldocument import Approval, parse_expiry, sign_approval
 from pipeline.errors import ShiplineError
 from pipeline.report import Outcome
-from pipeline.signedapproval import (
-    Approval,
-    RunFacts,
-    SignedSpec,
-    check_signed,
-    parse_expiry,
-    sign_approval,
-    signed_bytes,
-)
+from pipeline.signedapproval import RunFacts, SignedSpec, check_signed
+from pipeline.signing.keys import SecretKey, generate_key
 from pipeline.testing import run_pipeline
 
 #: FakeClock's default start, 2027-01-15T08:00:00Z.
@@ -29,33 +19,37 @@ NOW = 1_800_000_000.0
 FACTS = RunFacts("shop", "production", "1.4.2", NOW)
 LATER = "2027-01-16T00:00:00Z"
 
+#: An approval as signed: the document and its ``.minisig`` text.
+Signed = tuple[str, str]
+
 
 @pytest.fixture(scope="module")
-def keys() -> dict[str, Ed25519PrivateKey]:
-    return {name: Ed25519PrivateKey.generate() for name in ("alice", "bob", "carol")}
+def keys() -> dict[str, SecretKey]:
+    return {name: generate_key() for name in ("alice", "bob", "carol")}
 
 
-def write_public_keys(keys: dict[str, Ed25519PrivateKey], folder: Path) -> dict[str, str]:
+def write_public_keys(keys: dict[str, SecretKey], folder: Path) -> dict[str, str]:
     paths = {}
     for name, key in keys.items():
-        pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-        (folder / f"{name}.pub").write_bytes(pem)
+        (folder / f"{name}.pub").write_text(key.public_key.to_file_text(), encoding="utf-8")
         paths[name] = f"{name}.pub"
     return paths
 
 
-def approval(key: Ed25519PrivateKey, approver: str = "alice", **changes: str) -> Approval:
+def approval(key: SecretKey, approver: str = "alice", **changes: str) -> Signed:
     fields = {"pipeline": "shop", "environment": "production", "version": "1.4.2",
               "approver": approver, "expires": LATER, **changes}
-    return sign_approval(key, **fields)
+    return sign_approval(Approval(**fields), key, NOW)
 
 
-def check(tmp_path: Path, keys: dict[str, Ed25519PrivateKey], documents: list[Approval],
+def combined(documents: list[Signed]) -> str:
+    return "".join(document + signature for document, signature in documents)
+
+
+def check(tmp_path: Path, keys: dict[str, SecretKey], documents: list[Signed],
           required: int = 1):
     approvers = write_public_keys({k: keys[k] for k in ("alice", "bob")}, tmp_path)
-    (tmp_path / "approvals.json").write_text(
-        "\n".join(document.to_json() for document in documents), encoding="utf-8")
+    (tmp_path / "approvals.json").write_text(combined(documents), encoding="utf-8")
     spec = SignedSpec(approvers, required=required, file="approvals.json")
     return check_signed(spec, FACTS, tmp_path)
 
@@ -63,14 +57,17 @@ def check(tmp_path: Path, keys: dict[str, Ed25519PrivateKey], documents: list[Ap
 # -- documents ---------------------------------------------------------------------------
 
 
-def test_signed_bytes_cover_fields_only(keys) -> None:
-    document = approval(keys["alice"])
+def test_sign_approval_document_and_comment(keys) -> None:
+    document, signature = approval(keys["alice"])
 
-    assert signed_bytes(document) == (
-        b'shipline-approval-v1\n{"approver":"alice","environment":"production",'
-        b'"expires":"2027-01-16T00:00:00Z","pipeline":"shop","version":"1.4.2"}'
+    assert document == (
+        '{"pipeline": "shop", "environment": "production", "version": "1.4.2", '
+        '"approver": "alice", "expires": "2027-01-16T00:00:00Z"}\n'
     )
-    assert signed_bytes(replace(document, signature="x")) == signed_bytes(document)
+    lines = signature.splitlines()
+    assert lines[0] == "untrusted comment: approval by alice"
+    assert lines[2] == ("trusted comment: timestamp:1800000000\tpipeline:shop\t"
+                        "environment:production\tversion:1.4.2")
 
 
 def test_parse_expiry_needs_time_zone() -> None:
@@ -116,6 +113,11 @@ def test_check_signed_same_approver_counts_once(tmp_path: Path, keys) -> None:
     )
 
 
+def tampered(signed: Signed) -> Signed:
+    document, signature = signed
+    return document.replace("1.4.2", "9.9.9"), signature
+
+
 @pytest.mark.parametrize(
     ("make", "problem"),
     [
@@ -126,12 +128,7 @@ def test_check_signed_same_approver_counts_once(tmp_path: Path, keys) -> None:
          "approves environment 'staging', not 'production'"),
         (lambda k: approval(k["alice"], pipeline="other"),
          "approves pipeline 'other', not 'shop'"),
-        (lambda k: replace(approval(k["alice"], version="1.4.2"), version="9.9.9"),
-         "invalid signature for approver 'alice'"),
-        (lambda k: approval(k["alice"], "bob"), "invalid signature for approver 'bob'"),
         (lambda k: approval(k["carol"], "carol"), "'carol' is not an approver of this gate"),
-        (lambda k: replace(approval(k["alice"]), signature="not base64!"),
-         "invalid signature for approver 'alice'"),
         (lambda k: approval(k["alice"], expires="tomorrow"),
          "invalid expiry 'tomorrow': use an ISO 8601 date-time such as 2026-12-05T12:00:00Z"),
     ],
@@ -143,35 +140,144 @@ def test_check_signed_rejects(tmp_path: Path, keys, make, problem: str) -> None:
     assert status.rejected == [f"{tmp_path / 'approvals.json'}: {problem}"]
 
 
+def test_check_signed_tampered_document(tmp_path: Path, keys) -> None:
+    key_id = keys["alice"].public_key.key_id_hex
+
+    status = check(tmp_path, keys, [tampered(approval(keys["alice"]))])
+
+    source = tmp_path / "approvals.json"
+    assert not status.approved
+    assert status.rejected == [
+        f"{source}: invalid signature for approver 'alice': the signature in {source} "
+        f"(signature at line 2) does not match the file (key {key_id}); the file was "
+        f"changed or the signature is for another file"
+    ]
+
+
+def test_check_signed_wrong_key(tmp_path: Path, keys) -> None:
+    alice = keys["alice"].public_key.key_id_hex
+    bob = keys["bob"].public_key.key_id_hex
+
+    status = check(tmp_path, keys, [approval(keys["alice"], "bob")])
+
+    source = tmp_path / "approvals.json"
+    assert status.rejected == [
+        f"{source}: invalid signature for approver 'bob': {source} (signature at line 2): "
+        f"signed with key {alice}, which is not a trusted key (trusted: {bob})"
+    ]
+
+
+def test_check_signed_changed_trusted_comment(tmp_path: Path, keys) -> None:
+    document, signature = approval(keys["alice"])
+    lines = signature.splitlines()
+    lines[2] = lines[2].replace("1.4.2", "1.4.3")
+
+    status = check(tmp_path, keys, [(document, "\n".join(lines) + "\n")])
+
+    source = tmp_path / "approvals.json"
+    assert status.rejected == [
+        f"{source}: invalid signature for approver 'alice': {source} (signature at line 2): "
+        f"the trusted comment does not match its signature (key "
+        f"{keys['alice'].public_key.key_id_hex}); it was changed after signing"
+    ]
+
+
 def test_check_signed_malformed_documents(tmp_path: Path, keys) -> None:
     write_public_keys(keys, tmp_path)
-    (tmp_path / "a.json").write_text('{"approver": "alice"}\nnot json\n', encoding="utf-8")
-    spec = SignedSpec({"alice": "alice.pub"}, file="a.json")
+    document, signature = approval(keys["alice"])
+    lines = signature.splitlines()
+    (tmp_path / "a.json").write_text('{"approver": "alice"}\n' + signature, encoding="utf-8")
+    (tmp_path / "b.json").write_text(document + "\n".join(lines[:3]) + "\n", encoding="utf-8")
+    (tmp_path / "c.json").write_text("not json\n", encoding="utf-8")
+    (tmp_path / "d.json").write_text(document + lines[0] + "\n!!\n" + lines[2] + "\n"
+                                     + lines[3] + "\n", encoding="utf-8")
+    spec = SignedSpec({"alice": "alice.pub"}, file=".")
 
     status = check_signed(spec, FACTS, tmp_path)
 
     assert status.rejected == [
-        f"{tmp_path / 'a.json'}: line 2 is not valid JSON: Expecting value",
-        f"{tmp_path / 'a.json'} #1: missing or non-string field(s): pipeline, environment, "
-        f"version, expires, signature",
+        f"{tmp_path / 'a.json'}: missing or non-string field(s): pipeline, environment, "
+        f"version, expires",
+        f"{tmp_path / 'b.json'}: line 1: the document has no signature: expected the 4 "
+        f"lines of a minisign signature after it and b.json.minisig not found",
+        f"{tmp_path / 'c.json'}: line 1: expected an approval document, a JSON object on "
+        f"one line",
+        f"{tmp_path / 'd.json'}: invalid signature for approver 'alice': "
+        f"{tmp_path / 'd.json'} (signature at line 2): line 2 is not valid base64",
+    ]
+
+
+def test_check_signed_minisig_next_to_document(tmp_path: Path, keys) -> None:
+    write_public_keys(keys, tmp_path)
+    document, signature = approval(keys["alice"])
+    (tmp_path / "approval.json").write_text(document, encoding="utf-8")
+    (tmp_path / "approval.json.minisig").write_text(signature, encoding="utf-8")
+    spec = SignedSpec({"alice": "alice.pub"}, file="approval.json")
+
+    status = check_signed(spec, FACTS, tmp_path)
+
+    assert status.approvers == ["alice"]
+    assert status.rejected == []
+
+
+def test_check_signed_minisig_tampered(tmp_path: Path, keys) -> None:
+    write_public_keys(keys, tmp_path)
+    document, signature = tampered(approval(keys["alice"]))
+    (tmp_path / "approval.json").write_text(document, encoding="utf-8")
+    (tmp_path / "approval.json.minisig").write_text(signature, encoding="utf-8")
+    spec = SignedSpec({"alice": "alice.pub"}, file="approval.json")
+
+    status = check_signed(spec, FACTS, tmp_path)
+
+    source = tmp_path / "approval.json"
+    assert status.rejected == [
+        f"{source}: invalid signature for approver 'alice': the signature in "
+        f"{source}.minisig does not match the file (key "
+        f"{keys['alice'].public_key.key_id_hex}); the file was changed or the signature is "
+        f"for another file"
     ]
 
 
 def test_check_signed_folder_and_env(tmp_path: Path, keys, monkeypatch) -> None:
     write_public_keys(keys, tmp_path)
     (tmp_path / "approvals").mkdir()
-    (tmp_path / "approvals" / "alice.json").write_text(approval(keys["alice"]).to_json(),
+    (tmp_path / "approvals" / "alice.json").write_text(combined([approval(keys["alice"])]),
                                                        encoding="utf-8")
     (tmp_path / "approvals" / "notes.txt").write_text("ignored", encoding="utf-8")
-    both = [json.loads(approval(keys[name], name).to_json()) for name in ("bob", "carol")]
-    monkeypatch.setenv("APPROVALS", json.dumps(both))
+    both = [approval(keys[name], name) for name in ("bob", "carol")]
+    monkeypatch.setenv("APPROVALS", combined(both[:1]) + "\n" + combined(both[1:]))
     spec = SignedSpec({"alice": "alice.pub", "bob": "bob.pub", "carol": "carol.pub"},
                       required=3, file="approvals", env="APPROVALS")
 
     status = check_signed(spec, FACTS, tmp_path)
 
+    assert status.rejected == []
     assert status.approved
     assert status.approvers == ["alice", "bob", "carol"]
+
+
+def test_check_signed_keys_from_env(tmp_path: Path, keys, monkeypatch) -> None:
+    (tmp_path / "approvals.json").write_text(combined([approval(keys["alice"])]),
+                                             encoding="utf-8")
+    monkeypatch.setenv("ALICE_PUBLIC_KEY", keys["alice"].public_key.to_base64())
+    spec = SignedSpec({}, file="approvals.json", keys_env={"alice": "ALICE_PUBLIC_KEY"})
+
+    status = check_signed(spec, FACTS, tmp_path)
+
+    assert status.approvers == ["alice"]
+
+
+def test_check_signed_key_variable_missing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("ALICE_PUBLIC_KEY", raising=False)
+    spec = SignedSpec({}, file="approvals.json", keys_env={"alice": "ALICE_PUBLIC_KEY"})
+
+    with pytest.raises(ShiplineError) as caught:
+        check_signed(spec, FACTS, tmp_path)
+
+    assert str(caught.value) == (
+        "environment variable ALICE_PUBLIC_KEY (public key of approver 'alice') is not set "
+        "or empty; set it to the base64 line of their minisign public key"
+    )
 
 
 def test_check_signed_missing_public_key(tmp_path: Path) -> None:
@@ -180,8 +286,20 @@ def test_check_signed_missing_public_key(tmp_path: Path) -> None:
     with pytest.raises(ShiplineError) as caught:
         check_signed(spec, FACTS, tmp_path)
 
+    assert str(caught.value) == f"{tmp_path / 'alice.pub'}: public key file not found"
+
+
+def test_check_signed_pem_public_key(tmp_path: Path) -> None:
+    (tmp_path / "alice.pub").write_text(
+        "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n",
+        encoding="utf-8")
+    spec = SignedSpec({"alice": "alice.pub"}, file="a.json")
+
+    with pytest.raises(ShiplineError) as caught:
+        check_signed(spec, FACTS, tmp_path)
+
     assert str(caught.value) == (
-        f"cannot read public key {tmp_path / 'alice.pub'}: No such file or directory"
+        f"{tmp_path / 'alice.pub'}: the public key line is not valid base64"
     )
 
 
@@ -201,6 +319,11 @@ def test_check_signed_missing_public_key(tmp_path: Path) -> None:
          "add keys or lower required"),
         ({"signed": {"keys": {"a": "a.pub"}}},
          "approval.signed: give a 'file' or an 'env' variable to read approvals from"),
+        ({"signed": {"keys": {"a": "a.pub"}, "keys_env": {"a": "A_KEY"}, "file": "x"}},
+         "approval.signed.keys_env: approver 'a' is also in keys; keep one of the two"),
+        ({"signed": {"keys_env": {"a": "A_KEY"}, "file": "x", "required": 2}},
+         "approval.signed.required: 2 approvals required but only 1 approver(s) in keys; "
+         "add keys or lower required"),
     ],
 )
 def test_approval_spec_signed_invalid(value: dict[str, object], message: str) -> None:
@@ -235,11 +358,11 @@ stages:
 """
 
 
-def run_gate(tmp_path: Path, keys, documents: list[Approval], required: int = 1):
+def run_gate(tmp_path: Path, keys, documents: list[Signed], required: int = 1):
     write_public_keys(keys, tmp_path)
     (tmp_path / "approvals").mkdir()
     for index, document in enumerate(documents):
-        (tmp_path / "approvals" / f"{index}.json").write_text(document.to_json(),
+        (tmp_path / "approvals" / f"{index}.json").write_text(combined([document]),
                                                               encoding="utf-8")
     return run_pipeline(GATE.replace("REQUIRED", str(required)), directory=tmp_path)
 
@@ -273,9 +396,24 @@ def test_approval_gate_missing_key_fails_validation(tmp_path: Path) -> None:
     assert run.exit_code == 2
     assert run.errors.splitlines() == [
         f"{tmp_path / 'shipline.yml'}:10:9: stages[0].steps[0].gate.signed.keys.alice: "
-        f"public key of approver 'alice' not found: {tmp_path / 'alice.pub'} (create it "
-        f"with 'shipline approve --generate-key NAME')",
+        f"public key of approver 'alice' not found: {tmp_path / 'alice.pub'} (create "
+        f"the approver's key pair with 'shipline keygen --output NAME')",
         f"{tmp_path / 'shipline.yml'}:10:9: stages[0].steps[0].gate.signed.keys.bob: "
-        f"public key of approver 'bob' not found: {tmp_path / 'bob.pub'} (create it with "
-        f"'shipline approve --generate-key NAME')",
+        f"public key of approver 'bob' not found: {tmp_path / 'bob.pub'} (create the "
+        f"approver's key pair with 'shipline keygen --output NAME')",
     ]
+
+
+def test_approval_gate_keys_from_env(tmp_path: Path, keys, monkeypatch) -> None:
+    gate = GATE.replace("keys: {alice: alice.pub, bob: bob.pub}",
+                        "keys_env: {alice: ALICE_PUBLIC_KEY}").replace("REQUIRED", "1")
+    (tmp_path / "approvals").mkdir()
+    (tmp_path / "approvals" / "alice.json").write_text(combined([approval(keys["alice"])]),
+                                                       encoding="utf-8")
+    monkeypatch.setenv("ALICE_PUBLIC_KEY", keys["alice"].public_key.to_file_text())
+
+    run = run_pipeline(gate, directory=tmp_path)
+
+    assert run.errors == ""
+    assert run.exit_code == 0
+    assert run.report("production/1").message == "approved: approved by alice"

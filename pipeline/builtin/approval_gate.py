@@ -44,7 +44,11 @@ def shipline_step_schemas() -> list[StepSchema]:
 
 @hookimpl
 def shipline_check_plan(plan: Plan) -> list[Diagnostic]:
-    """Report approval gates whose spec is invalid or whose public key files are missing."""
+    """Report approval gates whose spec is invalid or whose public key files are missing.
+
+    Keys in ``keys_env`` are read only when the gate runs, because CI systems often set
+    such variables only for the deploy job.
+    """
     diagnostics = []
     for stage in plan.stages:
         for step in stage.steps:
@@ -65,7 +69,7 @@ def _check_gate(step: Step, base: Path) -> list[Diagnostic]:
     for approver, key in spec.signed.keys.items():
         if not (base / key).is_file():
             message = f"public key of approver {approver!r} not found: {base / key}"
-            hint = "create it with 'shipline approve --generate-key NAME'"
+            hint = "create the approver's key pair with 'shipline keygen --output NAME'"
             path = (*step.path, "gate", "signed", "keys", approver)
             diagnostics.append(Diagnostic(message, step.mark, path, hint))
     return diagnostics

@@ -73,12 +73,32 @@ def sign_file(
     Raises :class:`KeyFileError` when a comment has a line break, because the file
     format has one line for each, and ``OSError`` when the file cannot be read.
     """
+    return _sign_digest(file_blake2b(path), key, trusted_comment, untrusted_comment)
+
+
+def sign_data(
+    data: bytes,
+    key: SecretKey,
+    trusted_comment: str,
+    untrusted_comment: str = DEFAULT_UNTRUSTED_COMMENT,
+) -> str:
+    """Sign ``data`` as :func:`sign_file` signs a file with that content.
+
+    Raises :class:`KeyFileError` when a comment has a line break.
+    """
+    return _sign_digest(hashlib.blake2b(data, digest_size=64).digest(), key,
+                        trusted_comment, untrusted_comment)
+
+
+def _sign_digest(
+    digest: bytes, key: SecretKey, trusted_comment: str, untrusted_comment: str
+) -> str:
     for name, comment in (("trusted", trusted_comment), ("untrusted", untrusted_comment)):
         if "\n" in comment or "\r" in comment:
             raise KeyFileError(f"the {name} comment must be one line; remove the line break")
 
     signer = key.signer()
-    signature = signer.sign(file_blake2b(path))
+    signature = signer.sign(digest)
     global_signature = signer.sign(signature + trusted_comment.encode("utf-8"))
     first = base64.b64encode(PREHASHED + key.key_id + signature).decode("ascii")
     second = base64.b64encode(global_signature).decode("ascii")
@@ -142,20 +162,54 @@ def verify_file(
     trusted comment does not match the global signature. ``OSError`` when the file
     cannot be read.
     """
-    key = _key_for(signature, trusted_keys, signature_source)
+    _check_algorithm(signature, require_prehashed, signature_source)
+    message = file_blake2b(path) if signature.algorithm == PREHASHED else path.read_bytes()
+    return _verify_message(message, str(path), signature, trusted_keys, signature_source)
+
+
+def verify_data(
+    data: bytes,
+    label: str,
+    signature: Signature,
+    trusted_keys: Sequence[PublicKey],
+    signature_source: str,
+    *,
+    require_prehashed: bool = False,
+) -> PublicKey:
+    """Verify ``data`` as :func:`verify_file` verifies a file with that content.
+
+    ``label`` names the data in errors, in place of the file's path. Returns the key
+    that verified and raises :class:`VerificationError` as :func:`verify_file` does.
+    """
+    _check_algorithm(signature, require_prehashed, signature_source)
+    if signature.algorithm == PREHASHED:
+        data = hashlib.blake2b(data, digest_size=64).digest()
+    return _verify_message(data, label, signature, trusted_keys, signature_source)
+
+
+def _check_algorithm(signature: Signature, require_prehashed: bool, source: str) -> None:
     if signature.algorithm == LEGACY and require_prehashed:
         raise VerificationError(
-            f"{signature_source}: legacy signature (algorithm 'Ed'); a prehashed "
+            f"{source}: legacy signature (algorithm 'Ed'); a prehashed "
             "signature (algorithm 'ED') is required"
         )
 
-    message = file_blake2b(path) if signature.algorithm == PREHASHED else path.read_bytes()
+
+def _verify_message(
+    message: bytes,
+    label: str,
+    signature: Signature,
+    trusted_keys: Sequence[PublicKey],
+    signature_source: str,
+) -> PublicKey:
+    """Check both signatures of ``signature`` over ``message`` (digest or content)."""
+    key = _key_for(signature, trusted_keys, signature_source)
     verifier = key.verifier()
     try:
         verifier.verify(signature.signature, message)
     except InvalidSignature:
         raise VerificationError(
-            f"{path}: the signature in {signature_source} does not match the file "
+            f"{label}: the signature in {signature_source} does not match the file "
             f"(key {key.key_id_hex}); the file was changed or the signature is for "
             "another file"
         ) from None

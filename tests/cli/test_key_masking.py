@@ -69,10 +69,10 @@ def test_decrypt_masks_identity_variable(tmp_path: Path,
 
 
 def test_approve_masks_private_key(shipline_cli, tmp_path: Path) -> None:
-    shipline_cli("approve", "--generate-key", "alice", cwd=tmp_path)
-    config = _config(generate_key=None, key=tmp_path / "alice.key", passphrase_env=None,
-                     approver="alice", pipeline="shop", environment="production",
-                     version="1.4.2", expires="4h", output=tmp_path / "approval.json")
+    shipline_cli("keygen", "-o", "alice", "--no-password", cwd=tmp_path)
+    config = _config(generate_key=None, key=tmp_path / "alice.key", approver="alice",
+                     pipeline="shop", environment="production", version="1.4.2",
+                     expires="4h", output=tmp_path / "approval.json")
 
     assert approve_command.main(config) == ExitCode.OK
 

@@ -13,7 +13,9 @@ from pipeline.signing.keys import PublicKey, SecretKey, generate_key, parse_publ
 from pipeline.signing.signatures import (
     default_trusted_comment,
     parse_signature,
+    sign_data,
     sign_file,
+    verify_data,
     verify_file,
 )
 
@@ -204,3 +206,28 @@ def test_parse_signature_malformed(package: Path, edit, message: str) -> None:
     with pytest.raises(KeyFileError) as error:
         parse_signature(text, "sig")
     assert str(error.value) == message
+
+
+def test_sign_data_verifies_as_file(package: Path) -> None:
+    key = generate_key()
+    text = sign_data(package.read_bytes(), key, "version:1.4.2")
+    signature = parse_signature(text, "data.minisig")
+
+    verified = verify_file(package, signature, [key.public_key], "data.minisig")
+
+    assert verified == key.public_key
+
+
+def test_verify_data_rejects_changed_bytes(package: Path) -> None:
+    key = generate_key()
+    signature = parse_signature(sign_file(package, key, "version:1.4.2"), "app.minisig")
+
+    with pytest.raises(VerificationError) as caught:
+        verify_data(b"release 1.4.3\n", "the document", signature, [key.public_key],
+                    "app.minisig")
+
+    assert str(caught.value) == (
+        f"the document: the signature in app.minisig does not match the file (key "
+        f"{key.public_key.key_id_hex}); the file was changed or the signature is for "
+        f"another file"
+    )
