@@ -176,8 +176,10 @@ class StateWorker:
             try:
                 self._open().complete_journal_many(completes)
             except StateError as exc:
-                logger.error("marking %d journal entries of deployment %s done failed: %s",
-                             len(completes), completes[0][0], exc)
+                count = "1 journal entry" if len(completes) == 1 else (
+                    f"{len(completes)} journal entries")
+                logger.error("marking %s of deployment %s done failed: %s", count,
+                             completes[0][0], exc)
         if appends:
             try:
                 entries = self._open().append_journal_many([item for item, _ in appends])

@@ -70,3 +70,12 @@ def test_prometheus_example_replayed(tmp_path: Path) -> None:
         "(on_no_data retry 1 of 3)",
         f"  3. +4s failed: {CONDITION} is false (result=0.03)",
     ]
+
+
+def test_prometheus_example_readme_replay(tmp_path: Path) -> None:
+    """The replay command of the README and of the example's comment, with its data."""
+    result = run_cli("analyze", "error-rate", str(EXAMPLES / "canary-prometheus.yml"),
+                     "--data", str(EXAMPLES / "canary-prometheus-recorded.csv"), cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.OK, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == "analysis 'error-rate' passed"
