@@ -238,7 +238,7 @@ def _prepare_fragment(
         raise PluginError(f"{label}: expected a JSON Schema object, got {type(plain).__name__}")
 
     if check:
-        _check_metaschema(plain, label)
+        _check_once(plain, label)
 
     namespace = f"{fragment.kind}.{fragment.type}."
     own_defs = plain.pop("$defs", {})
@@ -254,6 +254,18 @@ def _prepare_fragment(
     if fragment.description and "description" not in plain:
         plain["description"] = fragment.description
     return plain
+
+
+def _check_once(fragment: dict[str, Any], label: str) -> None:
+    """Check ``fragment`` against the metaschema unless it passed before (see
+    :mod:`pipeline.fragmentcache`), and record it when it passes."""
+    from pipeline import fragmentcache
+
+    key = fragmentcache.fingerprint(fragment)
+    if fragmentcache.is_checked(key):
+        return
+    _check_metaschema(fragment, label)
+    fragmentcache.remember(key)
 
 
 def _check_metaschema(fragment: dict[str, Any], label: str) -> None:

@@ -13,11 +13,18 @@ import pytest
 pytest_plugins = ["helpers.prometheus"]
 
 
+@pytest.fixture(scope="session")
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache folder for the session, so that tests do not write the user's cache."""
+    return tmp_path_factory.mktemp("shipline-cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, _cache_dir: Path) -> None:
     """Keep CI variables of the machine running the suite out of every test."""
     for name in ("GITHUB_ACTIONS", "GITLAB_CI", "NO_COLOR", "SHIPLINE_STATE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SHIPLINE_CACHE_DIR", str(_cache_dir))
 
 
 @pytest.fixture
