@@ -58,6 +58,8 @@ def duration_argument(option: str, value: str) -> float:
     text = value.strip()
     if _BARE_NUMBER.fullmatch(text):
         return float(text)
+    if text.startswith("-"):
+        raise UsageError(f"{option}: {value!r} is negative: give 0 or a longer duration")
     try:
         return parse_duration(text)
     except ValueError:

@@ -15,7 +15,16 @@ def test_stateoptions_duration_accepted(value: str, seconds: float):
     assert duration_argument("--lock-wait", value) == seconds
 
 
-@pytest.mark.parametrize("value", ["-1", "two", "2 minutes", ""])
+@pytest.mark.parametrize("value", ["-1", "-5s"])
+def test_stateoptions_duration_negative(value: str):
+    with pytest.raises(UsageError) as raised:
+        duration_argument("--lock-wait", value)
+
+    assert str(raised.value) == (
+        f"--lock-wait: {value!r} is negative: give 0 or a longer duration")
+
+
+@pytest.mark.parametrize("value", ["two", "2 minutes", ""])
 def test_stateoptions_duration_rejected(value: str):
     with pytest.raises(UsageError) as raised:
         duration_argument("--lock-wait", value)
