@@ -163,7 +163,7 @@ def _decide(
         note = f"{key} is {policy.describe()}: still {result.verdict} after the retries"
         return _finish(result, runs, ABORT, note, passed=False)
 
-    # The verdict already tells of a plain abort, so only the details show its note.
+    # The verdict already reports a plain abort, so only the details show its note.
     if result.verdict == ERROR:
         note = "an analysis with an error always aborts"
     elif result.action == ABORT or key == "on_no_data":

@@ -212,7 +212,7 @@ def without_nan(value: Any) -> Any:
 
 
 def contains_no_data(value: Any) -> bool:
-    """Tell whether ``value`` is ``None`` or NaN, or holds one at any depth."""
+    """Tell whether ``value`` is ``None`` or NaN, or contains one at any depth."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return True
     if isinstance(value, Mapping):

@@ -4,8 +4,8 @@ Every command runs in its own process group, so SIGKILL of ``shipline run`` does
 reach it: a deploy command can go on and overwrite an instance after the next run's
 recovery restored it. So while a deployment is unfinished, the run appends a
 ``process`` journal entry for each command it starts, except read-only probes (see
-``announce`` of :func:`pipeline.commands.run_command`), with the host, the process id
-(which is also the process group id) and the process start time from
+``announce`` of :func:`pipeline.commands.run_command`). The entry records the host,
+the process id (which is also the process group id) and the process start time from
 ``/proc/PID/stat``. Recovery on the same host stops each such process group that
 still runs: SIGTERM, then SIGKILL after a grace period. A process whose start time
 differs from the recorded one is a new process that reuses the id, and is left alone.

@@ -104,7 +104,7 @@ def shipline_step_schemas() -> list[StepSchema]:
     ]
 
 
-# tryfirst: the plugin of the measuring ``command`` provider must not answer first for a
+# tryfirst: the plugin of the measuring ``command`` provider must not return first for a
 # judge analysis, because its providers cannot fetch series.
 @hookimpl(tryfirst=True)
 def shipline_make_provider(

@@ -3,7 +3,7 @@
 The template comes from the pipeline file, its provider is replaced by the recording
 (see :mod:`pipeline.replay`), and time is a fake clock, so the replay takes no real time
 however long its intervals are. Every measurement is printed with its time since the
-start, then the verdict and what the policies made of it; ``--format json`` prints the
+start, then the verdict and what the policies made of it. ``--format json`` prints the
 same as one JSON object. Exit 0 when the analysis passes (policies included), 1 when it
 does not, 2 for invalid input.
 

@@ -56,7 +56,7 @@ def _rules(run: Mapping[str, Any], where: str, fields: Fields) -> list[Mapping[s
 
 
 def _counts(result: Mapping[str, Any], where: str, fields: Fields) -> bool:
-    """Tell whether ``result`` is a failure that nobody suppressed."""
+    """Tell whether ``result`` is a failure that no suppression accepted."""
     kind = fields.text(result, "kind", where) or "fail"
     if kind != "fail":
         return False

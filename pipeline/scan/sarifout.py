@@ -9,7 +9,7 @@ Every result has one location with ``physicalLocation.artifactLocation.uri`` and
 ``region.startLine``, because GitHub's upload checks require a start line (rule GH1003
 of Microsoft's SARIF multitool). A finding without a line, such as a package in an
 image, gets line 1, as Trivy's own SARIF output does. A finding without a location
-points at the report it came from. ``partialFingerprints`` holds a hash of the finding's id,
+points at the report it came from. ``partialFingerprints`` contains a hash of the finding's id,
 package, version and location, so that alerts stay the same across runs.
 """
 

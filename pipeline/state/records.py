@@ -17,7 +17,7 @@ DetailValue = str | int | float | bool | None
 
 
 class DeploymentOutcome(str, enum.Enum):
-    """How a deployment ended. A deployment without an outcome has not finished."""
+    """The end state of a deployment. A deployment without an outcome has not finished."""
 
     #: The new version runs everywhere the deployment touched.
     SUCCEEDED = "succeeded"
@@ -36,7 +36,7 @@ class DeploymentOutcome(str, enum.Enum):
 
 
 class RollbackOutcome(str, enum.Enum):
-    """How a rollback ended. A rollback without an outcome has not finished."""
+    """The end state of a rollback. A rollback without an outcome has not finished."""
 
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -84,7 +84,7 @@ class JournalEntry:
     appended. ``operation`` names the target or router primitive (``deploy``,
     ``remove``, ``set_weight``, ``switch``), ``instances`` the instances it changes, and
     ``version`` the version it puts there (None for operations without one). ``details``
-    holds any other value the operation needs to be undone or repeated, such as a weight.
+    contains any other value the operation needs to be undone or repeated, such as a weight.
     ``done`` becomes True once the change finished. An entry left with ``done`` False
     may have been applied in part.
     """

@@ -36,7 +36,7 @@ from pipeline.state.records import (
 class StateStore(Protocol):
     """History, journal, rollbacks and locks of every environment of a pipeline."""
 
-    #: Where the state lives, for messages: a file path, or a URL without its password.
+    #: The location of the state, for messages: a file path, or a URL without its password.
     location: str
 
     def close(self) -> None:
@@ -186,7 +186,7 @@ class StateStore(Protocol):
         """Extend a held lock to ``lease`` seconds from now and return the new record.
 
         Raises LockLost if the lock was taken over or released since (the token no
-        longer matches). An expired lock that nobody took over is renewed.
+        longer matches). An expired lock that no other run took over is renewed.
         """
         ...
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from pipeline.clock import Clock
     from pipeline.state.store import StateStore
 
-#: Where the sqlite backend keeps its file, relative to the pipeline file's directory.
+#: The path of the sqlite backend's file, relative to the pipeline file's directory.
 DEFAULT_SQLITE_PATH = Path(".shipline") / "state.db"
 
 _POSTGRESQL_SCHEMES = ("postgresql", "postgres")
