@@ -139,7 +139,6 @@ def test_run_state_store_error_one_line(tmp_path: Path, caplog: pytest.LogCaptur
     shipline_logger = logging.getLogger("shipline")
     monkeypatch.setattr(shipline_logger, "handlers", [])
     monkeypatch.setattr(shipline_logger, "propagate", True)
-    shipline_logger.setLevel(level)
     try:
         with caplog.at_level(level, logger="shipline"):
             state.finish_deployment(step, DeploymentOutcome.ROLLED_BACK)
