@@ -140,6 +140,23 @@ class RunContext:
             return _nothing
         return self.state.record_change(step, operation, instances, version, details)
 
+    def record_changes(
+        self,
+        step: Step,
+        operation: str,
+        version: str | None,
+        changes: Sequence[tuple[Sequence[str], Mapping[str, str | int | float | bool | None]]],
+    ) -> Callable[[], None]:
+        """Write one journal entry per ``(instances, details)`` pair of ``changes``, all
+        in one transaction, for one change of ``operation`` that ``step`` is about to make.
+
+        As :meth:`record_change`, whose entries cost one commit each; the returned
+        function marks every entry done.
+        """
+        if self.state is None:
+            return _nothing
+        return self.state.record_changes(step, operation, version, changes)
+
     def add_rollback(self, step: Step, description: str, action: Callable[[], str]) -> None:
         """Record how to undo a change that ``step`` just made.
 

@@ -35,7 +35,7 @@ from pipeline.context import RollbackFailed, RunContext
 from pipeline.errors import ShiplineError, UsageError
 from pipeline.exitcodes import ExitCode
 from pipeline.instancetable import InstanceState, plural
-from pipeline.orphans import records_in, stop_orphans
+from pipeline.orphans import lists_in, stop_orphans
 from pipeline.rollback import removal_failure, remove_version, restore_previous
 from pipeline.state import Deployment, DeploymentOutcome, JournalEntry, RollbackOutcome
 from pipeline.staterun import UNKNOWN_VERSION
@@ -158,7 +158,7 @@ def _stop_orphans(config: Config, deployment: Deployment,
                   entries: Sequence[JournalEntry]) -> None:
     """Stop the commands of the killed run that still run here, and name those that may
     still run on other hosts, before anything is undone or resumed."""
-    report = stop_orphans(records_in(entries))
+    report = stop_orphans(lists_in(entries))
     summary = report.summary()
     if summary:
         _say(config, f"environment '{deployment.environment}': deployment {deployment.id}: "

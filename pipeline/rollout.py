@@ -375,20 +375,45 @@ class Rollout:
         """Return the version ``instance`` runs, or ``None`` if the target cannot read it."""
         return self.target.version(instance)
 
+    def read_versions(self, instances: Sequence[str], *, workers: int,
+                      pool: ThreadPoolExecutor | None = None) -> None:
+        """Read the version each of ``instances`` runs, in parallel, and record it as
+        the version before (and, for now, after) the change."""
+        versions = run_parallel(instances, self.read_version, workers=workers, pool=pool)
+        for instance, version in zip(instances, versions, strict=True):
+            self.table.update(instance, before=version, after=version)
+
+    def journal_deploy(self, instances: Sequence[str],
+                       version: str | None = None) -> Callable[[], None]:
+        """Journal that ``version`` (default: the step's) is about to be deployed to
+        ``instances``, whose versions before are in the table; return the function that
+        marks the journal entries done.
+
+        Instances that ran the same version in the same slot share one entry, and all
+        entries are written in one transaction: a batch of a rolling deploy costs one
+        commit, not one per instance. Raises StateError when the journal cannot be
+        written, so that nothing is deployed.
+        """
+        groups: dict[tuple[str | None, str | None], list[str]] = {}
+        for instance in instances:
+            state = self.table.get(instance)
+            groups.setdefault((state.before, state.slot), []).append(instance)
+        changes = [(names, {"before": before, "slot": slot})
+                   for (before, slot), names in groups.items()]
+        return self.context.record_changes(self.step, "deploy", version or self.version,
+                                           changes)
+
     def deploy_instance(self, instance: str, version: str | None = None) -> InstanceResult:
         """Deploy ``version`` (default: the step's) to ``instance`` and record the result.
 
-        Marks the instance touched before calling the target, so that a rollback covers
-        a deploy that failed halfway. A failure keeps the captured output for the report.
+        The caller journals the deploy first (:meth:`journal_deploy`). The instance is
+        marked touched before the target is called, so that a rollback covers a deploy
+        that failed halfway. A failure keeps the captured output for the report.
         """
         version = version or self.version
         self.table.update(instance, touched=True, result="deploying")
-        state = self.table.get(instance)
-        done = self.context.record_change(self.step, "deploy", [instance], version,
-                                          {"before": state.before, "slot": state.slot})
         result = call_target("deploy", instance,
                              lambda: self.target.deploy(instance, version, self.context.cancel))
-        done()
         if result.ok:
             self.table.update(instance, after=version, result="deployed")
         else:
@@ -397,32 +422,76 @@ class Rollout:
             self.table.add_output(instance, "deploy", result.output)
         return result
 
-    def update_instance(
-        self, instance: str, health: HealthPolicy, stop: threading.Event | None = None
-    ) -> bool:
-        """Move one serving instance to the step's version in place and wait until it is
-        healthy. Return False if the deploy or the health check failed.
+    def deploy_instances(
+        self,
+        instances: Sequence[str],
+        health: HealthPolicy,
+        *,
+        workers: int,
+        result: str,
+        pool: ThreadPoolExecutor | None = None,
+        stop: threading.Event | None = None,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
+        """Journal, deploy and health-check ``instances``, ``workers`` at a time.
 
-        The version running before is read first and recorded for the rollback. An
-        instance that already runs the step's version is left alone, with the result
-        ``unchanged``. Once ``stop`` or the run's cancel event is set, nothing is done and
-        the instance keeps the result it had.
+        Call :meth:`read_versions` first: the journal records the versions before.
+        Each instance that deploys and turns healthy gets ``result``; ``on_failure`` is
+        called with each one that does not. Once ``stop`` or the run's cancel event is
+        set, instances not started yet are left alone.
         """
-        if (stop is not None and stop.is_set()) or self.context.cancelled:
-            return True
+        if not instances or self._stopped(stop):
+            return
+        done = self.journal_deploy(instances)
 
-        before = self.read_version(instance)
-        self.table.update(instance, before=before, after=before)
-        if before == self.version:
-            self._keep(instance)
-            return True
+        def deploy(instance: str) -> None:
+            if self._stopped(stop):
+                return
+            if self.deploy_instance(instance).ok and self.check_health(instance, health).ok:
+                self.table.update(instance, result=result, message="")
+            elif on_failure is not None:
+                on_failure(instance)
 
-        if not self.deploy_instance(instance).ok:
-            return False
-        if not self.check_health(instance, health).ok:
-            return False
-        self.table.update(instance, result="updated", message="")
-        return True
+        try:
+            run_parallel(instances, deploy, workers=workers, pool=pool)
+        finally:
+            done()
+
+    def update_instances(
+        self,
+        instances: Sequence[str],
+        health: HealthPolicy,
+        *,
+        workers: int,
+        pool: ThreadPoolExecutor | None = None,
+        stop: threading.Event | None = None,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
+        """Move serving ``instances`` to the step's version in place, ``workers`` at a
+        time, and wait until each is healthy.
+
+        The versions running before are read first and recorded for the rollback. An
+        instance that already runs the step's version is left alone, with the result
+        ``unchanged``; the others end ``updated``, or failed with ``on_failure`` called.
+        Once ``stop`` or the run's cancel event is set, nothing more is started and each
+        instance keeps the result it had.
+        """
+        if self._stopped(stop):
+            return
+        self.read_versions(instances, workers=workers, pool=pool)
+
+        changing = []
+        for instance in instances:
+            if self.table.get(instance).before == self.version:
+                self._keep(instance)
+            else:
+                changing.append(instance)
+
+        self.deploy_instances(changing, health, workers=workers, result="updated", pool=pool,
+                              stop=stop, on_failure=on_failure)
+
+    def _stopped(self, stop: threading.Event | None) -> bool:
+        return (stop is not None and stop.is_set()) or self.context.cancelled
 
     def _keep(self, instance: str) -> None:
         """Leave alone an instance that already runs the step's version.

@@ -155,15 +155,9 @@ class SlotDeploy:
         """Deploy the version to every idle instance in parallel and wait until each is
         healthy; raise StepFailed naming the first instance that failed."""
         rollout = self.rollout
-
-        def deploy(instance: str) -> None:
-            if rollout.context.cancelled:
-                return
-            rollout.table.update(instance, before=rollout.read_version(instance))
-            if rollout.deploy_instance(instance).ok and rollout.check_health(instance, health).ok:
-                rollout.table.update(instance, result="ready")
-
-        run_parallel(self.idle_instances, deploy, workers=MAX_PARALLEL)
+        rollout.read_versions(self.idle_instances, workers=MAX_PARALLEL)
+        rollout.deploy_instances(self.idle_instances, health, workers=MAX_PARALLEL,
+                                 result="ready")
         rollout.check_cancelled(f"while deploying to slot '{self.idle}'")
 
         failed = [s for s in rollout.table.rows() if s.slot == self.idle and s.result != "ready"]

@@ -134,16 +134,21 @@ class StateWorker:
         return self._executor.submit(lambda: function(self._open())).result()
 
     def append_journal(self, append: JournalAppend) -> JournalEntry:
-        """Append a journal entry and return it once it is committed.
+        """Append one journal entry and return it once it is committed; as
+        :meth:`append_journal_many`."""
+        return self.append_journal_many([append])[0]
 
-        Entries that other threads append meanwhile go into the same transaction: the
-        instances of a rolling batch start together, and one commit for all of them
-        costs one disk flush instead of one per instance. Raises StateError when the
-        entry cannot be written.
+    def append_journal_many(self, appends: Sequence[JournalAppend]) -> list[JournalEntry]:
+        """Append journal entries and return them once they are committed.
+
+        Entries that other threads append meanwhile go into the same transaction, so
+        that changes started at the same time, by stages that run in parallel, cost one
+        disk flush instead of one each. Raises StateError when the entries cannot be
+        written.
         """
-        future: Future[JournalEntry] = Future()
-        self._queue(lambda: self._appends.append((append, future)))
-        return future.result()
+        futures: list[Future[JournalEntry]] = [Future() for _ in appends]
+        self._queue(lambda: self._appends.extend(zip(appends, futures, strict=True)))
+        return [future.result() for future in futures]
 
     def complete_journal(self, deployment_id: str, seq: int) -> None:
         """Mark a journal entry done, without waiting for the commit.
@@ -369,16 +374,29 @@ class RunState:
         A step that has no deployment (not a deploy step) records nothing. Raises
         StateError when the journal cannot be written, so the change is not made.
         """
+        return self.record_changes(step, operation, version, [(instances, details or {})])
+
+    def record_changes(
+        self,
+        step: Step,
+        operation: str,
+        version: str | None,
+        changes: Sequence[tuple[Sequence[str], Mapping[str, DetailValue]]],
+    ) -> Callable[[], None]:
+        """Append one journal entry per ``(instances, details)`` pair in one transaction;
+        otherwise as :meth:`record_change`."""
         deployment = self.deployment_of(step)
-        if deployment is None:
+        if deployment is None or not changes:
             return _nothing
-        entry = self.worker.append_journal(JournalAppend(
-            deployment.id, step.stage, step.id, operation, tuple(instances), version,
-            dict(details or {}),
-        ))
+        entries = self.worker.append_journal_many([
+            JournalAppend(deployment.id, step.stage, step.id, operation, tuple(instances),
+                          version, dict(details))
+            for instances, details in changes
+        ])
 
         def done() -> None:
-            self.worker.complete_journal(deployment.id, entry.seq)
+            for entry in entries:
+                self.worker.complete_journal(deployment.id, entry.seq)
 
         return done
 

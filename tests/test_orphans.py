@@ -1,4 +1,4 @@
-"""Commands of a killed run: recorded with their start time, stopped by recovery."""
+"""Commands of a killed run: listed with their start time, stopped by recovery."""
 
 from __future__ import annotations
 
@@ -8,17 +8,27 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from pipeline.clock import SystemClock
+from pipeline.commands import run_command
 from pipeline.orphans import (
+    PROCESS_OPERATION,
     OrphanReport,
+    ProcessJournal,
+    ProcessList,
     ProcessRecord,
     current_host,
+    lists_in,
     process_start_time,
     record_of,
     stop_orphans,
 )
+from pipeline.plan import Step
+from pipeline.state.url import StateLocation
+from pipeline.staterun import StateWorker
 
 # A process group whose leader ignores SIGTERM, with a child that does not.
 IGNORES_TERM = """\
@@ -45,41 +55,63 @@ def _kill(process: subprocess.Popen[str]) -> None:
     process.wait(timeout=10)
 
 
+def _listed(tmp_path: Path, *records: ProcessRecord, host: str | None = None) -> ProcessList:
+    """Write ``records`` to a command list of ``host`` (default: this one) and return it."""
+    path = tmp_path / "processes" / "d1.txt"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("".join(record.line() for record in records), encoding="utf-8")
+    return ProcessList(host or current_host(), path)
+
+
 def test_orphans_record_of_started_command(group: subprocess.Popen[str]):
     record = record_of(["/usr/bin/deploy.sh", "--token", "s3cret"], group.pid)
 
-    assert record.host == current_host()
-    assert (record.pid, record.pgid) == (group.pid, group.pid)
+    assert record.pid == group.pid
     assert record.start_time == process_start_time(group.pid)
     assert record.start_time is not None
     assert record.command == "deploy.sh"
 
 
-def test_orphans_details_round_trip(group: subprocess.Popen[str]):
-    record = record_of(["sh"], group.pid)
+def test_orphans_line_round_trip(group: subprocess.Popen[str]):
+    record = record_of(["my deploy"], group.pid)
+    unknown_start = ProcessRecord(42, None, "deploy")
 
-    assert ProcessRecord.from_details(record.details()) == record
-    assert ProcessRecord.from_details({"host": "a", "pid": "1", "pgid": 1}) is None
+    assert ProcessRecord.from_line(record.line()) == record
+    assert ProcessRecord.from_line(unknown_start.line()) == unknown_start
+    assert ProcessRecord(7, 1, "two\nlines").line() == "7 1 two lines\n"
+    assert ProcessRecord.from_line("x 1 sh") is None
+    assert ProcessRecord.from_line("12 y sh") is None
+    assert ProcessRecord.from_line("12") is None
 
 
-def test_orphans_stop_running_group(group: subprocess.Popen[str]):
-    record = record_of(["sleep"], group.pid)
+def test_orphans_list_details_round_trip(tmp_path: Path):
+    where = ProcessList("runner-7", tmp_path / "d1.txt")
 
-    report = stop_orphans([record], grace=5)
+    assert ProcessList.from_details(where.details()) == where
+    assert ProcessList.from_details({"host": "runner-7"}) is None
+    assert ProcessList.from_details({"host": "runner-7", "path": ""}) is None
+    assert ProcessList.from_details("runner-7") is None
+
+
+def test_orphans_stop_running_group(tmp_path: Path, group: subprocess.Popen[str]):
+    where = _listed(tmp_path, record_of(["sleep"], group.pid))
+
+    report = stop_orphans([where], grace=5)
 
     assert report.stopped == [group.pid]
     assert group.wait(timeout=10) == -signal.SIGTERM
+    assert not where.path.exists()
 
 
-def test_orphans_kill_after_grace():
+def test_orphans_kill_after_grace(tmp_path: Path):
     process = subprocess.Popen([sys.executable, "-c", IGNORES_TERM], start_new_session=True,
                                stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         assert process.stdout.readline() == "ready\n"
-        record = record_of(["python"], process.pid)
+        where = _listed(tmp_path, record_of(["python"], process.pid))
 
-        report = stop_orphans([record], grace=0.3)
+        report = stop_orphans([where], grace=0.3)
 
         assert report.stopped == [process.pid]
         assert process.wait(timeout=10) == -signal.SIGKILL
@@ -87,37 +119,139 @@ def test_orphans_kill_after_grace():
         _kill(process)
 
 
-def test_orphans_skip_reused_pid(group: subprocess.Popen[str]):
+def test_orphans_skip_reused_pid(tmp_path: Path, group: subprocess.Popen[str]):
     record = record_of(["sleep"], group.pid)
     assert record.start_time is not None
-    reused = ProcessRecord(record.host, group.pid, group.pid, record.start_time - 1, "sleep")
+    reused = ProcessRecord(group.pid, record.start_time - 1, "sleep")
 
-    report = stop_orphans([reused], grace=0.3)
+    report = stop_orphans([_listed(tmp_path, reused)], grace=0.3)
 
     assert report.stopped == []
     assert group.poll() is None
 
 
-def test_orphans_skip_finished_command():
+def test_orphans_skip_unknown_start_time(tmp_path: Path, group: subprocess.Popen[str],
+                                         caplog: pytest.LogCaptureFixture):
+    report = stop_orphans([_listed(tmp_path, ProcessRecord(group.pid, None, "sleep"))],
+                          grace=0.3)
+
+    assert report.stopped == []
+    assert group.poll() is None
+    assert "no start time was recorded, so it is left alone" in caplog.text
+
+
+def test_orphans_skip_finished_command(tmp_path: Path):
     process = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
     record = record_of(["python"], process.pid)
     process.wait(timeout=10)
 
-    assert stop_orphans([record], grace=0.3).stopped == []
+    assert stop_orphans([_listed(tmp_path, record)], grace=0.3).stopped == []
 
 
-def test_orphans_other_host_named(group: subprocess.Popen[str]):
-    record = ProcessRecord("runner-7", group.pid, group.pid, 1, "deploy.sh")
+def test_orphans_other_host_named(tmp_path: Path, group: subprocess.Popen[str]):
+    where = _listed(tmp_path, record_of(["deploy.sh"], group.pid), host="runner-7")
 
-    report = stop_orphans([record], grace=0.3)
+    report = stop_orphans([where], grace=0.3)
 
     assert report.stopped == []
-    assert report.elsewhere == [record]
+    assert report.elsewhere == ["runner-7"]
     assert group.poll() is None
+    assert where.path.exists()
     assert report.summary() == (
         "commands of the stopped run may still be running on runner-7: stop them there, "
         "because they can change instances after this recovery")
 
 
+def test_orphans_missing_list_stops_nothing(tmp_path: Path):
+    report = stop_orphans([ProcessList(current_host(), tmp_path / "gone.txt")], grace=0.3)
+
+    assert report == OrphanReport()
+
+
+def test_orphans_unreadable_list_named(tmp_path: Path):
+    folder = tmp_path / "d1.txt"
+    folder.mkdir()
+
+    report = stop_orphans([ProcessList(current_host(), folder)], grace=0.3)
+
+    assert report.unreadable == [folder]
+    assert report.summary() == (
+        f"the list of the commands that the stopped run started cannot be read ({folder}), "
+        "so any that still run here were not stopped")
+
+
 def test_orphans_summary_empty():
     assert OrphanReport().summary() == ""
+
+
+# -- the list a run writes ---------------------------------------------------------------
+
+
+STEP = Step("production/1", "deploy", "deploy", "rolling", {}, "rolling", "production")
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[StateWorker]:
+    worker = StateWorker(StateLocation("sqlite", path=tmp_path / "state.db"), SystemClock())
+    yield worker
+    worker.close()
+
+
+def _deployment(worker: StateWorker) -> str:
+    return worker.call(lambda store: store.start_deployment(
+        pipeline="shop", environment="production", version="1.1", previous_version="1.0",
+        strategy="rolling")).id
+
+
+def _run(*argv: str, announce: bool = True) -> int:
+    result = run_command(list(argv), {}, timeout=10, cancel=None, announce=announce)
+    assert result.pid is not None
+    return result.pid
+
+
+def test_process_journal_lists_announced_commands(tmp_path: Path, worker: StateWorker):
+    deployment = _deployment(worker)
+    journal = ProcessJournal(worker, tmp_path / "lists")
+    journal.start(deployment, STEP)
+    try:
+        first = _run("true")
+        _run("true", announce=False)
+        second = _run("sh", "-c", "exit 0")
+    finally:
+        journal.close()
+
+    [where] = lists_in(worker.call(lambda store: store.journal(deployment)))
+    assert where == ProcessList(current_host(), tmp_path / "lists" / f"{deployment}.txt")
+    assert [(record.pid, record.command) for record in where.read()] == [
+        (first, "true"), (second, "sh")]
+    assert oct(where.path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_process_journal_finish_deletes_list(tmp_path: Path, worker: StateWorker):
+    deployment = _deployment(worker)
+    journal = ProcessJournal(worker, tmp_path / "lists")
+    journal.start(deployment, STEP)
+    _run("true")
+    journal.finish(deployment)
+    _run("true")
+    journal.close()
+
+    assert list((tmp_path / "lists").iterdir()) == []
+    entries = worker.call(lambda store: store.journal(deployment))
+    assert [entry.operation for entry in entries] == [PROCESS_OPERATION]
+
+
+def test_process_journal_unwritable_folder_skips_list(
+    tmp_path: Path, worker: StateWorker, caplog: pytest.LogCaptureFixture
+):
+    deployment = _deployment(worker)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder", encoding="utf-8")
+    journal = ProcessJournal(worker, blocked / "lists")
+
+    journal.start(deployment, STEP)
+    _run("true")
+    journal.close()
+
+    assert worker.call(lambda store: store.journal(deployment)) == []
+    assert f"the commands of deployment {deployment} are not listed" in caplog.text

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -465,25 +467,85 @@ def test_run_checks_unknown_placeholder(tmp_path: Path) -> None:
 # -- rollout -----------------------------------------------------------------------------
 
 
-def test_rollout_update_instance_skips_current_version() -> None:
+def test_rollout_update_instances_skips_current_version() -> None:
     target = MemoryTarget(["web-1"], version="2.0")
     context = make_context(target)
     rollout = Rollout.start(make_step("rolling", {"version": "2.0"}), context)
-    assert rollout.update_instance("web-1", HealthPolicy())
+    rollout.update_instances(["web-1"], HealthPolicy(), workers=2)
     assert rollout.table.get("web-1").result == "unchanged"
     assert target.operations("deploy") == []
 
 
-def test_rollout_update_instance_records_failure() -> None:
-    target = MemoryTarget(["web-1"])
+def test_rollout_update_instances_records_failure() -> None:
+    target = MemoryTarget(["web-1", "web-2"])
     target.fail("deploy", "web-1", message="exit status 2", output="no space left")
     rollout = Rollout.start(make_step("rolling", {"version": "2.0"}), make_context(target))
-    assert not rollout.update_instance("web-1", HealthPolicy())
+    failed: list[str] = []
+    rollout.update_instances(["web-1", "web-2"], HealthPolicy(), workers=2,
+                             on_failure=failed.append)
+    assert failed == ["web-1"]
+    assert rollout.table.get("web-2").result == "updated"
     state = rollout.table.get("web-1")
     assert (state.before, state.after, state.result, state.touched) == ("1.0", "1.0", "failed",
                                                                          True)
     assert state.message == "deploy failed: exit status 2"
     assert rollout.table.output() == "--- web-1: deploy ---\nno space left\n"
+
+
+class JournalSpy:
+    """Stands in for a run's state store: keeps the journal writes of record_changes."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, str | None, list[tuple[tuple[str, ...], dict[str, Any]]]]] = []
+        self.done = 0
+
+    def record_changes(self, step: Any, operation: str, version: str | None,
+                       changes: Any) -> Callable[[], None]:
+        self.writes.append((operation, version,
+                            [(tuple(names), dict(details)) for names, details in changes]))
+
+        def done() -> None:
+            self.done += 1
+
+        return done
+
+    def resumed_version(self, environment: str, instance: str) -> str | None:
+        return None
+
+
+def test_rollout_update_instances_journals_once_per_version_before() -> None:
+    target = MemoryTarget(["web-1", "web-2", "web-3", "web-4"])
+    target.versions.update({"web-2": "0.9", "web-4": "2.0"})
+    context = make_context(target)
+    spy = JournalSpy()
+    context.state = spy  # type: ignore[assignment]
+    rollout = Rollout.start(make_step("rolling", {"version": "2.0"}), context)
+
+    rollout.update_instances(["web-1", "web-2", "web-3", "web-4"], HealthPolicy(), workers=4)
+
+    # One write for the batch, before any deploy; web-4 runs 2.0 already.
+    assert spy.writes == [("deploy", "2.0", [
+        (("web-1", "web-3"), {"before": "1.0", "slot": None}),
+        (("web-2",), {"before": "0.9", "slot": None}),
+    ])]
+    assert spy.done == 1
+    assert sorted(call.instance for call in target.operations("deploy")) == [
+        "web-1", "web-2", "web-3"]
+
+
+def test_rollout_update_instances_after_stop_changes_nothing() -> None:
+    target = MemoryTarget(["web-1"])
+    context = make_context(target)
+    spy = JournalSpy()
+    context.state = spy  # type: ignore[assignment]
+    rollout = Rollout.start(make_step("rolling", {"version": "2.0"}), context)
+    stop = threading.Event()
+    stop.set()
+
+    rollout.update_instances(["web-1"], HealthPolicy(), workers=1, stop=stop)
+
+    assert spy.writes == []
+    assert target.operations("deploy") == []
 
 
 # -- plan-time helpers -------------------------------------------------------------------

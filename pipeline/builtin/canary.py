@@ -65,7 +65,6 @@ from pipeline.rollout import (
     option_duration,
     previous_version_schema,
     restore_previous,
-    run_parallel,
     serving_instances,
 )
 from pipeline.schema import StepSchema
@@ -266,8 +265,7 @@ class _InPlace:
 
     def _grow(self, instances: Sequence[str]) -> None:
         rollout = self.rollout
-        run_parallel(instances, lambda i: rollout.update_instance(i, self.health),
-                     workers=MAX_PARALLEL)
+        rollout.update_instances(instances, self.health, workers=MAX_PARALLEL)
         rollout.check_cancelled("while updating canary instances")
         failed = [rollout.table.get(i) for i in instances
                   if rollout.table.get(i).result not in ("updated", "unchanged")]

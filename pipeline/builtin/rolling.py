@@ -76,7 +76,6 @@ from pipeline.rollout import (
     previous_version_schema,
     restore_previous,
     run_checks,
-    run_parallel,
     serving_instances,
     split_batches,
 )
@@ -238,14 +237,13 @@ def _update_batch(
     """
     lock = threading.Lock()
 
-    def update(instance: str) -> None:
-        ok = rollout.update_instance(instance, options.health, stop)
-        if not ok:
-            with lock:
-                if _failures(rollout) > allowed:
-                    stop.set()
+    def failed(_instance: str) -> None:
+        with lock:
+            if _failures(rollout) > allowed:
+                stop.set()
 
-    run_parallel(batch, update, workers=limit, pool=pool)
+    rollout.update_instances(batch, options.health, workers=limit, pool=pool, stop=stop,
+                             on_failure=failed)
 
 
 def _run_batch_checks(

@@ -43,7 +43,7 @@ from integration.scripts.stateharness import (
 )
 
 from pipeline.exitcodes import ExitCode
-from pipeline.orphans import PROCESS_OPERATION, current_host, records_in
+from pipeline.orphans import PROCESS_OPERATION, current_host, lists_in
 from pipeline.state import DeploymentOutcome, JournalEntry, RollbackOutcome
 
 #: Lease of the runs' locks, short so that the second run does not wait long.
@@ -116,12 +116,10 @@ def test_state_recovery_after_kill_mid_batch(tmp_path: Path, state_url: str) -> 
     assert rollback.deployment_id == killed.id
     assert (rollback.from_version, rollback.to_version) == ("1.1.0", "1.0.0")
     assert rollback.outcome is RollbackOutcome.SUCCEEDED
-    journal = _changes(store, killed.id)
-    # The two instances of a batch are deployed in parallel, in either order.
-    assert sorted((entry.instances, entry.done) for entry in journal[:2]) == [
-        (("web-1",), True), (("web-2",), True)]
-    assert sorted((entry.instances, entry.done) for entry in journal[2:]) == [
-        (("web-3",), False), (("web-4",), False)]
+    # One entry per batch, written before the batch starts and done once it ended.
+    assert [(entry.instances, entry.details["before"], entry.done)
+            for entry in _changes(store, killed.id)] == [
+        (("web-1", "web-2"), "1.0.0", True), (("web-3", "web-4"), "1.0.0", False)]
 
 
 def test_state_recovery_after_kill_in_canary_pause(tmp_path: Path, state_url: str) -> None:
@@ -266,8 +264,8 @@ def test_state_recovery_switches_traffic_back(tmp_path: Path, state_url: str) ->
     second, first = store.history()
     assert first.outcome is DeploymentOutcome.RECOVERED
     assert second.outcome is DeploymentOutcome.ROLLED_BACK
-    assert [entry.operation for entry in _changes(store, first.id)] == [
-        "deploy", "deploy", "switch"]
+    assert [(entry.operation, entry.instances) for entry in _changes(store, first.id)] == [
+        ("deploy", ("green-1", "green-2")), ("switch", ("green-1", "green-2"))]
 
 
 def test_state_recovery_sets_canary_weight_to_zero(tmp_path: Path, state_url: str) -> None:
@@ -335,9 +333,9 @@ def test_state_recovery_stops_orphaned_deploy(tmp_path: Path, state_url: str) ->
     assert output.index("stopped 1 command") < output.index("rolling back")
     assert not _running(orphan)
     assert versions(tmp_path) == dict.fromkeys(WEB, "1.2.0")
-    # Only deploys are journaled, not the version and health probes: web-1's deploy
-    # is the one the killed run started.
-    [record] = records_in(StoreReader(state_url, tmp_path).journal(killed.id))
-    assert (record.pid, record.pgid, record.command) == (orphan, orphan, "sh")
-    assert record.host == current_host()
+    # The journal says where the killed run listed its commands; recovery deleted the
+    # list once it had stopped them.
+    [where] = lists_in(StoreReader(state_url, tmp_path).journal(killed.id))
+    assert where.host == current_host()
+    assert not where.path.exists()
 
