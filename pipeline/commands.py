@@ -461,6 +461,8 @@ class _Supervisor:
         self.stdout = _Tail(max_output)
         self.selector = selectors.DefaultSelector()
         self.pidfd: int | None = None
+        #: Output pipes not at end of file yet.
+        self.open_pipes = 2
         self.timed_out = False
         self.cancelled = False
 
@@ -514,7 +516,7 @@ class _Supervisor:
 
     def _output_open(self) -> bool:
         """Tell whether an output pipe of the process is still open."""
-        return any(key.data is not _EXIT for key in self.selector.get_map().values())
+        return self.open_pipes > 0
 
     def _wait_for_exit(self) -> None:
         """Wait for the process after its output closed, still honouring the limits."""
@@ -546,6 +548,7 @@ class _Supervisor:
             data = os.read(key.fd, _READ_SIZE)
             if not data:
                 self.selector.unregister(key.fileobj)
+                self.open_pipes -= 1
                 continue
             self.output.write(data)
             if key.data is not None:

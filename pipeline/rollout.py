@@ -346,7 +346,7 @@ class Rollout:
         return self.report(Outcome.PASSED, message)
 
     def report(self, outcome: Outcome, message: str) -> StepReport:
-        parts = [self.table.render()] if self.table.rows() else []
+        parts = [self.table.render()] if len(self.table) else []
         details = "\n\n".join([*parts, *self.sections])
         return StepReport(
             step_id=self.step.id, name=self.step.name, kind=self.step.kind, outcome=outcome,
