@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pipeline.cancel import CancelEvent
 from pipeline.errors import ShiplineError
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ class RunContext:
     environment: Environment | None = field(default=None, repr=False)
     #: Set when the run is interrupted or the current step times out. Steps that wait
     #: must use :meth:`sleep` or check this event, and stop soon after it is set.
-    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel: threading.Event = field(default_factory=CancelEvent)
     #: Environments in which a deploy step has started; a failed gate before any of
     #: them is reported as BLOCKED rather than FAILED.
     changed_environments: set[str] = field(default_factory=set)

@@ -5,11 +5,13 @@ import shlex
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pipeline import commands
+from pipeline.cancel import CancelEvent
 from pipeline.commands import (
     TemplateError,
     build_argv,
@@ -274,8 +276,9 @@ def test_run_command_timeout_kills_process_ignoring_sigterm(
     assert group_members(result.pid) == []
 
 
-def test_run_command_cancel_stops_command() -> None:
-    cancel = threading.Event()
+@pytest.mark.parametrize("make_event", [threading.Event, CancelEvent])
+def test_run_command_cancel_stops_command(make_event: Callable[[], threading.Event]) -> None:
+    cancel = make_event()
     timer = threading.Timer(0.1, cancel.set)
     timer.start()
     started = time.monotonic()
@@ -290,14 +293,28 @@ def test_run_command_cancel_stops_command() -> None:
     assert group_members(result.pid) == []
 
 
-def test_run_command_cancel_set_before_start() -> None:
-    cancel = threading.Event()
+@pytest.mark.parametrize("make_event", [threading.Event, CancelEvent])
+def test_run_command_cancel_set_before_start(make_event: Callable[[], threading.Event]) -> None:
+    cancel = make_event()
     cancel.set()
 
     result = run_command("sleep 60", {}, timeout=30, cancel=cancel)
 
     assert result.cancelled
     assert not result.ok
+
+
+def test_run_command_ignores_stale_cancel_wakeup() -> None:
+    cancel = CancelEvent()
+    cancel.fileno()
+    cancel.set()
+    # The state a set() racing with clear() can leave: the pipe readable, the event clear.
+    threading.Event.clear(cancel)
+
+    result = run_command("sh -c 'sleep 0.3; echo done'", {}, timeout=10, cancel=cancel)
+
+    assert result.ok, result.message
+    assert result.output == "done\n"
 
 
 def test_run_command_keeps_output_tail() -> None:
