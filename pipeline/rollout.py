@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,10 @@ logger = logging.getLogger("shipline")
 
 #: Waits of at least this many seconds are announced, so a CI log does not look hung.
 PROGRESS_AFTER = 1.0
+
+#: Seconds under which reading one instance's version is fast enough to read the
+#: versions of a whole batch one after another, without threads.
+INLINE_READ = 0.0005
 
 
 # -- health ------------------------------------------------------------------------------
@@ -377,9 +382,23 @@ class Rollout:
 
     def read_versions(self, instances: Sequence[str], *, workers: int,
                       pool: ThreadPoolExecutor | None = None) -> None:
-        """Read the version each of ``instances`` runs, in parallel, and record it as
-        the version before (and, for now, after) the change."""
-        versions = run_parallel(instances, self.read_version, workers=workers, pool=pool)
+        """Read the version each of ``instances`` runs and record it as the version
+        before (and, for now, after) the change.
+
+        The first read tells how: in parallel, ``workers`` at a time, unless it took
+        less than :data:`INLINE_READ`.
+        """
+        if not instances:
+            return
+        # A target that reads no versions, or reads them from memory, answers at once:
+        # then threads would cost more than they save.
+        started = time.monotonic()
+        versions = [self.read_version(instances[0])]
+        if time.monotonic() - started < INLINE_READ:
+            versions += [self.read_version(instance) for instance in instances[1:]]
+        else:
+            versions += run_parallel(instances[1:], self.read_version, workers=workers,
+                                     pool=pool)
         for instance, version in zip(instances, versions, strict=True):
             self.table.update(instance, before=version, after=version)
 

@@ -492,6 +492,40 @@ def test_rollout_update_instances_records_failure() -> None:
     assert rollout.table.output() == "--- web-1: deploy ---\nno space left\n"
 
 
+class SlowReads(MemoryTarget):
+    """Reads each version in 5 ms, as a command or a request would."""
+
+    def version(self, instance: str) -> str | None:
+        time.sleep(0.005)
+        return super().version(instance)
+
+
+def _version_threads(target: MemoryTarget) -> set[str]:
+    return {call.thread for call in target.operations("version")}
+
+
+def test_rollout_read_versions_fast_target_reads_inline() -> None:
+    target = MemoryTarget(["web-1", "web-2", "web-3"])
+    target.versions["web-2"] = "0.9"
+    rollout = Rollout.start(make_step("rolling", {"version": "2.0"}), make_context(target))
+
+    rollout.read_versions(["web-1", "web-2", "web-3"], workers=3)
+
+    assert _version_threads(target) == {threading.current_thread().name}
+    assert [(state.before, state.after) for state in rollout.table.rows()] == [
+        ("1.0", "1.0"), ("0.9", "0.9"), ("1.0", "1.0")]
+
+
+def test_rollout_read_versions_slow_target_reads_in_parallel() -> None:
+    target = SlowReads(["web-1", "web-2", "web-3", "web-4"])
+    rollout = Rollout.start(make_step("rolling", {"version": "2.0"}), make_context(target))
+
+    rollout.read_versions(["web-1", "web-2", "web-3", "web-4"], workers=3)
+
+    assert len(_version_threads(target)) > 1
+    assert [state.before for state in rollout.table.rows()] == ["1.0"] * 4
+
+
 class JournalSpy:
     """Stands in for a run's state store: keeps the journal writes of record_changes."""
 
