@@ -129,8 +129,10 @@ class StateWorker:
     def call(self, function: Callable[[StateStore], T]) -> T:
         """Run ``function(store)`` on the worker thread and return its result.
 
-        Exceptions, StateError among them, are raised in the calling thread.
+        Exceptions, StateError among them, are raised in the calling thread. Journal
+        entries marked done before run first.
         """
+        self._flush_completed()
         return self._executor.submit(lambda: function(self._open())).result()
 
     def append_journal(self, append: JournalAppend) -> JournalEntry:
@@ -153,10 +155,22 @@ class StateWorker:
     def complete_journal(self, deployment_id: str, seq: int) -> None:
         """Mark a journal entry done, without waiting for the commit.
 
-        Not waiting is safe because recovery treats an entry that is not done as a
-        change that may have been made. A failure is logged, not raised.
+        The mark is written after the next journal append, or before the next call or
+        the end, whichever comes first. So a rolling batch does not wait for the mark
+        of the batch before it to be committed before its own entry is. Neither
+        waiting nor the delay costs safety, because recovery treats an entry that is
+        not done as a change that may have been made. A failure is logged, not raised.
         """
-        self._queue(lambda: self._completes.append((deployment_id, seq)))
+        with self._lock:
+            self._completes.append((deployment_id, seq))
+
+    def _flush_completed(self) -> None:
+        """Schedule a flush if entries were marked done and none is scheduled."""
+        with self._lock:
+            if not self._completes or self._flush_scheduled:
+                return
+            self._flush_scheduled = True
+        self._executor.submit(self._flush)
 
     def _queue(self, add: Callable[[], None]) -> None:
         """Add a journal write and make sure a flush that will include it is scheduled.
@@ -177,6 +191,9 @@ class StateWorker:
             completes, self._completes = self._completes, []
             self._flush_scheduled = False
 
+        # Appends first: a thread waits for them, and for nothing else.
+        if appends:
+            self._append(appends)
         if completes:
             try:
                 self._open().complete_journal_many(completes)
@@ -185,15 +202,16 @@ class StateWorker:
                     f"{len(completes)} journal entries")
                 logger.error("marking %s of deployment %s done failed: %s", count,
                              completes[0][0], exc)
-        if appends:
-            try:
-                entries = self._open().append_journal_many([item for item, _ in appends])
-            except BaseException as exc:
-                for _, future in appends:
-                    future.set_exception(exc)
-                return
-            for (_, future), entry in zip(appends, entries, strict=True):
-                future.set_result(entry)
+
+    def _append(self, appends: list[tuple[JournalAppend, Future[JournalEntry]]]) -> None:
+        try:
+            entries = self._open().append_journal_many([item for item, _ in appends])
+        except BaseException as exc:
+            for _, future in appends:
+                future.set_exception(exc)
+            return
+        for (_, future), entry in zip(appends, entries, strict=True):
+            future.set_result(entry)
 
     def close(self) -> None:
         """Close the store and end the thread; errors while closing are logged."""
@@ -203,6 +221,7 @@ class StateWorker:
                 self._store.close()
                 self._store = None
 
+        self._flush_completed()
         try:
             self._executor.submit(close_store).result()
         except StateError as error:

@@ -105,6 +105,39 @@ def test_state_worker_batches_concurrent_journal_writes(tmp_path: Path) -> None:
     assert [item.done for item in journal] == [True] * 20
 
 
+def test_state_worker_writes_done_marks_with_the_next_write(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    worker = StateWorker(StateLocation("sqlite", path=path), SystemClock())
+    deployment = worker.call(lambda store: store.start_deployment(
+        pipeline="shop", environment="production", version="1.1", previous_version="1.0",
+        strategy="rolling"))
+
+    def done_marks() -> list[bool]:
+        with SqliteStore(path, FakeClock()) as store:
+            return [entry.done for entry in store.journal(deployment.id)]
+
+    def append(instance: str) -> int:
+        return worker.append_journal(JournalAppend(
+            deployment.id, "production", "deploy", "deploy", (instance,), "1.1")).seq
+
+    try:
+        first = append("web-1")
+        worker.complete_journal(deployment.id, first)
+        # Nothing else was written since: the mark waits.
+        assert done_marks() == [False]
+
+        second = append("web-2")
+        worker.complete_journal(deployment.id, second)
+        # The append's flush commits the mark after the append, so wait for the flush.
+        worker._executor.submit(lambda: None).result()
+        assert done_marks() == [True, False]
+
+        history = worker.call(lambda store: store.journal(deployment.id))
+        assert [entry.done for entry in history] == [True, True]
+    finally:
+        worker.close()
+
+
 def test_state_worker_append_error_reaches_caller(tmp_path: Path) -> None:
     worker = StateWorker(StateLocation("sqlite", path=tmp_path / "state.db"), SystemClock())
     try:
