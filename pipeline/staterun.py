@@ -155,11 +155,12 @@ class StateWorker:
     def complete_journal(self, deployment_id: str, seq: int) -> None:
         """Mark a journal entry done, without waiting for the commit.
 
-        The mark is written after the next journal append, or before the next call or
-        the end, whichever comes first. So a rolling batch does not wait for the mark
-        of the batch before it to be committed before its own entry is. Neither
-        waiting nor the delay costs safety, because recovery treats an entry that is
-        not done as a change that may have been made. A failure is logged, not raised.
+        The mark is written with the next journal append, in its transaction, or
+        before the next call or the end, whichever comes first. So a rolling batch
+        commits its entry and the previous batch's mark once, and nothing is left to
+        write while its commands start. Neither waiting nor the delay costs safety,
+        because recovery treats an entry that is not done as a change that may have
+        been made. A failure is logged, not raised.
         """
         with self._lock:
             self._completes.append((deployment_id, seq))
@@ -191,24 +192,26 @@ class StateWorker:
             completes, self._completes = self._completes, []
             self._flush_scheduled = False
 
-        # Appends first: a thread waits for them, and for nothing else.
         if appends:
-            self._append(appends)
-        if completes:
+            self._append(appends, completes)
+        elif completes:
             try:
                 self._open().complete_journal_many(completes)
             except StateError as exc:
-                count = "1 journal entry" if len(completes) == 1 else (
-                    f"{len(completes)} journal entries")
-                logger.error("marking %s of deployment %s done failed: %s", count,
-                             completes[0][0], exc)
+                _log_lost_marks(completes, exc)
 
-    def _append(self, appends: list[tuple[JournalAppend, Future[JournalEntry]]]) -> None:
+    def _append(self, appends: list[tuple[JournalAppend, Future[JournalEntry]]],
+                completes: list[tuple[str, int]]) -> None:
+        # The marks share the appends' transaction: one commit instead of two, both
+        # before the appending thread goes on.
         try:
-            entries = self._open().append_journal_many([item for item, _ in appends])
+            entries = self._open().append_journal_many([item for item, _ in appends],
+                                                       done=completes)
         except BaseException as exc:
             for _, future in appends:
                 future.set_exception(exc)
+            if completes and isinstance(exc, StateError):
+                _log_lost_marks(completes, exc)
             return
         for (_, future), entry in zip(appends, entries, strict=True):
             future.set_result(entry)
@@ -228,6 +231,11 @@ class StateWorker:
             log_store_error("closing the state store %s failed", self.location.describe(),
                             error=error)
         self._executor.shutdown(wait=True)
+
+
+def _log_lost_marks(completes: Sequence[tuple[str, int]], error: StateError) -> None:
+    count = "1 journal entry" if len(completes) == 1 else f"{len(completes)} journal entries"
+    logger.error("marking %s of deployment %s done failed: %s", count, completes[0][0], error)
 
 
 @dataclass(frozen=True)

@@ -72,9 +72,9 @@ def test_state_worker_batches_concurrent_journal_writes(tmp_path: Path) -> None:
     commits: list[int] = []
     batch = worker.call(lambda store: store.append_journal_many)
 
-    def counting(appends):  # type: ignore[no-untyped-def]
+    def counting(appends, done=()):  # type: ignore[no-untyped-def]
         commits.append(len(appends))
-        return batch(appends)
+        return batch(appends, done)
 
     worker.call(lambda store: setattr(store, "append_journal_many", counting))
     busy = threading.Event()

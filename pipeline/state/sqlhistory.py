@@ -160,10 +160,16 @@ class SqlHistory(SqlBase):
                                version, dict(details or {}))
         return self.append_journal_many([append])[0]
 
-    def append_journal_many(self, appends: Sequence[JournalAppend]) -> list[JournalEntry]:
+    def append_journal_many(
+        self, appends: Sequence[JournalAppend], done: Sequence[tuple[str, int]] = ()
+    ) -> list[JournalEntry]:
         now = self._now()
         entries = []
         with self._transaction(write=True):
+            for deployment_id, seq in done:
+                if not self._set_done(deployment_id, seq):
+                    logger.warning("journal entry %d of deployment %s is not in %s, so it "
+                                   "cannot be marked done", seq, deployment_id, self.location)
             next_seq: dict[str, int] = {}
             for append in appends:
                 seq = next_seq.get(append.deployment_id) or self._next_seq(append.deployment_id)
@@ -206,14 +212,18 @@ class SqlHistory(SqlBase):
                 self._mark_done(deployment_id, seq)
 
     def _mark_done(self, deployment_id: str, seq: int) -> None:
+        if not self._set_done(deployment_id, seq):
+            raise RecordNotFound(
+                f"no journal entry {seq} of deployment {deployment_id} in {self.location}"
+            )
+
+    def _set_done(self, deployment_id: str, seq: int) -> bool:
+        """Mark one entry done; return False if there is no such entry."""
         cursor = self._execute(
             "UPDATE journal SET done = 1 WHERE deployment_id = ? AND seq = ?",
             (deployment_id, seq),
         )
-        if cursor.rowcount == 0:
-            raise RecordNotFound(
-                f"no journal entry {seq} of deployment {deployment_id} in {self.location}"
-            )
+        return bool(cursor.rowcount)
 
     def journal(self, deployment_id: str) -> list[JournalEntry]:
         with self._transaction():

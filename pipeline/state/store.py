@@ -124,12 +124,17 @@ class StateStore(Protocol):
         """Mark a journal entry done and return it. Raises RecordNotFound if it is unknown."""
         ...
 
-    def append_journal_many(self, appends: Sequence[JournalAppend]) -> list[JournalEntry]:
+    def append_journal_many(
+        self, appends: Sequence[JournalAppend], done: Sequence[tuple[str, int]] = ()
+    ) -> list[JournalEntry]:
         """Append several entries in one transaction, in order, and return them.
 
         Equal to calling :meth:`append_journal` for each, with one commit: a rollout
         that changes 50 instances at once waits for one disk flush, not 50. Either every
-        entry is written or, on an error, none.
+        entry is written or, on an error, none. The entries ``done`` names, as
+        ``(deployment_id, seq)``, are marked done in the same transaction, which saves
+        a caller with marks waiting a commit of their own. A mark of an unknown entry
+        is logged and skipped rather than raised, so that it cannot fail the appends.
         """
         ...
 

@@ -217,6 +217,21 @@ def test_journal_append_many_all_or_nothing(store: SqlStore):
     assert store.journal(deployment_id) == []
 
 
+def test_journal_append_many_marks_done(store: SqlStore, caplog: pytest.LogCaptureFixture):
+    deployment_id = start(store)
+    first = store.append_journal(deployment_id, stage="s", step="d", operation="deploy",
+                                 instances=["web-1"], version="1.1")
+
+    [second] = store.append_journal_many(
+        [JournalAppend(deployment_id, "s", "d", "deploy", ("web-2",), "1.1")],
+        done=[(deployment_id, first.seq), (deployment_id, 9)],
+    )
+
+    assert [(item.seq, item.done) for item in store.journal(deployment_id)] == [
+        (first.seq, True), (second.seq, False)]
+    assert f"journal entry 9 of deployment {deployment_id} is not in" in caplog.text
+
+
 def test_journal_complete_many(store: SqlStore):
     deployment_id = start(store)
     entries = store.append_journal_many([
