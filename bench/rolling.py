@@ -27,7 +27,7 @@ ansible-core comes from PyPI and is installed into bench/.venv-ansible on first 
 it cannot be installed, Ansible is reported as not measured. Run from the repository
 root; the exit status is 1 when a shipline run fails or misses its goal:
 
-    .venv/bin/python bench/rolling.py [--quick] [--runs 3] [--ansible-runs 1]
+    .venv/bin/python bench/rolling.py [--quick | --case b] [--runs 3] [--ansible-runs 1]
 """
 
 from __future__ import annotations
@@ -606,6 +606,8 @@ def parse_args() -> argparse.Namespace:
         "against the critical path (batches x sleep time).")
     parser.add_argument("--quick", action="store_true",
                         help="run only case (a): 300 instances, batches of 10")
+    parser.add_argument("--case", choices=[case.label for case in CASES],
+                        help="run only this case (default: every case)")
     parser.add_argument("--runs", type=int, default=3,
                         help="timed runs of shipline and of the floor per case (default 3)")
     parser.add_argument("--ansible-runs", type=int, default=1,
@@ -646,7 +648,8 @@ def measure_case(case: Case, ansible: Ansible | str, workdir: Path,
 
 def main() -> int:
     args = parse_args()
-    cases = CASES[:1] if args.quick else CASES
+    cases = CASES[:1] if args.quick else [case for case in CASES
+                                          if args.case in (None, case.label)]
     for line in machine_lines():
         print(line)
     ansible = load_ansible(args.no_ansible)

@@ -58,6 +58,14 @@ class InstanceTable:
             for name, value in fields.items():
                 setattr(state, name, value)
 
+    def update_all(self, instances: Iterable[str], **fields: Any) -> None:
+        """Set ``fields`` on each of ``instances``, recording the new ones, under one lock."""
+        with self._lock:
+            for instance in instances:
+                state = self._rows.setdefault(instance, InstanceState(instance))
+                for name, value in fields.items():
+                    setattr(state, name, value)
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._rows)

@@ -138,8 +138,7 @@ class SlotDeploy:
         for instance, version in zip(old_instances, versions, strict=True):
             rollout.table.update(instance, slot=active, before=version, after=version,
                                  result="serving")
-        for instance in idle_instances:
-            rollout.table.update(instance, slot=idle, result="not reached")
+        rollout.table.update_all(idle_instances, slot=idle, result="not reached")
         rollout.data["slots"] = {"active": active, "idle": idle}
         return cls(rollout, router, active, idle, idle_instances, old_instances)
 

