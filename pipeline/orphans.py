@@ -135,6 +135,8 @@ class OrphanReport:
     elsewhere: list[str] = field(default_factory=list)
     #: Command lists of this host that could not be read.
     unreadable: list[Path] = field(default_factory=list)
+    #: Command lists of this host that the journal names but that are gone.
+    missing: list[Path] = field(default_factory=list)
 
     def summary(self) -> str:
         """Return one sentence for the recovery message, or "" when there is nothing."""
@@ -147,6 +149,10 @@ class OrphanReport:
             files = ", ".join(str(path) for path in self.unreadable)
             parts.append(f"the list of the commands that the stopped run started cannot be "
                          f"read ({files}), so any that still run here were not stopped")
+        if self.missing:
+            files = ", ".join(str(path) for path in self.missing)
+            parts.append(f"the list of the commands that the stopped run started is missing "
+                         f"({files}), so any that still run here were not stopped")
         hosts = sorted(set(self.elsewhere))
         if hosts:
             parts.append(f"commands of the stopped run may still be running on "
@@ -170,8 +176,9 @@ class ProcessJournal:
         self._worker = worker
         self._folder = folder
         self._host = current_host()
-        #: Deployment id -> the open file descriptor and path of its list.
-        self._files: dict[str, tuple[int, Path]] = {}
+        #: Deployment id -> the open file descriptor and path of its list, and the seq
+        #: of its ``processes`` journal entry.
+        self._files: dict[str, tuple[int, Path, int]] = {}
         self._guard = threading.Lock()
         self._listening = False
 
@@ -180,7 +187,8 @@ class ProcessJournal:
 
         Raises StateError when the journal entry cannot be written.
         """
-        folder = self._folder or process_folder()
+        # Absolute, because the recovery may run in another working directory.
+        folder = (self._folder or process_folder()).absolute()
         path = folder / f"{deployment_id}.txt"
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -193,7 +201,7 @@ class ProcessJournal:
 
         where = ProcessList(self._host, path)
         try:
-            self._worker.append_journal(JournalAppend(
+            entry = self._worker.append_journal(JournalAppend(
                 deployment_id, step.stage, step.id, PROCESS_OPERATION, (), None,
                 where.details()))
         except BaseException:
@@ -201,19 +209,28 @@ class ProcessJournal:
             _remove(path)
             raise
         with self._guard:
-            self._files[deployment_id] = (descriptor, path)
+            self._files[deployment_id] = (descriptor, path, entry.seq)
             if not self._listening:
                 add_start_listener(self._record)
                 self._listening = True
 
-    def finish(self, deployment_id: str) -> None:
-        """Stop listing commands for ``deployment_id``, which has ended, and delete its
-        list: every command it started has ended too."""
+    def finish(self, deployment_id: str, *, recorded: bool) -> None:
+        """Stop listing commands for ``deployment_id``, which has ended.
+
+        Once its outcome is ``recorded`` in the store, the list is deleted, because
+        every command of the deployment has ended, and the journal entry that names it
+        is marked done. Otherwise the list stays for the recovery of the deployment,
+        which the store still shows unfinished.
+        """
         with self._guard:
             opened = self._files.pop(deployment_id, None)
-        if opened is not None:
-            os.close(opened[0])
-            _remove(opened[1])
+        if opened is None:
+            return
+        descriptor, path, seq = opened
+        os.close(descriptor)
+        if recorded:
+            _remove(path)
+            self._worker.complete_journal(deployment_id, seq)
 
     def close(self) -> None:
         """Stop listing commands at all. The lists of deployments that did not finish
@@ -221,7 +238,7 @@ class ProcessJournal:
         remove_start_listener(self._record)
         with self._guard:
             opened, self._files = list(self._files.values()), {}
-        for descriptor, _path in opened:
+        for descriptor, _path, _seq in opened:
             os.close(descriptor)
 
     def _record(self, argv: Sequence[str], pid: int) -> None:
@@ -229,7 +246,7 @@ class ProcessJournal:
         # Writing under the guard keeps finish() from closing a descriptor in use,
         # whose number a file opened meanwhile could take.
         with self._guard:
-            for deployment_id, (descriptor, _path) in self._files.items():
+            for deployment_id, (descriptor, _path, _seq) in self._files.items():
                 try:
                     os.write(descriptor, line)
                 except OSError as exc:
@@ -290,9 +307,11 @@ def stop_orphans(lists: Sequence[ProcessList], grace: float = STOP_GRACE) -> Orp
         try:
             records = where.read()
         except FileNotFoundError:
-            # Deleted when the deployment ended (its outcome was then not recorded), or
-            # by someone clearing the cache folder.
-            logger.info("the command list %s is gone; no command is stopped", where.path)
+            # A list is deleted only once its deployment's outcome is recorded, so
+            # someone deleted it, by clearing the cache folder for example.
+            logger.warning("the command list %s is missing; commands that the stopped run "
+                           "left running here, if any, are not stopped", where.path)
+            report.missing.append(where.path)
             continue
         except OSError as exc:
             logger.warning("cannot read the command list %s: %s", where.path, exc)

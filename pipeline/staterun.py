@@ -504,15 +504,19 @@ class RunState:
         deployment = self.deployment_of(step)
         if deployment is None:
             return
-        if self._processes is not None:
-            self._processes.finish(deployment.id)
         try:
             self.worker.call(lambda store: store.finish_deployment(deployment.id, outcome))
         except StateError as error:
             log_store_error("recording the outcome of deployment %s failed", deployment.id,
                             error=error)
+            self._finish_processes(deployment, recorded=False)
             return
+        self._finish_processes(deployment, recorded=True)
         logger.info("deployment %s finished: %s", deployment.id, outcome.value)
+
+    def _finish_processes(self, deployment: Deployment, *, recorded: bool) -> None:
+        if self._processes is not None:
+            self._processes.finish(deployment.id, recorded=recorded)
 
     def close(self) -> None:
         """Release every lock and close the store."""

@@ -162,10 +162,16 @@ def test_orphans_other_host_named(tmp_path: Path, group: subprocess.Popen[str]):
         "because they can change instances after this recovery")
 
 
-def test_orphans_missing_list_stops_nothing(tmp_path: Path):
-    report = stop_orphans([ProcessList(current_host(), tmp_path / "gone.txt")], grace=0.3)
+def test_orphans_missing_list_named(tmp_path: Path):
+    gone = tmp_path / "gone.txt"
 
-    assert report == OrphanReport()
+    report = stop_orphans([ProcessList(current_host(), gone)], grace=0.3)
+
+    assert report.missing == [gone]
+    assert report.stopped == []
+    assert report.summary() == (
+        f"the list of the commands that the stopped run started is missing ({gone}), "
+        "so any that still run here were not stopped")
 
 
 def test_orphans_unreadable_list_named(tmp_path: Path):
@@ -232,13 +238,38 @@ def test_process_journal_finish_deletes_list(tmp_path: Path, worker: StateWorker
     journal = ProcessJournal(worker, tmp_path / "lists")
     journal.start(deployment, STEP)
     _run("true")
-    journal.finish(deployment)
+    journal.finish(deployment, recorded=True)
     _run("true")
     journal.close()
 
     assert list((tmp_path / "lists").iterdir()) == []
     entries = worker.call(lambda store: store.journal(deployment))
-    assert [entry.operation for entry in entries] == [PROCESS_OPERATION]
+    assert [(entry.operation, entry.done) for entry in entries] == [(PROCESS_OPERATION, True)]
+
+
+def test_process_journal_unrecorded_finish_keeps_list(tmp_path: Path, worker: StateWorker):
+    deployment = _deployment(worker)
+    journal = ProcessJournal(worker, tmp_path / "lists")
+    journal.start(deployment, STEP)
+    pid = _run("true")
+    journal.finish(deployment, recorded=False)
+    journal.close()
+
+    [where] = lists_in(worker.call(lambda store: store.journal(deployment)))
+    assert [record.pid for record in where.read()] == [pid]
+
+
+def test_process_journal_relative_folder_made_absolute(
+    tmp_path: Path, worker: StateWorker, monkeypatch: pytest.MonkeyPatch
+):
+    deployment = _deployment(worker)
+    monkeypatch.chdir(tmp_path)
+    journal = ProcessJournal(worker, Path("lists"))
+    journal.start(deployment, STEP)
+    journal.close()
+
+    [where] = lists_in(worker.call(lambda store: store.journal(deployment)))
+    assert where.path == tmp_path / "lists" / f"{deployment}.txt"
 
 
 def test_process_journal_unwritable_folder_skips_list(
