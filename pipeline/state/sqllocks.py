@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from pipeline.state.errors import LockHeld, LockLost
+from pipeline.state.errors import LockHeld, LockLost, format_time
 from pipeline.state.records import ForcedRelease, Lock
 from pipeline.state.sqlbase import SqlBase
 
@@ -55,9 +55,9 @@ class SqlLocks(SqlBase):
         """Log a lock taken, and the expired lock it replaced, if any."""
         if previous is not None:
             logger.warning("took over the lock of %s from %s, whose lease expired at %s",
-                           lock.environment, previous.owner, previous.expires.isoformat())
+                           lock.environment, previous.owner, format_time(previous.expires))
         logger.info("lock of %s acquired by %s until %s",
-                    lock.environment, lock.owner, lock.expires.isoformat())
+                    lock.environment, lock.owner, format_time(lock.expires))
 
     def renew_lock(self, lock: Lock, lease: float) -> Lock:
         now = self._now()
@@ -72,7 +72,7 @@ class SqlLocks(SqlBase):
         )
         if updated == 0:
             raise LockLost(lock, self.lock_status(lock.environment))
-        logger.debug("lock of %s renewed until %s", lock.environment, renewed.expires.isoformat())
+        logger.debug("lock of %s renewed until %s", lock.environment, format_time(renewed.expires))
         return renewed
 
     def release_lock(self, lock: Lock) -> bool:

@@ -367,7 +367,7 @@ def test_lock_expired_is_taken_over(store: SqlStore, clock: FakeClock,
     assert new.token != old.token
     assert store.lock_status("production") == new
     assert ("took over the lock of production from job-1, whose lease expired at "
-            "2027-01-15T08:01:00+00:00") in caplog.messages
+            "2027-01-15 08:01:00 UTC") in caplog.messages
 
 
 def test_lock_renew_extends_lease(store: SqlStore, clock: FakeClock):
