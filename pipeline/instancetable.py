@@ -53,10 +53,7 @@ class InstanceTable:
 
     def update(self, instance: str, **fields: Any) -> None:
         """Record ``instance`` if it is new, then set ``fields`` on its state."""
-        with self._lock:
-            state = self._rows.setdefault(instance, InstanceState(instance))
-            for name, value in fields.items():
-                setattr(state, name, value)
+        self.update_all((instance,), **fields)
 
     def update_all(self, instances: Iterable[str], **fields: Any) -> None:
         """Set ``fields`` on each of ``instances``, recording the new ones, under one lock."""

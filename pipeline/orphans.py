@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("shipline")
 
-#: The journal operation that says where the commands of a deployment are listed.
+#: The journal operation that records where the commands of a deployment are listed.
 PROCESS_OPERATION = "processes"
 
 #: Seconds a process group gets to exit after SIGTERM before it gets SIGKILL.
@@ -99,7 +99,7 @@ class ProcessRecord:
 
 @dataclass(frozen=True)
 class ProcessList:
-    """Where the commands of one deployment are listed: a file on ``host``."""
+    """The location of one deployment's command list: a file on ``host``."""
 
     host: str
     path: Path
@@ -273,7 +273,7 @@ def record_of(argv: Sequence[str], pid: int) -> ProcessRecord:
 
 
 def lists_in(entries: Iterable[JournalEntry]) -> list[ProcessList]:
-    """Return where a deployment's journal says its commands are listed."""
+    """Return the command lists that a deployment's journal names."""
     lists = []
     for entry in entries:
         if entry.operation != PROCESS_OPERATION:

@@ -385,13 +385,13 @@ class Rollout:
         """Read the version each of ``instances`` runs and record it as the version
         before (and, for now, after) the change.
 
-        The first read tells how: in parallel, ``workers`` at a time, unless it took
-        less than :data:`INLINE_READ`.
+        The first read decides how the rest are read: one after another when it took
+        less than :data:`INLINE_READ`, otherwise in parallel, ``workers`` at a time.
         """
         if not instances:
             return
-        # A target that reads no versions, or reads them from memory, answers at once:
-        # then threads would cost more than they save.
+        # A target that reads no versions, or reads them from memory, returns at once,
+        # and then threads would cost more than they save.
         started = time.monotonic()
         versions = [self.read_version(instances[0])]
         if time.monotonic() - started < INLINE_READ:
@@ -402,16 +402,14 @@ class Rollout:
         for instance, version in zip(instances, versions, strict=True):
             self.table.update(instance, before=version, after=version)
 
-    def journal_deploy(self, instances: Sequence[str],
-                       version: str | None = None) -> Callable[[], None]:
-        """Journal that ``version`` (default: the step's) is about to be deployed to
-        ``instances``, whose versions before are in the table; return the function that
-        marks the journal entries done.
+    def journal_deploy(self, instances: Sequence[str]) -> Callable[[], None]:
+        """Journal that the step's version is about to be deployed to ``instances``, and
+        return the function that marks the journal entries done.
 
-        Instances that ran the same version in the same slot share one entry, and all
-        entries are written in one transaction: a batch of a rolling deploy costs one
-        commit, not one per instance. Raises StateError when the journal cannot be
-        written, so that nothing is deployed.
+        The versions before come from the table. Instances that ran the same version in
+        the same slot share one entry. All entries are written in one transaction, so a
+        batch of a rolling deploy costs one commit, not one per instance. Raises
+        StateError when the journal cannot be written, so that nothing is deployed.
         """
         groups: dict[tuple[str | None, str | None], list[str]] = {}
         for instance in instances:
@@ -419,17 +417,16 @@ class Rollout:
             groups.setdefault((state.before, state.slot), []).append(instance)
         changes = [(names, {"before": before, "slot": slot})
                    for (before, slot), names in groups.items()]
-        return self.context.record_changes(self.step, "deploy", version or self.version,
-                                           changes)
+        return self.context.record_changes(self.step, "deploy", self.version, changes)
 
-    def deploy_instance(self, instance: str, version: str | None = None) -> InstanceResult:
-        """Deploy ``version`` (default: the step's) to ``instance`` and record the result.
+    def deploy_instance(self, instance: str) -> InstanceResult:
+        """Deploy the step's version to ``instance`` and record the result.
 
         The caller journals the deploy first (:meth:`journal_deploy`). The instance is
         marked touched before the target is called, so that a rollback covers a deploy
         that failed halfway. A failure keeps the captured output for the report.
         """
-        version = version or self.version
+        version = self.version
         self.table.update(instance, touched=True, result="deploying")
         result = call_target("deploy", instance,
                              lambda: self.target.deploy(instance, version, self.context.cancel))

@@ -132,7 +132,7 @@ class StateWorker:
         Exceptions, StateError among them, are raised in the calling thread. Journal
         entries marked done before run first.
         """
-        self._flush_completed()
+        self._schedule_flush()
         return self._executor.submit(lambda: function(self._open())).result()
 
     def append_journal(self, append: JournalAppend) -> JournalEntry:
@@ -149,7 +149,9 @@ class StateWorker:
         written.
         """
         futures: list[Future[JournalEntry]] = [Future() for _ in appends]
-        self._queue(lambda: self._appends.extend(zip(appends, futures, strict=True)))
+        with self._lock:
+            self._appends.extend(zip(appends, futures, strict=True))
+        self._schedule_flush()
         return [future.result() for future in futures]
 
     def complete_journal(self, deployment_id: str, seq: int) -> None:
@@ -165,23 +167,14 @@ class StateWorker:
         with self._lock:
             self._completes.append((deployment_id, seq))
 
-    def _flush_completed(self) -> None:
-        """Schedule a flush if entries were marked done and none is scheduled."""
-        with self._lock:
-            if not self._completes or self._flush_scheduled:
-                return
-            self._flush_scheduled = True
-        self._executor.submit(self._flush)
-
-    def _queue(self, add: Callable[[], None]) -> None:
-        """Add a journal write and make sure a flush that will include it is scheduled.
+    def _schedule_flush(self) -> None:
+        """Schedule a flush of the pending journal writes unless one is scheduled.
 
         The flush runs on the worker thread after every call submitted before it, and
         before every call submitted after it, so the order of calls is kept.
         """
         with self._lock:
-            add()
-            if self._flush_scheduled:
+            if self._flush_scheduled or not (self._appends or self._completes):
                 return
             self._flush_scheduled = True
         self._executor.submit(self._flush)
@@ -224,7 +217,7 @@ class StateWorker:
                 self._store.close()
                 self._store = None
 
-        self._flush_completed()
+        self._schedule_flush()
         try:
             self._executor.submit(close_store).result()
         except StateError as error:

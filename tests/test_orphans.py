@@ -163,14 +163,14 @@ def test_orphans_other_host_named(tmp_path: Path, group: subprocess.Popen[str]):
 
 
 def test_orphans_missing_list_named(tmp_path: Path):
-    gone = tmp_path / "gone.txt"
+    deleted = tmp_path / "deleted.txt"
 
-    report = stop_orphans([ProcessList(current_host(), gone)], grace=0.3)
+    report = stop_orphans([ProcessList(current_host(), deleted)], grace=0.3)
 
-    assert report.missing == [gone]
+    assert report.missing == [deleted]
     assert report.stopped == []
     assert report.summary() == (
-        f"the list of the commands that the stopped run started is missing ({gone}), "
+        f"the list of the commands that the stopped run started is missing ({deleted}), "
         "so any that still run here were not stopped")
 
 

@@ -105,7 +105,7 @@ def test_state_worker_batches_concurrent_journal_writes(tmp_path: Path) -> None:
     assert [item.done for item in journal] == [True] * 20
 
 
-def test_state_worker_writes_done_marks_with_the_next_write(tmp_path: Path) -> None:
+def test_state_worker_defers_done_marks(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     worker = StateWorker(StateLocation("sqlite", path=path), SystemClock())
     deployment = worker.call(lambda store: store.start_deployment(

@@ -333,8 +333,8 @@ def test_state_recovery_stops_orphaned_deploy(tmp_path: Path, state_url: str) ->
     assert output.index("stopped 1 command") < output.index("rolling back")
     assert not _running(orphan)
     assert versions(tmp_path) == dict.fromkeys(WEB, "1.2.0")
-    # The journal says where the killed run listed its commands; recovery deleted the
-    # list once it had stopped them.
+    # The journal names the file where the killed run listed its commands. Recovery
+    # deleted the file once it had stopped them.
     [where] = lists_in(StoreReader(state_url, tmp_path).journal(killed.id))
     assert where.host == current_host()
     assert not where.path.exists()
