@@ -59,7 +59,9 @@ class InstanceTable:
         """Set ``fields`` on each of ``instances``, recording the new ones, under one lock."""
         with self._lock:
             for instance in instances:
-                state = self._rows.setdefault(instance, InstanceState(instance))
+                state = self._rows.get(instance)
+                if state is None:
+                    state = self._rows[instance] = InstanceState(instance)
                 for name, value in fields.items():
                     setattr(state, name, value)
 

@@ -97,3 +97,31 @@ def call_target(
     except ShiplineError as exc:
         logger.warning("%s on %s failed: %s", operation, instance, exc)
         return InstanceResult(instance, False, str(exc))
+
+
+def started_pool(workers: int, name: str) -> ThreadPoolExecutor:
+    """Return a thread pool of ``workers`` threads, all of them already started.
+
+    ThreadPoolExecutor starts a thread when work arrives and waits until the thread
+    runs. In the first batch of a rolling deploy those waits queue behind the threads
+    that are starting commands, which made the first batch tens of milliseconds longer
+    than the others. Started here, before any command, the threads cost a few.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+    # Each call blocks its thread until all have arrived, so no thread is idle when the
+    # next one is submitted and the pool starts a new thread for each.
+    arrived = threading.Barrier(workers + 1)
+    try:
+        for _ in range(workers):
+            pool.submit(arrived.wait)
+    except BaseException:
+        # Threads that started stop waiting, and the pool goes: the system refused a
+        # thread (RuntimeError: can't start new thread) or the run was interrupted.
+        arrived.abort()
+        pool.shutdown(wait=False)
+        raise
+    arrived.wait()
+    return pool
+

@@ -370,6 +370,32 @@ def test_run_command_missing_cwd(tmp_path: Path) -> None:
     assert result.message == f"working directory not found: '{missing}'"
 
 
+def test_run_command_stdin_is_empty_and_shared_descriptors_stay_private() -> None:
+    # cat ends at once on /dev/null; ls lists the child's own descriptors, which must be
+    # 0, 1 and 2 only (plus the one ls opens to read the folder).
+    read_stdin = run_command("cat", {}, timeout=10, cancel=None)
+    descriptors = run_command("ls /proc/self/fd", {}, timeout=10, cancel=None)
+
+    assert read_stdin.ok
+    assert read_stdin.output == ""
+    assert sorted(int(fd) for fd in descriptors.stdout.split())[:3] == [0, 1, 2]
+    assert len(descriptors.stdout.split()) == 4
+
+
+def test_run_command_closes_its_descriptors(tmp_path: Path) -> None:
+    # Warm up: the shared /dev/null descriptor is opened by the first command.
+    run_command("true", {}, timeout=10, cancel=None)
+    before = len(os.listdir("/proc/self/fd"))
+
+    run_command("true", {}, timeout=10, cancel=None)
+    run_command("sh -c 'echo out; echo err >&2; exit 3'", {}, timeout=10, cancel=None)
+    run_command("no-such-command-shipline", {}, timeout=10, cancel=None)
+    run_command("true", {}, timeout=10, cancel=None, cwd=tmp_path / "missing")
+    run_command("sleep 5", {}, timeout=0.1, cancel=None)
+
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 def test_run_command_unknown_placeholder_runs_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
 

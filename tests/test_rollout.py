@@ -48,6 +48,7 @@ from pipeline.rollout import (
     split_batches,
     wait_healthy,
 )
+from pipeline.rolloutparallel import started_pool
 from pipeline.target import Capability
 
 WEB = [f"web-{n}" for n in range(1, 11)]
@@ -196,6 +197,54 @@ def test_run_parallel_reuses_pool_threads() -> None:
         run_parallel(list(range(8)), work, workers=2, pool=pool)
     assert len(names) == 4
     assert all(name.startswith("lender") for name in names)
+
+
+def test_started_pool_starts_every_thread_before_work() -> None:
+    before = {thread.name for thread in threading.enumerate()}
+
+    pool = started_pool(6, "prestarted")
+    try:
+        started = {thread.name for thread in threading.enumerate()} - before
+        names: set[str] = set()
+        release = threading.Barrier(6)
+
+        def work(_: int) -> None:
+            names.add(threading.current_thread().name)
+            release.wait(timeout=5)
+
+        run_parallel(list(range(6)), work, workers=6, pool=pool)
+    finally:
+        pool.shutdown()
+
+    assert len(started) == 6
+    assert all(name.startswith("prestarted") for name in started)
+    assert names == started
+
+
+def test_started_pool_releases_started_threads_when_one_cannot_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The third thread is refused, as the system does when it has no more threads to give.
+    submitted = 0
+    submit = ThreadPoolExecutor.submit
+
+    def refuse_third(self: ThreadPoolExecutor, *args: Any, **kwargs: Any) -> Any:
+        nonlocal submitted
+        submitted += 1
+        if submitted == 3:
+            raise RuntimeError("can't start new thread")
+        return submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", refuse_third)
+    before = threading.active_count()
+
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        started_pool(5, "refused")
+
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == before
 
 
 # -- health ------------------------------------------------------------------------------

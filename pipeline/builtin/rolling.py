@@ -79,7 +79,7 @@ from pipeline.rollout import (
     serving_instances,
     split_batches,
 )
-from pipeline.rolloutparallel import MAX_PARALLEL
+from pipeline.rolloutparallel import MAX_PARALLEL, started_pool
 from pipeline.schema import StepSchema
 from pipeline.target import Capability
 
@@ -169,8 +169,6 @@ class RollingStrategy:
 
 def _roll(rollout: Rollout, options: RollingOptions) -> str:
     """Update every serving instance batch by batch; return the success message."""
-    from concurrent.futures import ThreadPoolExecutor  # Imported here to keep start-up fast.
-
     instances = serving_instances(rollout.target, rollout.router)
     if not instances:
         raise StepFailed(f"environment '{rollout.environment_name}' has no instances")
@@ -182,7 +180,7 @@ def _roll(rollout: Rollout, options: RollingOptions) -> str:
     _register_rollback(rollout, workers=options.rollback_workers(total))
 
     stop = threading.Event()
-    pool = ThreadPoolExecutor(max_workers=max(limits), thread_name_prefix="shipline-rolling")
+    pool = started_pool(max(limits), "shipline-rolling")
     try:
         for number, (batch, limit) in enumerate(zip(batches, limits, strict=True), start=1):
             where = f"batch {number} of {len(batches)}"
