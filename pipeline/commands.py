@@ -65,8 +65,12 @@ _CANCEL_CHECK = 1.0
 #: started keeps its output open.
 _DRAIN_GRACE = 0.2
 
-#: A function called with the argument list and process id of each command that starts.
-StartListener = Callable[[Sequence[str], int], None]
+#: A function called with the argument list, the process id and the boot clock time
+#: just before the start (see :func:`boot_clock_ns`) of each command that starts.
+StartListener = Callable[[Sequence[str], int, "int | None"], None]
+
+#: The clock that /proc/PID/stat gives process start times in; Linux only.
+_BOOT_CLOCK: int | None = getattr(time, "CLOCK_BOOTTIME", None)
 
 _start_listeners: list[StartListener] = []
 _listeners_guard = threading.Lock()
@@ -74,7 +78,8 @@ _listeners_guard = threading.Lock()
 
 def add_start_listener(listener: StartListener) -> None:
     """Call ``listener`` after each command of this process starts, on the thread that
-    started it. The run uses it to journal commands that a SIGKILL would leave running.
+    started it. The run uses it to list commands that a SIGKILL would leave running.
+    The process started between the boot clock time passed and the time of the call.
     The listener must not raise, because the command already runs."""
     with _listeners_guard:
         _start_listeners.append(listener)
@@ -87,11 +92,19 @@ def remove_start_listener(listener: StartListener) -> None:
             _start_listeners.remove(listener)
 
 
-def _notify_started(argv: Sequence[str], pid: int) -> None:
+def boot_clock_ns() -> int | None:
+    """Return the time since boot in nanoseconds (CLOCK_BOOTTIME), the clock of the
+    process start times in /proc/PID/stat, or None where the system has no such clock."""
+    if _BOOT_CLOCK is None:
+        return None
+    return time.clock_gettime_ns(_BOOT_CLOCK)
+
+
+def _notify_started(argv: Sequence[str], pid: int, before: int | None) -> None:
     with _listeners_guard:
         listeners = list(_start_listeners)
     for listener in listeners:
-        listener(argv, pid)
+        listener(argv, pid, before)
 
 _READ_SIZE = 65536
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -379,6 +392,7 @@ def run_command(
     # (fstat, lseek, ioctl) that a rolling deploy would pay for every instance.
     stdout_read, stdout_write = os.pipe()
     stderr_read, stderr_write = os.pipe()
+    before = boot_clock_ns() if announce else None
     try:
         process = subprocess.Popen(
             argv, executable=_find_executable(argv[0], child_env), stdin=_devnull(),
@@ -395,7 +409,7 @@ def run_command(
 
     logger.debug("started %s (pid %d)", argv[0], process.pid)
     if announce:
-        _notify_started(argv, process.pid)
+        _notify_started(argv, process.pid, before)
     supervisor = _Supervisor(process, argv, stdout_read, stderr_read, timeout=timeout,
                              cancel=cancel, max_output=max_output, started=started)
     return supervisor.run()

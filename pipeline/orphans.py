@@ -5,12 +5,13 @@ reach it: a deploy command can go on and overwrite an instance after the next ru
 recovery restored it. So while a deployment is unfinished, the run lists each command
 it starts, except read-only probes (see ``announce`` of
 :func:`pipeline.commands.run_command`), in a file of this host: the process id (which
-is also the process group id), the process start time from ``/proc/PID/stat`` and the
-program name. The deployment's journal gets one ``processes`` entry with the host name
-and the file's path. Recovery on the same host reads the file and stops each listed
-process group that still runs: SIGTERM, then SIGKILL after a grace period. A process
-whose start time differs from the listed one is a new process that reuses the id, and
-is left alone.
+is also the process group id), the range of clock ticks after boot in which the
+process started (the unit of the start time in ``/proc/PID/stat``) and the program
+name. The deployment's journal gets one ``processes`` entry with the host name and the
+file's path. Recovery on the same host reads the file and stops each listed process
+group that still runs: SIGTERM, then SIGKILL after a grace period. A process whose
+start time falls outside the listed range is a new process that reuses the id, and is
+left alone.
 
 The list is a file rather than journal entries because a commit per command cost a
 rolling deploy of 1,000 instances 3% to 5% of its time (docs/benchmarks.md). The file
@@ -26,6 +27,7 @@ command from a new process with the same id.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.commands import add_start_listener, remove_start_listener
+from pipeline.commands import add_start_listener, boot_clock_ns, remove_start_listener
 from pipeline.fragmentcache import cache_dir
 from pipeline.instancetable import plural
 from pipeline.state import JournalAppend, JournalEntry
@@ -59,6 +61,9 @@ _POLL_INTERVAL = 0.05
 
 _PROC = Path("/proc")
 
+#: The unit of process start times in /proc/PID/stat.
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
 
 def process_folder() -> Path:
     """Return the folder of the command lists: ``processes`` in shipline's cache folder."""
@@ -69,19 +74,21 @@ def process_folder() -> Path:
 class ProcessRecord:
     """A command started by a run, as listed: how to recognise it later.
 
-    ``pid`` is also the id of the process group the command leads. ``start_time`` is
-    field 22 of ``/proc/PID/stat``, in clock ticks after boot, or None where there is
-    no ``/proc``. ``command`` is the program name only, because the arguments may
+    ``pid`` is also the id of the process group the command leads. ``started`` is the
+    range of clock ticks after boot, both ends included, in which the process started,
+    in the unit of field 22 of ``/proc/PID/stat``; None where there is no ``/proc``. A
+    new process that reuses the id starts after the range, once the command has exited
+    and been reaped. ``command`` is the program name only, because the arguments may
     contain secrets.
     """
 
     pid: int
-    start_time: int | None
+    started: tuple[int, int] | None
     command: str
 
     def line(self) -> str:
         """Return the record as a line of a command list, which :meth:`from_line` reads."""
-        start = "-" if self.start_time is None else str(self.start_time)
+        start = "-" if self.started is None else f"{self.started[0]}-{self.started[1]}"
         command = " ".join(self.command.splitlines())
         return f"{self.pid} {start} {command}\n"
 
@@ -92,9 +99,17 @@ class ProcessRecord:
         if len(fields) != 3 or not fields[0].isdigit():
             return None
         pid, start, command = fields
-        if start != "-" and not start.isdigit():
+        if start == "-":
+            return cls(int(pid), None, command)
+        first, _, last = start.partition("-")
+        if not (first.isdigit() and last.isdigit()) or int(first) > int(last):
             return None
-        return cls(int(pid), None if start == "-" else int(start), command)
+        return cls(int(pid), (int(first), int(last)), command)
+
+    def started_at(self, start_time: int) -> bool:
+        """Tell whether a process that started at ``start_time`` (ticks after boot) can
+        be this command, rather than a later process with the same id."""
+        return self.started is not None and self.started[0] <= start_time <= self.started[1]
 
 
 @dataclass(frozen=True)
@@ -177,8 +192,11 @@ class ProcessJournal:
         self._folder = folder
         self._host = current_host()
         #: Deployment id -> the open file descriptor and path of its list, and the seq
-        #: of its ``processes`` journal entry.
+        #: of its ``processes`` journal entry. Replaced, never changed in place.
         self._files: dict[str, tuple[int, Path, int]] = {}
+        #: Calls of _record writing now, and descriptors to close once none is.
+        self._writers = 0
+        self._retired: list[int] = []
         self._guard = threading.Lock()
         self._listening = False
 
@@ -209,7 +227,7 @@ class ProcessJournal:
             _remove(path)
             raise
         with self._guard:
-            self._files[deployment_id] = (descriptor, path, entry.seq)
+            self._files = {**self._files, deployment_id: (descriptor, path, entry.seq)}
             if not self._listening:
                 add_start_listener(self._record)
                 self._listening = True
@@ -223,11 +241,14 @@ class ProcessJournal:
         which the store still shows unfinished.
         """
         with self._guard:
-            opened = self._files.pop(deployment_id, None)
-        if opened is None:
-            return
-        descriptor, path, seq = opened
-        os.close(descriptor)
+            opened = self._files.get(deployment_id)
+            if opened is None:
+                return
+            # A new dict rather than a change to this one: a write may be going through it.
+            self._files = {key: value for key, value in self._files.items()
+                           if key != deployment_id}
+            self._retire(opened[0])
+        _descriptor, path, seq = opened
         if recorded:
             _remove(path)
             self._worker.complete_journal(deployment_id, seq)
@@ -238,20 +259,41 @@ class ProcessJournal:
         remove_start_listener(self._record)
         with self._guard:
             opened, self._files = list(self._files.values()), {}
-        for descriptor, _path, _seq in opened:
-            os.close(descriptor)
+            for descriptor, _path, _seq in opened:
+                self._retire(descriptor)
 
-    def _record(self, argv: Sequence[str], pid: int) -> None:
-        line = record_of(argv, pid).line().encode("utf-8", errors="replace")
-        # Writing under the guard keeps finish() from closing a descriptor in use,
-        # whose number a file opened meanwhile could take.
+    def _record(self, argv: Sequence[str], pid: int, before: int | None) -> None:
+        line = record_of(argv, pid, before).line().encode("utf-8", errors="replace")
+        # The writes happen outside the guard, because a rolling deploy's threads would
+        # queue on it during each write. Instead finish() and close() leave a descriptor
+        # open while any write is under way: closed, its number could be reused by a
+        # file opened meanwhile, which would then get the line.
         with self._guard:
-            for deployment_id, (descriptor, _path, _seq) in self._files.items():
+            self._writers += 1
+            files = self._files
+        try:
+            for deployment_id, (descriptor, _path, _seq) in files.items():
                 try:
                     os.write(descriptor, line)
                 except OSError as exc:
                     logger.warning("listing command %s (pid %d) of deployment %s failed: %s",
                                    argv[0] if argv else "", pid, deployment_id, exc)
+        finally:
+            with self._guard:
+                self._writers -= 1
+                if not self._writers:
+                    self._close_retired()
+
+    def _retire(self, descriptor: int) -> None:
+        """Close ``descriptor`` once no write uses it; call with the guard held."""
+        self._retired.append(descriptor)
+        if not self._writers:
+            self._close_retired()
+
+    def _close_retired(self) -> None:
+        for descriptor in self._retired:
+            os.close(descriptor)
+        self._retired.clear()
 
 
 def _remove(path: Path) -> None:
@@ -266,10 +308,31 @@ def current_host() -> str:
     return socket.gethostname()
 
 
-def record_of(argv: Sequence[str], pid: int) -> ProcessRecord:
-    """Describe a command that has just started as the leader of its process group."""
-    return ProcessRecord(pid, process_start_time(pid),
-                         os.path.basename(argv[0]) if argv else "")
+def record_of(argv: Sequence[str], pid: int, before: int | None = None) -> ProcessRecord:
+    """Describe a command that has just started as the leader of its process group.
+
+    ``before`` is the boot clock in nanoseconds (:func:`boot_clock_ns`) just before the
+    command started. With it the start is placed between that and now without reading
+    ``/proc``, which would cost three system calls for every command of a rolling
+    deploy; without it the start time is read from ``/proc``.
+    """
+    name = os.path.basename(argv[0]) if argv else ""
+    now = boot_clock_ns()
+    if before is not None and now is not None and _have_proc():
+        return ProcessRecord(pid, (_ticks(before), _ticks(now)), name)
+    start = process_start_time(pid)
+    return ProcessRecord(pid, None if start is None else (start, start), name)
+
+
+@functools.cache
+def _have_proc() -> bool:
+    return _PROC.is_dir()
+
+
+def _ticks(nanoseconds: int) -> int:
+    """Convert boot clock nanoseconds to the clock ticks of /proc/PID/stat, which the
+    kernel rounds down the same way."""
+    return nanoseconds * _TICKS_PER_SECOND // 1_000_000_000
 
 
 def lists_in(entries: Iterable[JournalEntry]) -> list[ProcessList]:
@@ -338,12 +401,12 @@ def stop_groups(records: Sequence[ProcessRecord], report: OrphanReport,
 
 def _stop_group(record: ProcessRecord, grace: float) -> bool:
     """Stop one recorded process group; return whether any of it was still running."""
-    if record.start_time is None:
+    if record.started is None:
         logger.warning("cannot check whether %s (process group %d) still runs: no start "
                        "time was recorded, so it is left alone", record.command, record.pid)
         return False
     leader_start = process_start_time(record.pid)
-    if leader_start is not None and leader_start != record.start_time:
+    if leader_start is not None and not record.started_at(leader_start):
         logger.info("process %d is a new process that reuses the id of %s; left alone",
                     record.pid, record.command)
         return False
@@ -385,7 +448,7 @@ def _group_members(record: ProcessRecord) -> list[int]:
         fields = _stat_fields(int(entry.name))
         if fields is None or fields[0] == "Z" or int(fields[2]) != record.pid:
             continue
-        if record.start_time is not None and int(fields[19]) < record.start_time:
+        if record.started is not None and int(fields[19]) < record.started[0]:
             continue
         members.append(int(entry.name))
     return members

@@ -7,13 +7,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipeline.clock import SystemClock
-from pipeline.commands import run_command
+from pipeline.commands import CommandResult, boot_clock_ns, run_command
 from pipeline.orphans import (
     PROCESS_OPERATION,
     OrphanReport,
@@ -66,10 +68,26 @@ def _listed(tmp_path: Path, *records: ProcessRecord, host: str | None = None) ->
 def test_orphans_record_of_started_command(group: subprocess.Popen[str]):
     record = record_of(["/usr/bin/deploy.sh", "--token", "s3cret"], group.pid)
 
+    start = process_start_time(group.pid)
+    assert start is not None
     assert record.pid == group.pid
-    assert record.start_time == process_start_time(group.pid)
-    assert record.start_time is not None
+    assert record.started == (start, start)
     assert record.command == "deploy.sh"
+
+
+def test_orphans_record_of_places_start_between_boot_clock_reads():
+    # Many starts, so that some cross a clock tick (10 ms with the usual USER_HZ of 100).
+    for _ in range(30):
+        before = boot_clock_ns()
+        process = subprocess.Popen(["true"], start_new_session=True)
+        record = record_of(["true"], process.pid, before)
+        start = process_start_time(process.pid)
+        process.wait(timeout=10)
+
+        assert record.started is not None
+        assert start is not None
+        assert record.started_at(start), (record.started, start)
+        assert record.started[1] - record.started[0] <= 1
 
 
 def test_orphans_line_round_trip(group: subprocess.Popen[str]):
@@ -78,9 +96,12 @@ def test_orphans_line_round_trip(group: subprocess.Popen[str]):
 
     assert ProcessRecord.from_line(record.line()) == record
     assert ProcessRecord.from_line(unknown_start.line()) == unknown_start
-    assert ProcessRecord(7, 1, "two\nlines").line() == "7 1 two lines\n"
-    assert ProcessRecord.from_line("x 1 sh") is None
+    assert ProcessRecord(7, (1, 2), "two\nlines").line() == "7 1-2 two lines\n"
+    assert ProcessRecord.from_line("x 1-1 sh") is None
     assert ProcessRecord.from_line("12 y sh") is None
+    assert ProcessRecord.from_line("12 5 sh") is None
+    assert ProcessRecord.from_line("12 5-4 sh") is None
+    assert ProcessRecord.from_line("12 -4 sh") is None
     assert ProcessRecord.from_line("12") is None
 
 
@@ -121,8 +142,9 @@ def test_orphans_kill_after_grace(tmp_path: Path):
 
 def test_orphans_skip_reused_pid(tmp_path: Path, group: subprocess.Popen[str]):
     record = record_of(["sleep"], group.pid)
-    assert record.start_time is not None
-    reused = ProcessRecord(group.pid, record.start_time - 1, "sleep")
+    assert record.started is not None
+    first = record.started[0]
+    reused = ProcessRecord(group.pid, (first - 5, first - 1), "sleep")
 
     report = stop_orphans([_listed(tmp_path, reused)], grace=0.3)
 
@@ -286,3 +308,66 @@ def test_process_journal_unwritable_folder_skips_list(
 
     assert worker.call(lambda store: store.journal(deployment)) == []
     assert f"the commands of deployment {deployment} are not listed" in caplog.text
+
+
+def test_process_journal_lists_every_command_of_many_threads(tmp_path: Path,
+                                                             worker: StateWorker):
+    first, second = _deployment(worker), _deployment(worker)
+    journal = ProcessJournal(worker, tmp_path / "lists")
+    journal.start(first, STEP)
+    journal.start(second, STEP)
+    _run("true", announce=False)  # Opens the /dev/null descriptor that commands share.
+    descriptors = len(os.listdir("/proc/self/fd"))
+    pids: list[int] = []
+
+    def run_some() -> None:
+        for _ in range(5):
+            pids.append(_run("true"))
+
+    threads = [threading.Thread(target=run_some) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    # Finished while the threads write: its descriptor must stay open until they are done.
+    journal.finish(first, recorded=False)
+    for thread in threads:
+        thread.join()
+    journal.close()
+
+    lists = {where.path.stem: where for where in
+             lists_in(worker.call(lambda store: store.journal(second)))}
+    listed = [record.pid for record in lists[second].read()]
+    assert sorted(listed) == sorted(pids)
+    [first_list] = lists_in(worker.call(lambda store: store.journal(first)))
+    assert set(record.pid for record in first_list.read()) <= set(pids)
+    assert len(os.listdir("/proc/self/fd")) == descriptors - 2
+
+
+def test_process_journal_listed_command_is_stopped_by_recovery(tmp_path: Path,
+                                                              worker: StateWorker):
+    deployment = _deployment(worker)
+    journal = ProcessJournal(worker, tmp_path / "lists")
+    journal.start(deployment, STEP)
+    cancel = threading.Event()
+    results: list[CommandResult] = []
+    runner = threading.Thread(target=lambda: results.append(
+        run_command("sleep 30", {}, timeout=60, cancel=cancel)))
+    runner.start()
+    try:
+        [where] = lists_in(worker.call(lambda store: store.journal(deployment)))
+        deadline = time.monotonic() + 10
+        while not where.read() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        [record] = where.read()
+
+        # The range read from the boot clock must match the start time in /proc, or the
+        # recovery would take the command for a new process and leave it running.
+        report = stop_orphans([where], grace=5)
+    finally:
+        cancel.set()
+        runner.join(timeout=10)
+        journal.close()
+
+    assert report.stopped == [record.pid]
+    assert results[0].pid == record.pid
+    assert results[0].exit_code is None or results[0].exit_code < 0
+
