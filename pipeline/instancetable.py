@@ -7,7 +7,7 @@ report, and rollbacks read from it which instances changed.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,8 +57,13 @@ class InstanceTable:
 
     def update_all(self, instances: Iterable[str], **fields: Any) -> None:
         """Set ``fields`` on each of ``instances``, recording the new ones, under one lock."""
+        self.update_many((instance, fields) for instance in instances)
+
+    def update_many(self, changes: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """Set the fields of each (instance, fields) pair, recording the new instances in
+        the order given, under one lock."""
         with self._lock:
-            for instance in instances:
+            for instance, fields in changes:
                 state = self._rows.get(instance)
                 if state is None:
                     state = self._rows[instance] = InstanceState(instance)
@@ -73,6 +78,12 @@ class InstanceTable:
         """Return a copy of the state of ``instance``; raise KeyError if it is unknown."""
         with self._lock:
             return _copied(self._rows[instance])
+
+    def get_all(self, instances: Iterable[str]) -> list[InstanceState]:
+        """Return copies of the states of ``instances``, in their order, under one lock;
+        raise KeyError if one is unknown."""
+        with self._lock:
+            return [_copied(self._rows[instance]) for instance in instances]
 
     def rows(self) -> list[InstanceState]:
         """Return copies of every state, in the order the instances were first seen."""

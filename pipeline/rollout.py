@@ -399,8 +399,9 @@ class Rollout:
         else:
             versions += run_parallel(instances[1:], self.read_version, workers=workers,
                                      pool=pool)
-        for instance, version in zip(instances, versions, strict=True):
-            self.table.update(instance, before=version, after=version)
+        self.table.update_many(
+            (instance, {"before": version, "after": version})
+            for instance, version in zip(instances, versions, strict=True))
 
     def journal_deploy(self, instances: Sequence[str]) -> Callable[[], None]:
         """Journal that the step's version is about to be deployed to ``instances``, and
@@ -412,9 +413,8 @@ class Rollout:
         StateError when the journal cannot be written, so that nothing is deployed.
         """
         groups: dict[tuple[str | None, str | None], list[str]] = {}
-        for instance in instances:
-            state = self.table.get(instance)
-            groups.setdefault((state.before, state.slot), []).append(instance)
+        for state in self.table.get_all(instances):
+            groups.setdefault((state.before, state.slot), []).append(state.instance)
         changes = [(names, {"before": before, "slot": slot})
                    for (before, slot), names in groups.items()]
         return self.context.record_changes(self.step, "deploy", self.version, changes)
@@ -497,11 +497,11 @@ class Rollout:
         self.read_versions(instances, workers=workers, pool=pool)
 
         changing = []
-        for instance in instances:
-            if self.table.get(instance).before == self.version:
-                self._keep(instance)
+        for state in self.table.get_all(instances):
+            if state.before == self.version:
+                self._keep(state.instance)
             else:
-                changing.append(instance)
+                changing.append(state.instance)
 
         self.deploy_instances(changing, health, workers=workers, result="updated", pool=pool,
                               stop=stop, on_failure=on_failure)

@@ -379,6 +379,23 @@ def test_instance_table_render_slots() -> None:
     )
 
 
+def test_instance_table_update_many_keeps_order_and_get_all_copies() -> None:
+    table = InstanceTable()
+    table.update("web-2", result="pending")
+
+    table.update_many([("web-3", {"before": "1.0"}), ("web-2", {"before": "0.9"}),
+                       ("web-1", {"before": None, "result": "updated"})])
+    states = table.get_all(["web-1", "web-2"])
+    states[0].result = "changed in the copy only"
+
+    assert [state.instance for state in table.rows()] == ["web-2", "web-3", "web-1"]
+    assert [(state.before, state.result) for state in states] == [
+        (None, "changed in the copy only"), ("0.9", "pending")]
+    assert table.get("web-1").result == "updated"
+    with pytest.raises(KeyError):
+        table.get_all(["web-1", "web-9"])
+
+
 def test_instance_table_output_keeps_tail() -> None:
     table = InstanceTable()
     table.add_output("web-1", "deploy", "first\n" + "x" * MAX_REPORT_OUTPUT)

@@ -267,15 +267,15 @@ class _InPlace:
         rollout = self.rollout
         rollout.update_instances(instances, self.health, workers=MAX_PARALLEL)
         rollout.check_cancelled("while updating canary instances")
-        failed = [rollout.table.get(i) for i in instances
-                  if rollout.table.get(i).result not in ("updated", "unchanged")]
+        failed = [state for state in rollout.table.get_all(instances)
+                  if state.result not in ("updated", "unchanged")]
         if failed:
             raise StepFailed(f"{len(failed)} of {len(instances)} canary instances failed: "
                              f"{failed[0].instance}: {failed[0].message}")
 
     def _shrink(self, instances: Sequence[str]) -> None:
         rollout = self.rollout
-        states = [rollout.table.get(i) for i in instances]
+        states = rollout.table.get_all(instances)
         try:
             restore_previous(rollout.target, states, fallback=rollout.fallback,
                              cancel=rollout.context.cancel)

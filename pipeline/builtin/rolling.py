@@ -190,14 +190,15 @@ def _roll(rollout: Rollout, options: RollingOptions) -> str:
             rollout.check_cancelled(f"during {where}")
             _fail_beyond(rollout, total, allowed)
 
-            _run_batch_checks(rollout, options, batch, limit=limit, where=where, pool=pool)
-            _fail_beyond(rollout, total, allowed)
+            if options.checks:
+                _run_batch_checks(rollout, options, batch, limit=limit, where=where, pool=pool)
+                _fail_beyond(rollout, total, allowed)
             _run_batch_analysis(rollout, options, number, where)
 
             # A batch whose instances all ran the version already (as after --resume)
             # changed nothing to watch, so it gets no pause.
-            changed = any(rollout.table.get(instance).result != "unchanged"
-                          for instance in batch)
+            changed = any(state.result != "unchanged"
+                          for state in rollout.table.get_all(batch))
             if number < len(batches) and options.pause > 0 and changed:
                 rollout.sleep(options.pause, f"during the pause after {where}")
     finally:
@@ -257,10 +258,8 @@ def _run_batch_checks(
     where: str,
     pool: ThreadPoolExecutor,
 ) -> None:
-    if not options.checks:
-        return
-    updated = [instance for instance in batch
-               if rollout.table.get(instance).result == "updated"]
+    updated = [state.instance for state in rollout.table.get_all(batch)
+               if state.result == "updated"]
     runs = run_checks(options.checks, rollout.context, instances=updated,
                       placeholders={"version": rollout.version}, workers=limit, pool=pool)
     rollout.check_cancelled(f"during the checks after {where}")
