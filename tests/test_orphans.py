@@ -77,17 +77,23 @@ def test_orphans_record_of_started_command(group: subprocess.Popen[str]):
 
 def test_orphans_record_of_places_start_between_boot_clock_reads():
     # Many starts, so that some cross a clock tick (10 ms with the usual USER_HZ of 100).
+    tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
     for _ in range(30):
         before = boot_clock_ns()
-        process = subprocess.Popen(["true"], start_new_session=True)
-        record = record_of(["true"], process.pid, before)
+        assert before is not None
+        process = subprocess.Popen(["sleep", "30"], start_new_session=True)
+        record = record_of(["sleep"], process.pid, before)
+        after = boot_clock_ns()
+        assert after is not None
         start = process_start_time(process.pid)
+        process.kill()
         process.wait(timeout=10)
 
         assert record.started is not None
         assert start is not None
         assert record.started_at(start), (record.started, start)
-        assert record.started[1] - record.started[0] <= 1
+        # As narrow as the time the start took allows: one tick more at most.
+        assert record.started[1] - record.started[0] <= (after - before) // tick + 1
 
 
 def test_orphans_line_round_trip(group: subprocess.Popen[str]):
