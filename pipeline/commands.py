@@ -472,7 +472,7 @@ def _start_failed(argv: tuple[str, ...], exc: OSError, duration: float,
     return CommandResult(argv, None, duration=duration, error=message)
 
 
-#: What a watched descriptor is, besides an output pipe.
+#: Roles of the watched descriptors other than the output pipes.
 _EXIT = "exit"
 _CANCEL = "cancel"
 

@@ -156,8 +156,8 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """Format a plain-text table with columns padded to their widest cell."""
     lines = [headers, *rows]
     widths = [max(map(len, column)) for column in zip(*lines, strict=True)]
-    # Every cell but the last is padded to its column's width; one format string does
-    # it for all rows, at a fraction of the cost of a ljust() call per cell.
+    # Every cell but the last is padded to its column's width. One format string pads
+    # a whole row, which costs a fraction of one ljust() call per cell.
     template = "  ".join([*(f"{{:<{width}}}" for width in widths[:-1]), "{}"])
     return "\n".join(template.format(*line).rstrip() for line in lines)
 

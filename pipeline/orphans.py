@@ -312,9 +312,9 @@ def record_of(argv: Sequence[str], pid: int, before: int | None = None) -> Proce
     """Describe a command that has just started as the leader of its process group.
 
     ``before`` is the boot clock in nanoseconds (:func:`boot_clock_ns`) just before the
-    command started. With it the start is placed between that and now without reading
-    ``/proc``, which would cost three system calls for every command of a rolling
-    deploy; without it the start time is read from ``/proc``.
+    command started. With it, the start is placed between that time and now, which
+    saves reading ``/proc`` (three system calls) for every command of a rolling deploy.
+    Without it, the start time is read from ``/proc``.
     """
     name = os.path.basename(argv[0]) if argv else ""
     now = boot_clock_ns()

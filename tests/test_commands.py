@@ -370,9 +370,9 @@ def test_run_command_missing_cwd(tmp_path: Path) -> None:
     assert result.message == f"working directory not found: '{missing}'"
 
 
-def test_run_command_stdin_is_empty_and_shared_descriptors_stay_private() -> None:
-    # cat ends at once on /dev/null; ls lists the child's own descriptors, which must be
-    # 0, 1 and 2 only (plus the one ls opens to read the folder).
+def test_run_command_stdin_and_descriptors() -> None:
+    # cat ends at once on /dev/null. ls lists the child's own descriptors: 0, 1 and 2,
+    # and the one that ls opens to read the folder.
     read_stdin = run_command("cat", {}, timeout=10, cancel=None)
     descriptors = run_command("ls /proc/self/fd", {}, timeout=10, cancel=None)
 

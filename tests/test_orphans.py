@@ -75,7 +75,7 @@ def test_orphans_record_of_started_command(group: subprocess.Popen[str]):
     assert record.command == "deploy.sh"
 
 
-def test_orphans_record_of_places_start_between_boot_clock_reads():
+def test_orphans_record_of_boot_clock_range():
     # Many starts, so that some cross a clock tick (10 ms with the usual USER_HZ of 100).
     tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
     for _ in range(30):
@@ -316,8 +316,7 @@ def test_process_journal_unwritable_folder_skips_list(
     assert f"the commands of deployment {deployment} are not listed" in caplog.text
 
 
-def test_process_journal_lists_every_command_of_many_threads(tmp_path: Path,
-                                                             worker: StateWorker):
+def test_process_journal_many_threads(tmp_path: Path, worker: StateWorker):
     first, second = _deployment(worker), _deployment(worker)
     journal = ProcessJournal(worker, tmp_path / "lists")
     journal.start(first, STEP)
@@ -348,8 +347,7 @@ def test_process_journal_lists_every_command_of_many_threads(tmp_path: Path,
     assert len(os.listdir("/proc/self/fd")) == descriptors - 2
 
 
-def test_process_journal_listed_command_is_stopped_by_recovery(tmp_path: Path,
-                                                              worker: StateWorker):
+def test_process_journal_recovery_stops_command(tmp_path: Path, worker: StateWorker):
     deployment = _deployment(worker)
     journal = ProcessJournal(worker, tmp_path / "lists")
     journal.start(deployment, STEP)

@@ -199,7 +199,7 @@ def test_run_parallel_reuses_pool_threads() -> None:
     assert all(name.startswith("lender") for name in names)
 
 
-def test_started_pool_starts_every_thread_before_work() -> None:
+def test_started_pool_starts_threads() -> None:
     before = {thread.name for thread in threading.enumerate()}
 
     pool = started_pool(6, "prestarted")
@@ -221,21 +221,19 @@ def test_started_pool_starts_every_thread_before_work() -> None:
     assert names == started
 
 
-def test_started_pool_releases_started_threads_when_one_cannot_start(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_started_pool_thread_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # The third thread is refused, as the system does when it has no more threads to give.
     submitted = 0
     submit = ThreadPoolExecutor.submit
 
-    def refuse_third(self: ThreadPoolExecutor, *args: Any, **kwargs: Any) -> Any:
+    def fail_third(self: ThreadPoolExecutor, *args: Any, **kwargs: Any) -> Any:
         nonlocal submitted
         submitted += 1
         if submitted == 3:
             raise RuntimeError("can't start new thread")
         return submit(self, *args, **kwargs)
 
-    monkeypatch.setattr(ThreadPoolExecutor, "submit", refuse_third)
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", fail_third)
     before = threading.active_count()
 
     with pytest.raises(RuntimeError, match="can't start new thread"):
@@ -379,7 +377,7 @@ def test_instance_table_render_slots() -> None:
     )
 
 
-def test_instance_table_update_many_keeps_order_and_get_all_copies() -> None:
+def test_instance_table_update_many_get_all() -> None:
     table = InstanceTable()
     table.update("web-2", result="pending")
 
