@@ -13,7 +13,10 @@ Choices are deterministic so that tests and analyses can count them:
 
 Every proxied response carries ``X-Shipline-Slot`` and ``X-Shipline-Version`` so that
 probe traffic can attribute each response to a version. A slot without backends, or a
-backend that cannot be reached, gets a ``502`` with a one-line explanation.
+backend that cannot be reached, gets a ``502`` with a one-line explanation. The router
+counts the requests under way to each backend, so that a backend being removed can be
+drained: the local target stops an instance's process only once the requests already
+sent to it have ended.
 
 Only HTTP/1.1 requests with a ``Content-Length`` body (or none) are forwarded; a
 chunked request body is answered with ``411 Length Required``.
@@ -72,6 +75,10 @@ class RoutingTable:
     def __init__(self, slots: tuple[str, ...]) -> None:
         self._slots = slots
         self._lock = threading.Lock()
+        #: Notified whenever a request to a backend ends, for drain().
+        self._request_ended = threading.Condition(self._lock)
+        #: Requests forwarded to each backend (by name) that have not ended yet.
+        self._in_flight: dict[str, int] = {}
         self._active: str | None = None
         self._canary: str | None = None
         self._weight = 0
@@ -143,12 +150,35 @@ class RoutingTable:
             self._reset_scores()
 
     def choose(self) -> Route | None:
-        """Pick the slot and backend for the next request; ``None`` if no slot is active."""
+        """Pick the slot and backend for the next request; ``None`` if no slot is active.
+
+        A backend picked counts as busy until :meth:`request_ended` is called for it.
+        """
         with self._lock:
             if self._active is None:
                 return None
             slot = self._choose_slot(self._active)
-            return Route(slot, self._next_in(slot))
+            backend = self._next_in(slot)
+            if backend is not None:
+                self._in_flight[backend.name] = self._in_flight.get(backend.name, 0) + 1
+            return Route(slot, backend)
+
+    def request_ended(self, backend: Backend) -> None:
+        """Record that a request that :meth:`choose` sent to ``backend`` has ended."""
+        with self._lock:
+            left = self._in_flight.get(backend.name, 0) - 1
+            if left > 0:
+                self._in_flight[backend.name] = left
+            else:
+                self._in_flight.pop(backend.name, None)
+            self._request_ended.notify_all()
+
+    def drain(self, name: str, timeout: float) -> bool:
+        """Wait until no request to the backend ``name`` is under way, at most
+        ``timeout`` seconds; return whether none is. Remove the backend first, or new
+        requests keep arriving."""
+        with self._lock:
+            return self._request_ended.wait_for(lambda: name not in self._in_flight, timeout)
 
     def _choose_slot(self, active: str) -> str:
         if self._canary is None:
@@ -249,9 +279,17 @@ class LocalRouter:
         logger.debug("local router: %s (version %s, port %d) serves slot %s",
                      backend.name, backend.version, backend.port, slot)
 
-    def remove_backend(self, name: str) -> None:
-        if self.table.remove_backend(name):
-            logger.debug("local router: %s no longer serves", name)
+    def remove_backend(self, name: str, drain: bool = False) -> None:
+        """Stop sending requests to the backend ``name``. With ``drain``, also wait until
+        the requests already sent to it have ended, so that stopping its process next
+        does not cut them off with a 502. The wait lasts at most the backend timeout,
+        and a warning names a backend that still had requests under way then."""
+        if not self.table.remove_backend(name):
+            return
+        logger.debug("local router: %s no longer serves", name)
+        if drain and not self.table.drain(name, self._backend_timeout):
+            logger.warning("local router: requests to %s still under way after %ss",
+                           name, self._backend_timeout)
 
     def close(self) -> None:
         """Stop serving and release the port; safe to call more than once."""
@@ -313,6 +351,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         """Log nothing per request: analyses send many."""
 
     def _proxy(self) -> None:
+        # The body is read before a backend is chosen (and counted as busy), so that a
+        # slow client does not hold up the removal of a backend.
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self._reply_error(411, "the local router needs a Content-Length for request bodies")
             return
@@ -347,6 +387,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return
         finally:
             connection.close()
+            # The backend's part ends here, before the response goes to a client that
+            # may be slow to read it.
+            self.server.table.request_ended(backend)
 
         self.server.backend_responded(backend)
 

@@ -341,3 +341,90 @@ def test_router_close_releases_port() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
     assert router.endpoint() is None
+
+
+def test_table_drain_waits_for_request_end() -> None:
+    table = RoutingTable(("blue", "green"))
+    backend = Backend("blue-1", 1001, "1.0.0")
+    table.add_backend("blue", backend)
+    table.switch("blue")
+    route = table.choose()
+    assert route is not None
+    assert route.backend == backend
+    table.remove_backend("blue-1")
+
+    assert table.drain("blue-1", timeout=0.05) is False
+
+    ended = threading.Timer(0.05, table.request_ended, args=(backend,))
+    ended.start()
+    assert table.drain("blue-1", timeout=5) is True
+    ended.join()
+
+
+def test_table_drain_of_idle_backend_returns_at_once() -> None:
+    table = RoutingTable(("blue", "green"))
+
+    assert table.drain("blue-1", timeout=0) is True
+
+
+class _HeldHandler(BaseHTTPRequestHandler):
+    """Respond only once the server's ``release`` event is set."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.server.arrived.set()  # type: ignore[attr-defined]
+        self.server.release.wait(10)  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", "4")
+        self.end_headers()
+        self.wfile.write(b"done")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_router_remove_backend_drains_request_under_way(router: LocalRouter) -> None:
+    backend = _EchoServer(("127.0.0.1", 0), _HeldHandler)
+    backend.arrived = threading.Event()  # type: ignore[attr-defined]
+    backend.release = threading.Event()  # type: ignore[attr-defined]
+    threading.Thread(target=backend.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    try:
+        router.add_backend("blue", Backend("blue-1", backend.server_address[1], "1.0.0"))
+        router.switch("blue")
+        answers: list[tuple[int, dict[str, str], bytes]] = []
+        client = threading.Thread(target=lambda: answers.append(_request(router)))
+        client.start()
+        assert backend.arrived.wait(5)  # type: ignore[attr-defined]
+
+        removal = threading.Thread(target=router.remove_backend, args=("blue-1",),
+                                   kwargs={"drain": True})
+        removal.start()
+        removal.join(timeout=0.3)
+        still_draining = removal.is_alive()
+        backend.release.set()  # type: ignore[attr-defined]
+        removal.join(timeout=5)
+        client.join(timeout=5)
+    finally:
+        backend.release.set()  # type: ignore[attr-defined]
+        backend.shutdown()
+        backend.server_close()
+
+    assert still_draining
+    assert not removal.is_alive()
+    assert answers[0][0] == 200
+    assert answers[0][2] == b"done"
+    assert _request(router)[0] == 502
+
+
+def test_router_drain_gives_up_after_backend_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    router = LocalRouter(backend_timeout=0.1)
+    router.add_backend("blue", Backend("blue-1", 1001, "1.0.0"))
+    router.switch("blue")
+    # A request that never ends, as the table sees it: picked, never reported ended.
+    assert router.table.choose() is not None
+
+    router.remove_backend("blue-1", drain=True)
+
+    assert "local router: requests to blue-1 still under way after 0.1s" in caplog.text

@@ -507,7 +507,7 @@ class LocalTarget:
             process = self._processes.pop(instance, None)
         if process is None:
             return
-        self.router.remove_backend(instance)
+        self.router.remove_backend(instance, drain=True)
         _terminate([process], self._label())
 
     def _process(self, instance: str) -> _Process | None:
