@@ -37,6 +37,9 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
                         help=f"show at most N deployments (default {DEFAULT_LIMIT})")
     parser.add_argument("--format", choices=("text", "json"), default="text",
                         help="output format (default: text)")
+    parser.add_argument("--journal", action="store_true",
+                        help="also list each deployment's journal: the changes it recorded "
+                        "before making them, and whether each one finished")
     add_file_option(parser)
     add_state_option(parser)
     return parser
@@ -52,21 +55,82 @@ def main(config: Config) -> ExitCode:
     location = state_location(config, options.environment)
     missing = missing_store(location)
     deployments: list[Deployment] = []
-    overrides: dict[str, dict[str, Any] | None] = {}
+    journals: dict[str, list[JournalEntry]] = {}
     if missing is None:
         with open_store(location, config.clock) as store:
             deployments = store.history(options.environment, limit=options.limit)
-            overrides = {d.id: break_glass(store.journal(d.id)) for d in deployments}
+            journals = {d.id: store.journal(d.id) for d in deployments}
+    overrides = {d.id: break_glass(journals[d.id]) for d in deployments}
 
     if options.format == "json":
         data = [{**deployment_data(d), "break_glass": overrides[d.id]} for d in deployments]
+        if options.journal:
+            for item in data:
+                item["journal"] = [journal_data(entry) for entry in journals[item["id"]]]
         print(json.dumps(data, indent=2), file=config.stdout)
     elif not deployments:
         print(f"no deployments of environment '{options.environment}' are recorded"
               + (f": {missing}" if missing else ""), file=config.stdout)
     else:
         print(history_table(deployments, overrides), file=config.stdout)
+        if options.journal:
+            for deployment in deployments:
+                print(f"\njournal of deployment {deployment.id}:", file=config.stdout)
+                print(_indent(journal_table(journals[deployment.id])), file=config.stdout)
     return ExitCode.OK
+
+
+def journal_table(journal: list[JournalEntry]) -> str:
+    """Return one row per journal entry: seq, time, step, operation, instances, version,
+    whether it finished and its details; ``-`` marks an empty value."""
+    if not journal:
+        return "no entries"
+    rows = [
+        [str(entry.seq), format_moment(entry.time), entry.step, entry.operation,
+         _instances_text(entry.instances), entry.version or "-",
+         "yes" if entry.done else "no", _details_text(entry.details)]
+        for entry in journal
+    ]
+    headers = ["seq", "time", "step", "operation", "instances", "version", "done", "details"]
+    return format_table(headers, rows)
+
+
+def journal_data(entry: JournalEntry) -> dict[str, Any]:
+    """Return a journal entry as JSON data; the time is ISO 8601 in UTC."""
+    return {
+        "seq": entry.seq,
+        "time": entry.time.isoformat(),
+        "stage": entry.stage,
+        "step": entry.step,
+        "operation": entry.operation,
+        "instances": list(entry.instances),
+        "version": entry.version,
+        "done": entry.done,
+        "details": dict(entry.details),
+    }
+
+
+#: Instance names shown in a journal row before the rest are counted.
+_SHOWN_INSTANCES = 3
+
+
+def _instances_text(instances: tuple[str, ...]) -> str:
+    if not instances:
+        return "-"
+    shown = ", ".join(instances[:_SHOWN_INSTANCES])
+    hidden = len(instances) - _SHOWN_INSTANCES
+    return f"{shown} and {hidden} more" if hidden > 0 else shown
+
+
+def _details_text(details: Any) -> str:
+    if not details:
+        return "-"
+    return " ".join(f"{key}={'-' if value is None else value}"
+                    for key, value in sorted(details.items()))
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())
 
 
 def break_glass(journal: list[JournalEntry]) -> dict[str, Any] | None:

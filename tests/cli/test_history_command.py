@@ -79,6 +79,78 @@ def test_history_limit_and_json(shipline_cli, tmp_path: Path) -> None:
     }]
 
 
+def _fill_journal(path: Path) -> str:
+    """Record one unfinished deployment of production with three journal entries."""
+    clock = FakeClock(start=1_800_000_000.0)
+    with SqliteStore(path, clock) as store:
+        deployment = store.start_deployment(
+            pipeline="shop", environment="production", version="1.2.0",
+            previous_version="1.1.0", strategy="rolling")
+        first = store.append_journal(
+            deployment.id, stage="deploy", step="deploy/1", operation="deploy",
+            instances=("web-1", "web-2"), version="1.2.0",
+            details={"before": "1.1.0", "slot": None})
+        store.complete_journal(deployment.id, first.seq)
+        clock.advance(5)
+        store.append_journal(
+            deployment.id, stage="deploy", step="deploy/1", operation="deploy",
+            instances=("web-3", "web-4", "web-5", "web-6", "web-7"), version="1.2.0",
+            details={"before": "1.1.0"})
+        store.append_journal(deployment.id, stage="deploy", step="deploy/1",
+                             operation="switch", instances=(), version=None)
+    return deployment.id
+
+
+def test_history_journal_text(shipline_cli, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    deployment = _fill_journal(state)
+
+    result = shipline_cli("history", "production", "--journal", "--state", str(state),
+                          cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.OK, result.stderr
+    assert result.stdout.splitlines()[2:] == [
+        "",
+        f"journal of deployment {deployment}:",
+        "  seq  time                 step      operation  instances"
+        "                       version  done  details",
+        "  1    2027-01-15 08:00:00  deploy/1  deploy     web-1, web-2"
+        "                    1.2.0    yes   before=1.1.0 slot=-",
+        "  2    2027-01-15 08:00:05  deploy/1  deploy     web-3, web-4, web-5 and 2 more"
+        "  1.2.0    no    before=1.1.0",
+        "  3    2027-01-15 08:00:05  deploy/1  switch     -"
+        "                               -        no    -",
+    ]
+
+
+def test_history_journal_json(shipline_cli, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    _fill_journal(state)
+
+    result = shipline_cli("history", "production", "--journal", "--format", "json",
+                          "--state", str(state), cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.OK, result.stderr
+    [deployment] = json.loads(result.stdout)
+    assert [entry["seq"] for entry in deployment["journal"]] == [1, 2, 3]
+    assert deployment["journal"][0] == {
+        "seq": 1, "time": "2027-01-15T08:00:00+00:00", "stage": "deploy",
+        "step": "deploy/1", "operation": "deploy", "instances": ["web-1", "web-2"],
+        "version": "1.2.0", "done": True, "details": {"before": "1.1.0", "slot": None},
+    }
+    assert deployment["journal"][2]["done"] is False
+
+
+def test_history_json_without_journal_option(shipline_cli, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    _fill_journal(state)
+
+    result = shipline_cli("history", "production", "--format", "json",
+                          "--state", str(state), cwd=tmp_path)
+
+    assert "journal" not in json.loads(result.stdout)[0]
+
+
 def test_history_empty_environment(shipline_cli, tmp_path: Path) -> None:
     state = tmp_path / "state.db"
     _fill(state)
