@@ -96,7 +96,9 @@ class ProcessRecord:
     def from_line(cls, line: str) -> ProcessRecord | None:
         """Read a line of a command list; None when it is not a record."""
         fields = line.rstrip("\n").split(" ", 2)
-        if len(fields) != 3 or not fields[0].isdigit():
+        # A command's process id is never 0 or 1, and signalling group 0 would reach
+        # the process that reads the list.
+        if len(fields) != 3 or not fields[0].isdigit() or int(fields[0]) <= 1:
             return None
         pid, start, command = fields
         if start == "-":
@@ -389,18 +391,43 @@ def stop_groups(records: Sequence[ProcessRecord], report: OrphanReport,
                 grace: float = STOP_GRACE) -> None:
     """Stop the process groups of ``records`` that still run, adding them to ``report``.
 
-    Each group is checked before it is signalled: its leader must be gone or have the
-    listed start time.
+    Each group is checked before it is signalled: its leader must be gone or have
+    started within the listed range. Every group gets SIGTERM first, and those left
+    after one shared ``grace`` period get SIGKILL, so that many commands that ignore
+    SIGTERM cost one grace period, not one each.
     """
+    running: list[ProcessRecord] = []
     for record in records:
-        if record.pid in report.stopped:
+        if record.pid in report.stopped or any(r.pid == record.pid for r in running):
             continue
-        if _stop_group(record, grace):
-            report.stopped.append(record.pid)
+        if _still_running(record):
+            running.append(record)
+    if not running:
+        return
+
+    for record in running:
+        logger.warning("%s (process group %d) of a stopped run is still running; stopping it",
+                       record.command, record.pid)
+        _signal_group(record.pid, signal.SIGTERM)
+    left = _wait_until_gone(running, grace)
+    for record in left:
+        logger.warning("%s (process group %d) still running %ss after SIGTERM; sending "
+                       "SIGKILL", record.command, record.pid, grace)
+        _signal_group(record.pid, signal.SIGKILL)
+    for record in _wait_until_gone(left, grace):
+        logger.error("%s (process group %d) did not exit after SIGKILL", record.command,
+                     record.pid)
+    report.stopped.extend(record.pid for record in running)
 
 
-def _stop_group(record: ProcessRecord, grace: float) -> bool:
-    """Stop one recorded process group; return whether any of it was still running."""
+def _still_running(record: ProcessRecord) -> bool:
+    """Tell whether the recorded group still has live members that belong to it."""
+    if record.pid <= 1 or record.pid == os.getpgrp():
+        # Not a command's group: 0 and 1 would reach every process, and the group of
+        # this run would stop the run itself.
+        logger.warning("process group %d in the command list is not one that a command "
+                       "leads; it is left alone", record.pid)
+        return False
     if record.started is None:
         logger.warning("cannot check whether %s (process group %d) still runs: no start "
                        "time was recorded, so it is left alone", record.command, record.pid)
@@ -410,31 +437,21 @@ def _stop_group(record: ProcessRecord, grace: float) -> bool:
         logger.info("process %d is a new process that reuses the id of %s; left alone",
                     record.pid, record.command)
         return False
-    if not _group_members(record):
-        return False
-
-    logger.warning("%s (process group %d) of a stopped run is still running; stopping it",
-                   record.command, record.pid)
-    _signal_group(record.pid, signal.SIGTERM)
-    if _wait_until_gone(record, grace):
-        return True
-    logger.warning("%s (process group %d) still running %ss after SIGTERM; sending SIGKILL",
-                   record.command, record.pid, grace)
-    _signal_group(record.pid, signal.SIGKILL)
-    if not _wait_until_gone(record, grace):
-        logger.error("%s (process group %d) did not exit after SIGKILL", record.command,
-                     record.pid)
-    return True
+    return bool(_group_members(record))
 
 
-def _wait_until_gone(record: ProcessRecord, seconds: float) -> bool:
+def _wait_until_gone(records: Sequence[ProcessRecord], seconds: float) -> list[ProcessRecord]:
+    """Wait up to ``seconds`` for the groups of ``records`` to empty; return those that
+    have not."""
     # Real time on purpose: the processes run on the system clock, not a run's clock.
     end = time.monotonic() + seconds
-    while _group_members(record):
-        if time.monotonic() >= end:
-            return False
+    left = list(records)
+    while left:
+        left = [record for record in left if _group_members(record)]
+        if not left or time.monotonic() >= end:
+            break
         time.sleep(_POLL_INTERVAL)
-    return True
+    return left
 
 
 def _group_members(record: ProcessRecord) -> list[int]:

@@ -383,9 +383,7 @@ def test_run_command_stdin_and_descriptors() -> None:
 
 
 def test_run_command_closes_its_descriptors(tmp_path: Path) -> None:
-    # Warm up: the shared /dev/null descriptor is opened by the first command.
-    run_command("true", {}, timeout=10, cancel=None)
-    before = len(os.listdir("/proc/self/fd"))
+    before = _pipes_and_pidfds()
 
     run_command("true", {}, timeout=10, cancel=None)
     run_command("sh -c 'echo out; echo err >&2; exit 3'", {}, timeout=10, cancel=None)
@@ -393,7 +391,19 @@ def test_run_command_closes_its_descriptors(tmp_path: Path) -> None:
     run_command("true", {}, timeout=10, cancel=None, cwd=tmp_path / "missing")
     run_command("sleep 5", {}, timeout=0.1, cancel=None)
 
-    assert len(os.listdir("/proc/self/fd")) == before
+    assert _pipes_and_pidfds() == before
+
+
+def _pipes_and_pidfds() -> int:
+    """Count this process's descriptors of the kinds that a command uses."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        count += target.startswith(("pipe:", "anon_inode:[pidfd]"))
+    return count
 
 
 def test_run_command_unknown_placeholder_runs_nothing(tmp_path: Path) -> None:

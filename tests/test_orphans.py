@@ -109,6 +109,8 @@ def test_orphans_line_round_trip(group: subprocess.Popen[str]):
     assert ProcessRecord.from_line("12 5-4 sh") is None
     assert ProcessRecord.from_line("12 -4 sh") is None
     assert ProcessRecord.from_line("12") is None
+    assert ProcessRecord.from_line("0 1-2 typo") is None
+    assert ProcessRecord.from_line("1 1-2 init") is None
 
 
 def test_orphans_list_details_round_trip(tmp_path: Path):
@@ -144,6 +146,50 @@ def test_orphans_kill_after_grace(tmp_path: Path):
         assert process.wait(timeout=10) == -signal.SIGKILL
     finally:
         _kill(process)
+
+
+def test_orphans_sigterm_all_groups_before_sigkill(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture):
+    processes = [subprocess.Popen([sys.executable, "-c", IGNORES_TERM], start_new_session=True,
+                                  stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            assert process.stdout.readline() == "ready\n"
+        where = _listed(tmp_path, *(record_of(["python"], p.pid) for p in processes))
+
+        report = stop_orphans([where], grace=0.3)
+
+        assert sorted(report.stopped) == sorted(p.pid for p in processes)
+        assert all(p.wait(timeout=10) == -signal.SIGKILL for p in processes)
+    finally:
+        for process in processes:
+            _kill(process)
+    stopping = [i for i, m in enumerate(caplog.messages) if m.endswith("stopping it")]
+    killing = [i for i, m in enumerate(caplog.messages) if m.endswith("sending SIGKILL")]
+    assert len(stopping) == 3
+    assert len(killing) == 3
+    assert max(stopping) < min(killing)
+
+
+def test_orphans_leave_own_group_alone(tmp_path: Path):
+    # In a child of its own session, so that a failing guard stops the child, not pytest.
+    script = f"""
+import os, sys
+sys.path.insert(0, {str(Path(__file__).parents[1])!r})
+from pathlib import Path
+from pipeline.orphans import ProcessList, current_host, record_of, stop_orphans
+path = Path({str(tmp_path / "own.txt")!r})
+path.write_text(record_of(["python"], os.getpgrp()).line(), encoding="utf-8")
+report = stop_orphans([ProcessList(current_host(), path)], grace=0.3)
+print("stopped", report.stopped)
+"""
+    child = subprocess.run([sys.executable, "-c", script], start_new_session=True,
+                           capture_output=True, text=True, timeout=30)
+
+    assert child.returncode == 0, child.stderr
+    assert child.stdout == "stopped []\n"
+    assert "is not one that a command leads; it is left alone" in child.stderr
 
 
 def test_orphans_skip_reused_pid(tmp_path: Path, group: subprocess.Popen[str]):
@@ -321,8 +367,6 @@ def test_process_journal_many_threads(tmp_path: Path, worker: StateWorker):
     journal = ProcessJournal(worker, tmp_path / "lists")
     journal.start(first, STEP)
     journal.start(second, STEP)
-    _run("true", announce=False)  # Opens the /dev/null descriptor that commands share.
-    descriptors = len(os.listdir("/proc/self/fd"))
     pids: list[int] = []
 
     def run_some() -> None:
@@ -344,7 +388,18 @@ def test_process_journal_many_threads(tmp_path: Path, worker: StateWorker):
     assert sorted(listed) == sorted(pids)
     [first_list] = lists_in(worker.call(lambda store: store.journal(first)))
     assert set(record.pid for record in first_list.read()) <= set(pids)
-    assert len(os.listdir("/proc/self/fd")) == descriptors - 2
+    assert _open_under(tmp_path / "lists") == []
+
+
+def _open_under(folder: Path) -> list[str]:
+    """Return the files under ``folder`` that this process has a descriptor of."""
+    opened = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(f"{folder}/"):
+                opened.append(target)
+    return opened
 
 
 def test_process_journal_recovery_stops_command(tmp_path: Path, worker: StateWorker):
