@@ -576,6 +576,10 @@ class _Supervisor:
             now = time.monotonic()
             check_every = _POLL_INTERVAL if self.cancel_fd is None else _CANCEL_CHECK
             wait = min(check_every, max(self.deadline - now, 0.0))
+            if exited_at is not None:
+                # Once the process has exited, a background process that keeps its
+                # output open gets the drain grace, not one more cancel check.
+                wait = min(wait, max(exited_at + _DRAIN_GRACE - now, 0.0))
             if self._read_ready(wait) and exited_at is None:
                 exited_at = time.monotonic()
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
 import threading
 import time
@@ -349,6 +350,25 @@ def test_run_command_returns_while_background_process_holds_output() -> None:
     result = run_command("sh -c 'sleep 1 & echo started'", {}, timeout=10, cancel=None)
 
     assert time.monotonic() - started < 0.9
+    assert result.ok
+    assert result.output == "started\n"
+
+
+def test_run_command_background_output_gets_drain_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With a CancelEvent, the poll waits up to a cancel check between wake-ups. Made
+    # long here, it shows whether the drain grace or the cancel check ends the wait.
+    monkeypatch.setattr(commands, "_CANCEL_CHECK", 30.0)
+    started = time.monotonic()
+
+    result = run_command("sh -c 'sleep 20 & echo started'", {}, timeout=60,
+                         cancel=CancelEvent())
+
+    elapsed = time.monotonic() - started
+    assert result.pid is not None
+    os.killpg(result.pid, signal.SIGKILL)
+    assert elapsed < 10
     assert result.ok
     assert result.output == "started\n"
 
