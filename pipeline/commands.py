@@ -459,8 +459,9 @@ def _start_failed(argv: tuple[str, ...], exc: OSError, duration: float,
     # Popen reports a missing working directory as FileNotFoundError too, so the folder
     # is checked here, after the failure, rather than before every command.
     if cwd is not None and not cwd.is_dir():
+        problem = "is not a folder" if cwd.exists() else "not found"
         return CommandResult(argv, None, duration=duration,
-                             error=f"working directory not found: '{cwd}'")
+                             error=f"working directory {problem}: '{cwd}'")
     if isinstance(exc, FileNotFoundError):
         return CommandResult(argv, None, duration=duration, not_found=True,
                              error=f"command not found: '{argv[0]}'")

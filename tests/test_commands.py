@@ -426,6 +426,16 @@ def _pipes_and_pidfds() -> int:
     return count
 
 
+def test_run_command_cwd_is_file(tmp_path: Path) -> None:
+    not_folder = tmp_path / "file"
+    not_folder.write_text("", encoding="utf-8")
+
+    result = run_command("true", {}, timeout=10, cancel=None, cwd=not_folder)
+
+    assert not result.ok
+    assert result.message == f"working directory is not a folder: '{not_folder}'"
+
+
 def test_run_command_unknown_placeholder_runs_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
 

@@ -41,6 +41,7 @@ from pipeline.commands import (
 )
 from pipeline.diagnostics import Diagnostic
 from pipeline.durations import DURATION_PATTERN, parse_duration
+from pipeline.errors import ShiplineError
 from pipeline.schema import StepSchema
 from pipeline.target import Capability, InstanceResult
 
@@ -477,8 +478,24 @@ def shipline_make_target(environment: Environment, context: RunContext) -> Comma
         return None
     base_dir = Path(context.plan.file).resolve().parent
     target = make_command_target(environment.target, base_dir, environment.name)
+    _check_cwd(target.settings.cwd, environment.name)
     target.package_folder = lambda version: package_folder(context, version)
     return target
+
+
+def _check_cwd(cwd: Path | None, environment: str) -> None:
+    """Raise ShiplineError when the commands' folder is missing, before any command runs.
+
+    Checked when a step creates the target rather than by ``shipline validate``, because
+    an earlier stage of the run may create the folder. Without this check, every
+    command would fail to start, and the rollback would fail the same way.
+    """
+    if cwd is None or cwd.is_dir():
+        return
+    where = f"environment '{environment}': command target: cwd '{cwd}'"
+    if cwd.exists():
+        raise ShiplineError(f"{where} is not a folder: set 'cwd' to a folder")
+    raise ShiplineError(f"{where} does not exist: create it before this step, or fix 'cwd'")
 
 
 def package_folder(context: RunContext, version: str) -> str:

@@ -570,3 +570,42 @@ def test_schema_documents_every_property() -> None:
                     if "title" not in subschema or "description" not in subschema]
 
     assert undocumented == []
+
+
+CWD_PIPELINE = """\
+    version: 1
+    name: shop
+    environments:
+      production:
+        target:
+          type: command
+          cwd: {cwd}
+          deploy: touch deployed-{{instance}}
+          version: echo 1.0
+          instances: [web-1, web-2]
+    stages:
+      - name: roll
+        environment: production
+        steps:
+          - deploy: {{version: "2.0", strategy: rolling, previous_version: "1.0"}}
+    """
+
+
+@pytest.mark.parametrize(("make", "problem"), [
+    (lambda folder: None, "does not exist: create it before this step, or fix 'cwd'"),
+    (lambda folder: folder.write_text("", encoding="utf-8"),
+     "is not a folder: set 'cwd' to a folder"),
+])
+def test_run_with_bad_cwd_fails_before_any_command(
+    shipline_cli: Any, write_pipeline: Any, tmp_path: Path, make: Any, problem: str,
+) -> None:
+    make(tmp_path / "releases")
+    write_pipeline(CWD_PIPELINE.format(cwd="releases"))
+
+    result = shipline_cli("run", "shipline.yml", cwd=tmp_path)
+
+    assert result.exit_code == 1, result.stdout
+    assert (f"environment 'production': command target: cwd '{tmp_path / 'releases'}' "
+            f"{problem}") in result.stdout
+    assert "ROLLBACK FAILED" not in result.stdout
+    assert list(tmp_path.glob("**/deployed-*")) == []
