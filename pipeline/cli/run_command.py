@@ -113,7 +113,31 @@ def _lock_and_recover(plan: Plan, config: Config, state: RunState, wait: float,
     cancel = threading.Event()
     with _signals_set(cancel):
         state.lock(environments, wait=wait, cancel=cancel)
-    return recover(plan, config, state, environments, resume=resume)
+    with _sigterm_interrupts():
+        return recover(plan, config, state, environments, resume=resume)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Make SIGTERM stop the block as SIGINT does: with KeyboardInterrupt, which ends the
+    command with exit code 130 and ``shipline: interrupted``.
+
+    The recovery runs before the runner handles signals. Without this, SIGTERM ended
+    the process silently with 143. Either way the deployment stays unfinished, and the
+    next run recovers it again.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

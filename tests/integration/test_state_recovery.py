@@ -20,6 +20,7 @@ from typing import Any
 from integration.scripts.harness import (
     PAUSE_SETTLE,
     SCRIPTS,
+    interrupt,
     run_to_end,
     shipline_run,
     wait_until,
@@ -338,4 +339,33 @@ def test_state_recovery_stops_orphaned_deploy(tmp_path: Path, state_url: str) ->
     [where] = lists_in(StoreReader(state_url, tmp_path).journal(killed.id))
     assert where.host == current_host()
     assert not where.path.exists()
+
+
+def test_state_recovery_sigterm_exits_130(tmp_path: Path, state_url: str) -> None:
+    install(tmp_path, WEB, "1.0.0")
+    pid_file = tmp_path / ROOT / "web-1.pid"
+    term_file = tmp_path / "web-1.sigterm"
+    target = _stubborn_target("web-1@1.1.0")
+    target["env"]["STUBBORN_TERM"] = str(term_file)
+    write_pipeline(tmp_path, pipeline(target, lease=LEASE))
+    with shipline_run(tmp_path, "--state", state_url) as process:
+        wait_until(pid_file.exists, "the deploy of web-1", process)
+        process.kill()
+        process.communicate(timeout=20)
+    orphan = int(pid_file.read_text())
+
+    # The orphan ignores SIGTERM, so the recovery waits for it: the signal arrives then.
+    write_pipeline(tmp_path, pipeline(web_target(), lease=LEASE, version="1.2.0"))
+    try:
+        with shipline_run(tmp_path, "--state", state_url, "--lock-wait", "20s") as second:
+            wait_until(term_file.exists, "the recovery's SIGTERM to the orphan", second)
+            finished = interrupt(second)
+    finally:
+        if _running(orphan):
+            os.killpg(orphan, signal.SIGKILL)
+
+    assert finished.exit_code == ExitCode.INTERRUPTED
+    assert finished.stderr.endswith("shipline: interrupted\n")
+    [killed] = StoreReader(state_url, tmp_path).history()
+    assert killed.outcome is None
 
