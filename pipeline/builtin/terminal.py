@@ -32,6 +32,9 @@ _COLOURS = {
 }
 _RED = "31"
 
+#: Detail lines printed under a failed step without -v, such as a table's first rows.
+_DETAIL_LINES = 40
+
 logger = logging.getLogger("shipline")
 
 EXIT_MEANINGS = {
@@ -120,8 +123,13 @@ class TerminalReporter:
         for more in message_lines[1:]:
             self.write(f"      {more}")
         if report.details and (failed or self.verbosity > 0):
-            for detail in report.details.splitlines()[: 40 if self.verbosity <= 0 else None]:
+            details = report.details.splitlines()
+            shown = details if self.verbosity > 0 else details[:_DETAIL_LINES]
+            for detail in shown:
                 self.write(f"      {detail}")
+            if len(shown) < len(details):
+                self.write(f"      ... {len(details) - len(shown)} more lines: -v prints "
+                           "them all, and the JUnit report has them")
 
     @hookimpl
     def shipline_step_progress(self, message: str) -> None:

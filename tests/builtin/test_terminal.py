@@ -56,6 +56,32 @@ def test_terminal_details_only_for_failures_by_default():
     assert out.getvalue() == "  PASSED   smoke (0s)\n  FAILED   smoke (0s)\n      why\n"
 
 
+def test_terminal_long_details_cut_with_note():
+    out = io.StringIO()
+    reporter = TerminalReporter(out, verbosity=0, colour=False)
+    reporter.in_stage = True
+    details = "\n".join(f"row {number}" for number in range(45))
+
+    reporter.shipline_step_report(report(Outcome.FAILED, details=details))
+
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "      row 0"
+    assert lines[40] == "      row 39"
+    assert lines[41] == ("      ... 5 more lines: -v prints them all, and the JUnit report "
+                         "has them")
+    assert len(lines) == 42
+
+
+def test_terminal_verbose_prints_long_details_whole():
+    out = io.StringIO()
+    reporter = TerminalReporter(out, verbosity=1, colour=False)
+    details = "\n".join(f"row {number}" for number in range(45))
+
+    reporter.shipline_step_report(report(Outcome.FAILED, details=details))
+
+    assert out.getvalue().splitlines()[-1] == "      row 44"
+
+
 def test_terminal_verbose_shows_details_of_passed():
     out = io.StringIO()
     TerminalReporter(out, verbosity=1, colour=False).shipline_step_report(
