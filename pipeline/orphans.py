@@ -437,6 +437,8 @@ def _still_running(record: ProcessRecord) -> bool:
         logger.info("process %d is a new process that reuses the id of %s; left alone",
                     record.pid, record.command)
         return False
+    # NOTE: with the leader gone, a group that another program created with the same
+    # id after the command's processes had all exited passes this check too.
     return bool(_group_members(record))
 
 
