@@ -263,6 +263,8 @@ class CommandTarget:
         self._slot_of = {i: slot for slot, items in settings.slots.items() for i in items}
         self._instances: tuple[str, ...] | None = None
         self._lock = threading.Lock()
+        #: Failed runs of the version command, so that only the first is a warning.
+        self._version_failures = 0
         # Merged once per run rather than once per command: see run_command's base_env.
         # Without added variables, commands inherit shipline's environment as it is.
         self._environ = {**os.environ, **settings.env} if settings.env else None
@@ -318,10 +320,23 @@ class CommandTarget:
             return None
         result = self._run("version", None, {"instance": instance})
         if not result.ok:
-            logger.warning("environment %s: cannot read the version of instance %s: %s",
-                           self.environment, instance, result.message)
+            self._version_failed(instance, result.message)
             return None
         return last_line(result.stdout) or None
+
+    def _version_failed(self, instance: str, message: str) -> None:
+        """Log a failed version read: the first at WARNING, the rest at DEBUG, because a
+        broken version command fails for every instance, twice per deploy."""
+        with self._lock:
+            self._version_failures += 1
+            first = self._version_failures == 1
+        if first:
+            logger.warning("environment %s: cannot read the version of instance %s: %s "
+                           "(later failures of the version command are logged at DEBUG "
+                           "level)", self.environment, instance, message)
+        else:
+            logger.debug("environment %s: cannot read the version of instance %s: %s",
+                         self.environment, instance, message)
 
     def remove(self, instance: str, version: str, cancel: threading.Event) -> InstanceResult:
         if "remove" not in self.settings.templates:

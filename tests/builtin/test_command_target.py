@@ -299,8 +299,19 @@ def test_version_command_fails(tmp_path: Path, caplog: pytest.LogCaptureFixture)
     created = make_command_target(freeze({"instances": ["web-1"], "deploy": DEPLOY,
                                        "version": VERSION}), tmp_path, "production")
 
+    caplog.set_level("DEBUG", logger="shipline")
+
     assert created.version("web-1") is None
-    assert caplog.messages == [
+    assert created.version("web-1") is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    debug = [r.getMessage() for r in caplog.records
+             if r.levelname == "DEBUG" and "cannot read the version" in r.getMessage()]
+    assert warnings == [
+        "environment production: cannot read the version of instance web-1: exit code 1: "
+        "cat: web-1.version: No such file or directory (later failures of the version "
+        "command are logged at DEBUG level)"
+    ]
+    assert debug == [
         "environment production: cannot read the version of instance web-1: exit code 1: "
         "cat: web-1.version: No such file or directory"
     ]
