@@ -173,6 +173,12 @@ class RoutingTable:
                 self._in_flight.pop(backend.name, None)
             self._request_ended.notify_all()
 
+    def drain_all(self, timeout: float) -> bool:
+        """Wait until no request to any backend is under way, at most ``timeout``
+        seconds; return whether none is."""
+        with self._lock:
+            return self._request_ended.wait_for(lambda: not self._in_flight, timeout)
+
     def drain(self, name: str, timeout: float) -> bool:
         """Wait until no request to the backend ``name`` is under way, at most
         ``timeout`` seconds; return whether none is. Remove the backend first, or new
@@ -290,6 +296,13 @@ class LocalRouter:
         if drain and not self.table.drain(name, self._backend_timeout):
             logger.warning("local router: requests to %s still under way after %ss",
                            name, self._backend_timeout)
+
+    def drain_all(self) -> None:
+        """Wait until the requests already sent to backends have ended, at most the
+        backend timeout. Remove the backends first, or new requests keep arriving."""
+        if not self.table.drain_all(self._backend_timeout):
+            logger.warning("local router: requests still under way after %ss",
+                           self._backend_timeout)
 
     def close(self) -> None:
         """Stop serving and release the port; safe to call more than once."""

@@ -154,6 +154,8 @@ class OrphanReport:
     unreadable: list[Path] = field(default_factory=list)
     #: Command lists of this host that the journal names but that are gone.
     missing: list[Path] = field(default_factory=list)
+    #: Command lists of this host whose commands were dealt with, and which were deleted.
+    cleared: list[Path] = field(default_factory=list)
 
     def summary(self) -> str:
         """Return one sentence for the recovery message, or "" when there is nothing."""
@@ -384,6 +386,7 @@ def stop_orphans(lists: Sequence[ProcessList], grace: float = STOP_GRACE) -> Orp
             continue
         stop_groups(records, report, grace)
         _remove(where.path)
+        report.cleared.append(where.path)
     return report
 
 
@@ -405,14 +408,15 @@ def stop_groups(records: Sequence[ProcessRecord], report: OrphanReport,
     if not running:
         return
 
+    logger.warning("%s of a stopped run still running; stopping them: %s",
+                   plural(len(running), "command"), _groups(running))
     for record in running:
-        logger.warning("%s (process group %d) of a stopped run is still running; stopping it",
-                       record.command, record.pid)
         _signal_group(record.pid, signal.SIGTERM)
     left = _wait_until_gone(running, grace)
+    if left:
+        logger.warning("%s still running %ss after SIGTERM; sending SIGKILL: %s",
+                       plural(len(left), "command"), grace, _groups(left))
     for record in left:
-        logger.warning("%s (process group %d) still running %ss after SIGTERM; sending "
-                       "SIGKILL", record.command, record.pid, grace)
         _signal_group(record.pid, signal.SIGKILL)
     for record in _wait_until_gone(left, grace):
         logger.error("%s (process group %d) did not exit after SIGKILL", record.command,
@@ -420,13 +424,21 @@ def stop_groups(records: Sequence[ProcessRecord], report: OrphanReport,
     report.stopped.extend(record.pid for record in running)
 
 
+def _groups(records: Sequence[ProcessRecord]) -> str:
+    """Name the commands and process groups of ``records``: ``deploy.sh (group 4120)``."""
+    return ", ".join(f"{record.command} (group {record.pid})" for record in records)
+
+
 def _still_running(record: ProcessRecord) -> bool:
     """Tell whether the recorded group still has live members that belong to it."""
-    if record.pid <= 1 or record.pid == os.getpgrp():
-        # Not a command's group: 0 and 1 would reach every process, and the group of
-        # this run would stop the run itself.
+    if record.pid <= 1:
+        # Not a command's group: signals to 0 or 1 would reach every process.
         logger.warning("process group %d in the command list is not one that a command "
                        "leads; it is left alone", record.pid)
+        return False
+    if record.pid == os.getpgrp():
+        logger.warning("process group %d in the command list is the group of this run, "
+                       "not one that a command leads; it is left alone", record.pid)
         return False
     if record.started is None:
         logger.warning("cannot check whether %s (process group %d) still runs: no start "

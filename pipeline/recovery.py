@@ -35,7 +35,7 @@ from pipeline.context import RollbackFailed, RunContext
 from pipeline.errors import ShiplineError, UsageError
 from pipeline.exitcodes import ExitCode
 from pipeline.instancetable import InstanceState, plural
-from pipeline.orphans import lists_in, stop_orphans
+from pipeline.orphans import PROCESS_OPERATION, lists_in, stop_orphans
 from pipeline.rollback import removal_failure, remove_version, restore_previous
 from pipeline.state import Deployment, DeploymentOutcome, JournalEntry, RollbackOutcome
 from pipeline.staterun import UNKNOWN_VERSION
@@ -154,7 +154,7 @@ def _say(config: Config, message: str) -> None:
     print(f"shipline: {message}", file=config.stdout, flush=True)
 
 
-def _stop_orphans(config: Config, deployment: Deployment,
+def _stop_orphans(config: Config, state: RunState, deployment: Deployment,
                   entries: Sequence[JournalEntry]) -> None:
     """Stop the commands of the killed run that still run here, and name those that may
     still run on other hosts, before anything is undone or resumed."""
@@ -164,10 +164,19 @@ def _stop_orphans(config: Config, deployment: Deployment,
         _say(config, f"environment '{deployment.environment}': deployment {deployment.id}: "
              f"{summary}")
 
+    # A list whose commands were dealt with is deleted, so its entry is done, as after
+    # a run that records its outcome.
+    cleared = [entry.seq for entry in entries
+               if entry.operation == PROCESS_OPERATION and not entry.done
+               and any(where.path in report.cleared for where in lists_in([entry]))]
+    if cleared:
+        state.worker.call(lambda store: store.complete_journal_many(
+            [(deployment.id, seq) for seq in cleared]))
+
 
 def _resume(state: RunState, deployment: Deployment, config: Config) -> None:
     entries = state.worker.call(lambda store: store.journal(deployment.id))
-    _stop_orphans(config, deployment, entries)
+    _stop_orphans(config, state, deployment, entries)
     before = {
         instance: str(entry.details["before"])
         for entry in reversed(entries)
@@ -184,7 +193,7 @@ def _resume(state: RunState, deployment: Deployment, config: Config) -> None:
 def _roll_back(plan: Plan, config: Config, state: RunState, deployment: Deployment) -> bool:
     """Undo one unfinished deployment; return whether every change was undone."""
     entries = state.worker.call(lambda store: store.journal(deployment.id))
-    _stop_orphans(config, deployment, entries)
+    _stop_orphans(config, state, deployment, entries)
     undo = undo_plan(entries)
     environment = deployment.environment
     _say(config, f"environment '{environment}': deployment {deployment.id} of "

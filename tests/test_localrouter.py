@@ -428,3 +428,33 @@ def test_router_drain_gives_up_after_backend_timeout(caplog: pytest.LogCaptureFi
     router.remove_backend("blue-1", drain=True)
 
     assert "local router: requests to blue-1 still under way after 0.1s" in caplog.text
+
+
+def test_table_drain_all_waits_for_every_backend() -> None:
+    table = RoutingTable(("blue", "green"))
+    blue = Backend("blue-1", 1001, "1.0.0")
+    green = Backend("green-1", 1002, "2.0.0")
+    table.add_backend("blue", blue)
+    table.add_backend("green", green)
+    table.switch("blue")
+    table.set_weight("green", 50)
+    chosen = [route.backend for route in (table.choose(), table.choose()) if route]
+    assert sorted(backend.name for backend in chosen if backend) == ["blue-1", "green-1"]
+
+    table.request_ended(blue)
+    assert table.drain_all(timeout=0.05) is False
+
+    table.request_ended(green)
+    assert table.drain_all(timeout=0) is True
+
+
+def test_router_drain_all_warns_after_backend_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    router = LocalRouter(backend_timeout=0.1)
+    router.add_backend("blue", Backend("blue-1", 1001, "1.0.0"))
+    router.switch("blue")
+    assert router.table.choose() is not None
+
+    router.remove_backend("blue-1")
+    router.drain_all()
+
+    assert "local router: requests still under way after 0.1s" in caplog.text

@@ -383,6 +383,8 @@ class LocalTarget:
 
         for process in processes:
             self.router.remove_backend(process.instance)
+        # All backends leave the router first, so that their requests drain together.
+        self.router.drain_all()
         _terminate(processes, self._label())
         self.router.close()
         shutil.rmtree(self._log_dir, ignore_errors=True)

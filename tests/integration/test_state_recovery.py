@@ -336,9 +336,11 @@ def test_state_recovery_stops_orphaned_deploy(tmp_path: Path, state_url: str) ->
     assert versions(tmp_path) == dict.fromkeys(WEB, "1.2.0")
     # The journal names the file where the killed run listed its commands. Recovery
     # deleted the file once it had stopped them.
-    [where] = lists_in(StoreReader(state_url, tmp_path).journal(killed.id))
+    journal = StoreReader(state_url, tmp_path).journal(killed.id)
+    [where] = lists_in(journal)
     assert where.host == current_host()
     assert not where.path.exists()
+    assert [entry.done for entry in journal if entry.operation == PROCESS_OPERATION] == [True]
 
 
 def test_state_recovery_sigterm_exits_130(tmp_path: Path, state_url: str) -> None:
