@@ -9,9 +9,9 @@ is also the process group id), the range of clock ticks after boot in which the
 process started (the unit of the start time in ``/proc/PID/stat``) and the program
 name. The deployment's journal gets one ``processes`` entry with the host name and the
 file's path. Recovery on the same host reads the file and stops each listed process
-group that still runs: SIGTERM, then SIGKILL after a grace period. A process whose
-start time falls outside the listed range is a new process that reuses the id, and is
-left alone.
+group that still runs: SIGTERM to all of them, then SIGKILL after one grace period. A
+group whose leader started outside the listed range belongs to a new process that
+reuses the id, and is left alone.
 
 The list is a file rather than journal entries because a commit per command cost a
 rolling deploy of 1,000 instances 3% to 5% of its time (docs/benchmarks.md). The file
