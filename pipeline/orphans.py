@@ -400,9 +400,11 @@ def stop_groups(records: Sequence[ProcessRecord], report: OrphanReport,
     SIGTERM cost one grace period, not one each.
     """
     running: list[ProcessRecord] = []
+    seen = set(report.stopped)
     for record in records:
-        if record.pid in report.stopped or any(r.pid == record.pid for r in running):
+        if record.pid in seen:
             continue
+        seen.add(record.pid)
         if _still_running(record):
             running.append(record)
     if not running:

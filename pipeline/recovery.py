@@ -35,7 +35,7 @@ from pipeline.context import RollbackFailed, RunContext
 from pipeline.errors import ShiplineError, UsageError
 from pipeline.exitcodes import ExitCode
 from pipeline.instancetable import InstanceState, plural
-from pipeline.orphans import PROCESS_OPERATION, lists_in, stop_orphans
+from pipeline.orphans import PROCESS_OPERATION, ProcessList, lists_in, stop_orphans
 from pipeline.rollback import removal_failure, remove_version, restore_previous
 from pipeline.state import Deployment, DeploymentOutcome, JournalEntry, RollbackOutcome
 from pipeline.staterun import UNKNOWN_VERSION
@@ -166,9 +166,12 @@ def _stop_orphans(config: Config, state: RunState, deployment: Deployment,
 
     # A list whose commands were dealt with is deleted, so its entry is done, as after
     # a run that records its outcome.
-    cleared = [entry.seq for entry in entries
-               if entry.operation == PROCESS_OPERATION and not entry.done
-               and any(where.path in report.cleared for where in lists_in([entry]))]
+    cleared = []
+    for entry in entries:
+        where = ProcessList.from_details(dict(entry.details))
+        if (entry.operation == PROCESS_OPERATION and not entry.done and where is not None
+                and where.path in report.cleared):
+            cleared.append(entry.seq)
     if cleared:
         state.worker.call(lambda store: store.complete_journal_many(
             [(deployment.id, seq) for seq in cleared]))

@@ -422,7 +422,7 @@ def test_router_drain_gives_up_after_backend_timeout(caplog: pytest.LogCaptureFi
     router = LocalRouter(backend_timeout=0.1)
     router.add_backend("blue", Backend("blue-1", 1001, "1.0.0"))
     router.switch("blue")
-    # A request that never ends, as the table sees it: picked, never reported ended.
+    # The table counts a request under way to blue-1 that never ends.
     assert router.table.choose() is not None
 
     router.remove_backend("blue-1", drain=True)

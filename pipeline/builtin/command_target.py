@@ -263,7 +263,7 @@ class CommandTarget:
         self._slot_of = {i: slot for slot, items in settings.slots.items() for i in items}
         self._instances: tuple[str, ...] | None = None
         self._lock = threading.Lock()
-        #: Failed runs of the version command, so that only the first is a warning.
+        #: Number of failed runs of the version command: only the first is a warning.
         self._version_failures = 0
         # Merged once per run rather than once per command: see run_command's base_env.
         # Without added variables, commands inherit shipline's environment as it is.

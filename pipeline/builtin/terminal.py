@@ -124,11 +124,11 @@ class TerminalReporter:
             self.write(f"      {more}")
         if report.details and (failed or self.verbosity > 0):
             details = report.details.splitlines()
-            shown = details if self.verbosity > 0 else details[:_DETAIL_LINES]
-            for detail in shown:
+            printed = details if self.verbosity > 0 else details[:_DETAIL_LINES]
+            for detail in printed:
                 self.write(f"      {detail}")
-            if len(shown) < len(details):
-                self.write(f"      ... {len(details) - len(shown)} more lines: -v prints "
+            if len(printed) < len(details):
+                self.write(f"      ... {len(details) - len(printed)} more lines: -v prints "
                            "them all, and the JUnit report has them")
 
     @hookimpl

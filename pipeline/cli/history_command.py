@@ -110,16 +110,16 @@ def journal_data(entry: JournalEntry) -> dict[str, Any]:
     }
 
 
-#: Instance names shown in a journal row before the rest are counted.
-_SHOWN_INSTANCES = 3
+#: Instance names given in a journal row before the rest are counted.
+_NAMED_INSTANCES = 3
 
 
 def _instances_text(instances: tuple[str, ...]) -> str:
     if not instances:
         return "-"
-    shown = ", ".join(instances[:_SHOWN_INSTANCES])
-    hidden = len(instances) - _SHOWN_INSTANCES
-    return f"{shown} and {hidden} more" if hidden > 0 else shown
+    named = ", ".join(instances[:_NAMED_INSTANCES])
+    hidden = len(instances) - _NAMED_INSTANCES
+    return f"{named} and {hidden} more" if hidden > 0 else named
 
 
 def _details_text(details: Any) -> str:
