@@ -11,9 +11,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -22,6 +21,7 @@ import pluggy
 
 from pipeline import hookspecs
 from pipeline.diagnostics import closest_match
+from pipeline.entrypoints import EntryPoint, read_entry_points
 from pipeline.errors import PluginError
 
 logger = logging.getLogger("shipline")
@@ -108,21 +108,20 @@ class PluginRegistry:
     def load_entry_points(self) -> None:
         """Register every entry point of the ``shipline`` group that is not blocked.
 
-        importlib.metadata is imported only when :func:`may_declare_entry_points` finds
-        that an installed distribution may declare the group.
+        :func:`pipeline.entrypoints.read_entry_points` reads them without importing
+        importlib.metadata; where it cannot, importlib.metadata reads them instead.
         """
-        if not may_declare_entry_points(ENTRY_POINT_GROUP, sys.path, sys.meta_path):
-            logger.debug("no installed distribution declares %s entry points", ENTRY_POINT_GROUP)
-            return
-        from importlib.metadata import entry_points
+        found = read_entry_points(ENTRY_POINT_GROUP, sys.path, sys.meta_path)
+        if found is None:
+            logger.debug("reading %s entry points with importlib.metadata", ENTRY_POINT_GROUP)
+            found = _entry_points_from_metadata(ENTRY_POINT_GROUP)
 
-        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        for entry_point in found:
             if self.pluginmanager.is_blocked(entry_point.name):
                 continue
             if self.pluginmanager.has_plugin(entry_point.name):
                 continue
-            dist = entry_point.dist
-            origin = f"entry point of {dist.name} {dist.version}" if dist else "entry point"
+            origin = entry_point.origin
             try:
                 plugin = entry_point.load()
             except Exception as exc:
@@ -215,64 +214,27 @@ class PluginRegistry:
         return files
 
 
-def may_declare_entry_points(
-    group: str, paths: Sequence[str], finders: Sequence[object]
-) -> bool:
-    """Tell whether an installed distribution may declare entry points in ``group``.
+def _entry_points_from_metadata(group: str) -> list[EntryPoint]:
+    """Return the entry points in ``group`` as importlib.metadata finds them."""
+    from importlib.metadata import entry_points
 
-    Importing importlib.metadata, which imports the email package, zipfile and csv,
-    added about 15 ms to each start in ``bench/startup.py`` (see docs/benchmarks.md),
-    and most installations have no plugin. So this function reads the
-    ``entry_points.txt`` of each ``*.dist-info`` and ``*.egg-info`` folder directly in
-    ``paths`` (``sys.path``), where importlib.metadata of Python 3.10-3.13 finds them,
-    and looks for a ``[group]`` section header.
-
-    It returns False only when no distribution can declare the group. It returns True
-    for what it does not read itself: a path that is a file (a zip archive), an
-    ``.egg`` folder, and a folder or file that cannot be read. It also returns True
-    when ``finders`` (``sys.meta_path``) has a finder of distributions besides the
-    standard path finder.
-    """
-    from importlib.machinery import PathFinder
-
-    for finder in finders:
-        if finder is not PathFinder and hasattr(finder, "find_distributions"):
-            return True
-
-    for path in paths:
-        if not isinstance(path, str) or os.path.basename(path).lower().endswith(".egg"):
-            return True
-        try:
-            children = os.listdir(path or ".")
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return True
-        for child in children:
-            if not child.lower().endswith((".dist-info", ".egg-info")):
-                continue
-            if _declares_group(os.path.join(path or ".", child, "entry_points.txt"), group):
-                return True
-    return False
+    found: list[EntryPoint] = []
+    for entry_point in entry_points(group=group):
+        dist = entry_point.dist
+        name, version = (dist.name, dist.version) if dist else ("", "")
+        found.append(_MetadataEntryPoint(entry_point.name, entry_point.value,
+                                         name, version, entry_point.load))
+    return found
 
 
-def _declares_group(entry_points_file: str, group: str) -> bool:
-    """Tell whether ``entry_points_file`` has a ``[group]`` section or cannot be read.
+@dataclass(frozen=True)
+class _MetadataEntryPoint(EntryPoint):
+    """An entry point read by importlib.metadata, loaded by it too."""
 
-    A section header is parsed as importlib.metadata parses it: a stripped line that
-    starts with ``[`` and ends with ``]``, the name being the line without the brackets.
-    """
-    try:
-        with open(entry_points_file, encoding="utf-8") as lines:
-            for line in lines:
-                header = line.strip()
-                if header.startswith("[") and header.endswith("]") and header.strip("[]") == group:
-                    return True
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    except (OSError, UnicodeDecodeError):
-        return True
-    return False
+    loader: Callable[[], object]
+
+    def load(self) -> object:
+        return self.loader()
 
 
 def _import_file(path: Path) -> ModuleType:

@@ -1,4 +1,4 @@
-"""Tests for pipeline.plugins: built-in schema fragments, and the quick search for entry points.
+"""Tests for pipeline.plugins: built-in schema fragments, and loading entry points.
 
 At start-up the schema fragments of built-in plugins are not checked against the
 metaschema, so the first test here checks each of them instead.
@@ -10,7 +10,6 @@ import argparse
 import sys
 import zipfile
 from collections.abc import Mapping
-from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from pipeline import hookimpl
 from pipeline.config import Config
 from pipeline.errors import PluginError
 from pipeline.planning import collect_fragments, full_schema
-from pipeline.plugins import BUILTIN_ORIGIN, PluginRegistry, may_declare_entry_points
+from pipeline.plugins import BUILTIN_ORIGIN, PluginRegistry
 from pipeline.schema import StepSchema
 
 
@@ -109,7 +108,7 @@ def test_full_schema_checks_fragment_named_after_builtin() -> None:
     )
 
 
-# -- searching for entry points ----------------------------------------------------------
+# -- loading entry points ---------------------------------------------------------------
 
 
 def write_metadata(folder: Path, name: str, entry_points_text: str | None) -> Path:
@@ -119,67 +118,6 @@ def write_metadata(folder: Path, name: str, entry_points_text: str | None) -> Pa
     if entry_points_text is not None:
         (metadata / "entry_points.txt").write_text(entry_points_text, encoding="utf-8")
     return metadata
-
-
-def test_may_declare_entry_points_dist_info(tmp_path: Path) -> None:
-    write_metadata(tmp_path, "gate-1.0.dist-info", "[shipline]\ngate = gate_module\n")
-    assert may_declare_entry_points("shipline", [str(tmp_path)], [])
-
-
-def test_may_declare_entry_points_egg_info(tmp_path: Path) -> None:
-    write_metadata(tmp_path, "Gate.EGG-INFO", "[shipline]\ngate = gate_module\n")
-    assert may_declare_entry_points("shipline", [str(tmp_path)], [])
-
-
-def test_may_declare_entry_points_other_groups_only(tmp_path: Path) -> None:
-    write_metadata(tmp_path, "shipline-0.1.dist-info",
-                   "[console_scripts]\nshipline = pipeline.cli:main\n\n"
-                   "[pytest11]\nshipline = pipeline.testing\n")
-    assert not may_declare_entry_points("shipline", [str(tmp_path)], [])
-
-
-def test_may_declare_entry_points_without_file(tmp_path: Path) -> None:
-    write_metadata(tmp_path, "gate-1.0.dist-info", None)
-    (tmp_path / "old.egg-info").write_text("Name: old\n", encoding="utf-8")
-    assert not may_declare_entry_points("shipline", [str(tmp_path)], [])
-
-
-def test_may_declare_entry_points_missing_path(tmp_path: Path) -> None:
-    assert not may_declare_entry_points("shipline", [str(tmp_path / "missing")], [])
-
-
-def test_may_declare_entry_points_zip_archive(tmp_path: Path) -> None:
-    archive = tmp_path / "plugins.zip"
-    with zipfile.ZipFile(archive, "w") as opened:
-        opened.writestr("gate-1.0.dist-info/entry_points.txt", "[shipline]\ngate = gate\n")
-    assert may_declare_entry_points("shipline", [str(archive)], [])
-
-
-def test_may_declare_entry_points_egg_folder(tmp_path: Path) -> None:
-    egg = tmp_path / "gate-1.0-py3.11.egg"
-    write_metadata(egg, "EGG-INFO", "[shipline]\ngate = gate_module\n")
-    assert may_declare_entry_points("shipline", [str(egg)], [])
-
-
-def test_may_declare_entry_points_undecodable_file(tmp_path: Path) -> None:
-    metadata = write_metadata(tmp_path, "gate-1.0.dist-info", None)
-    (metadata / "entry_points.txt").write_bytes(b"[shipline]\ngate = \xff\n")
-    assert may_declare_entry_points("shipline", [str(tmp_path)], [])
-
-
-def test_may_declare_entry_points_other_finder(tmp_path: Path) -> None:
-    class DistributionFinder:
-        def find_distributions(self, context: object = None) -> list[object]:
-            return []
-
-    assert may_declare_entry_points("shipline", [str(tmp_path)], [DistributionFinder()])
-
-
-def test_may_declare_entry_points_agrees_with_importlib_metadata() -> None:
-    groups = {entry_point.group for dist in distributions() for entry_point in dist.entry_points}
-    assert groups
-    for group in sorted(groups):
-        assert may_declare_entry_points(group, sys.path, sys.meta_path), group
 
 
 def test_load_entry_points_registers_declared_plugin(
@@ -197,3 +135,53 @@ def test_load_entry_points_registers_declared_plugin(
     assert [(info.name, info.origin) for info in registry.loaded] == [
         ("found-gate", "entry point of gate-plugin 1.0"),
     ]
+
+
+def test_load_entry_points_from_zip_archive_through_importlib_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "plugins.zip"
+    with zipfile.ZipFile(archive, "w") as opened:
+        opened.writestr("zipped_gate-2.0.dist-info/entry_points.txt",
+                        "[shipline]\nzipped-gate = zipped_gate:plugin\n")
+        opened.writestr("zipped_gate-2.0.dist-info/METADATA",
+                        "Metadata-Version: 2.1\nName: zipped-gate\nVersion: 2.0\n")
+        opened.writestr("zipped_gate.py", "class Plugin:\n    pass\n\nplugin = Plugin()\n")
+    monkeypatch.setattr(sys, "path", [str(archive)])
+
+    registry = PluginRegistry()
+    registry.load_entry_points()
+    assert [(info.name, info.origin) for info in registry.loaded] == [
+        ("zipped-gate", "entry point of zipped-gate 2.0"),
+    ]
+    plugin = registry.pluginmanager.get_plugin("zipped-gate")
+    assert type(plugin).__name__ == "Plugin"
+
+
+def test_load_entry_points_skips_blocked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_metadata(tmp_path, "gate_plugin-1.0.dist-info", "[shipline]\nblocked-gate = missing\n")
+    (tmp_path / "gate_plugin-1.0.dist-info" / "METADATA").write_text(
+        "Name: gate-plugin\nVersion: 1.0\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+
+    registry = PluginRegistry()
+    registry.block(["blocked-gate"])
+    registry.load_entry_points()
+    assert registry.loaded == []
+
+
+def test_load_entry_points_names_plugin_that_fails_to_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_metadata(tmp_path, "gate_plugin-1.0.dist-info",
+                   "[shipline]\nbroken-gate = no_such_gate_module:plugin\n")
+    (tmp_path / "gate_plugin-1.0.dist-info" / "METADATA").write_text(
+        "Name: gate-plugin\nVersion: 1.0\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+
+    with pytest.raises(PluginError) as raised:
+        PluginRegistry().load_entry_points()
+    assert str(raised.value) == (
+        "plugin 'broken-gate' (entry point of gate-plugin 1.0) could not be loaded: "
+        "ModuleNotFoundError: No module named 'no_such_gate_module'"
+    )
