@@ -36,15 +36,27 @@ from pipeline import hookimpl
 from pipeline.diagnostics import Diagnostic
 from pipeline.schema import StepSchema
 from pipeline.target import Capability
-from shipline_nginx.router import NginxError, NginxRouter
 from shipline_nginx.settings import ROUTER_TYPE, SCHEMA, NginxSettings, is_address
 
 if TYPE_CHECKING:
     from pipeline.config import Config
     from pipeline.context import RunContext
     from pipeline.plan import Environment, Plan
+    from shipline_nginx.router import NginxError, NginxRouter
 
 __all__ = ["NginxError", "NginxRouter", "NginxSettings"]
+
+
+def __getattr__(name: str) -> Any:
+    # The router module is imported on first use: every shipline start imports this
+    # package to read its schema, and only a run with an nginx router needs the rest.
+    if name not in ("NginxError", "NginxRouter"):
+        raise AttributeError(f"module 'shipline_nginx' has no attribute {name!r}")
+    from shipline_nginx import router
+
+    value = getattr(router, name)
+    globals()[name] = value
+    return value
 
 _CAPABILITIES = frozenset({Capability.WEIGHTS, Capability.SLOTS})
 
@@ -75,6 +87,8 @@ def shipline_make_router(environment: Environment, context: RunContext) -> Nginx
     settings = NginxSettings.from_options(
         environment.router, Path(context.plan.file).resolve().parent, environment.name)
     target = context.target(environment)
+    from shipline_nginx.router import NginxRouter
+
     return NginxRouter.create(settings, target, context.cancel)
 
 
