@@ -87,12 +87,7 @@ from pipeline import hookimpl
 
 if TYPE_CHECKING:
     from pipeline.analysisargs import BUILTIN_ARGS, bind_args
-    from pipeline.analysischecks import (
-        AnalysisUse,
-        check_analyses,
-        iter_analysis_uses,
-        resolve_use,
-    )
+    from pipeline.analysischecks import check_analyses, resolve_use
     from pipeline.analysisjudge import Judgement, judge, show_value
     from pipeline.analysismodel import (
         DEFAULT_CONSECUTIVE_ERROR_LIMIT,
@@ -126,6 +121,7 @@ if TYPE_CHECKING:
         resolve_analysis,
     )
     from pipeline.analysisstep import AnalysisOutcome, record_outcome, run_analysis_use
+    from pipeline.analysisuses import AnalysisUse, iter_analysis_uses
     from pipeline.config import Config
     from pipeline.diagnostics import Diagnostic
     from pipeline.plan import Plan
@@ -138,7 +134,7 @@ _MODULES = {
     "AnalysisOutcome": "pipeline.analysisstep",
     "AnalysisResult": "pipeline.analysismodel",
     "AnalysisSettings": "pipeline.analysissettings",
-    "AnalysisUse": "pipeline.analysischecks",
+    "AnalysisUse": "pipeline.analysisuses",
     "BUILTIN_ARGS": "pipeline.analysisargs",
     "COMMON_ANALYSIS_PROPERTIES": "pipeline.analysisschema",
     "DEFAULT_CONSECUTIVE_ERROR_LIMIT": "pipeline.analysismodel",
@@ -165,7 +161,7 @@ _MODULES = {
     "check_analyses": "pipeline.analysischecks",
     "estimate_analysis": "pipeline.analysissettings",
     "estimate_analysis_or_zero": "pipeline.analysissettings",
-    "iter_analysis_uses": "pipeline.analysischecks",
+    "iter_analysis_uses": "pipeline.analysisuses",
     "judge": "pipeline.analysisjudge",
     "prepare_analysis": "pipeline.analysissettings",
     "record_outcome": "pipeline.analysisstep",
@@ -225,6 +221,10 @@ __all__ = [
 @hookimpl
 def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
     """Report the analysis problems that the schema cannot find; see :func:`check_analyses`."""
+    from pipeline.analysisuses import uses_analyses
+
+    if not uses_analyses(plan):
+        return []
     from pipeline.analysischecks import check_analyses
 
     return check_analyses(plan, config)

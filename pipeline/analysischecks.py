@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipeline.analysismodel import AnalysisError
@@ -20,72 +19,16 @@ from pipeline.analysissettings import (
     resolve_analysis,
     unknown_template_message,
 )
+from pipeline.analysisuses import AnalysisUse, iter_analysis_uses
 from pipeline.diagnostics import Diagnostic, DocPath, Mark
 from pipeline.judge import is_comparison, judge_problems
 from pipeline.plan import thaw
 
 if TYPE_CHECKING:
     from pipeline.config import Config
-    from pipeline.plan import Plan, Step
+    from pipeline.plan import Plan
 
-__all__ = [
-    "ANALYSIS_OPTIONS",
-    "AnalysisUse", "check_analyses", "iter_analysis_uses", "resolve_use"]
-
-@dataclass(frozen=True)
-class AnalysisUse:
-    """One analysis in a plan: a template, or a reference or inline analysis in a step."""
-
-    #: The template name (a string) or the inline mapping, as written.
-    ref: str | Mapping[str, Any]
-    #: Document path of the value, and the mark of the step that contains it.
-    path: DocPath
-    mark: Mark | None = None
-    #: True for the definition of a template under ``analyses:``, not a use of it.
-    is_template: bool = False
-
-
-#: Options of deploy strategies that contain one analysis, by strategy.
-ANALYSIS_OPTIONS = {
-    "blue-green": ("pre_promotion_analysis", "post_promotion_analysis"),
-    "rolling": ("analysis",),
-}
-
-
-def iter_analysis_uses(plan: Plan) -> Iterator[AnalysisUse]:
-    """Yield every template under ``analyses:``, then every use of an analysis in a step.
-
-    Uses are the ``analysis`` entries of canary steps, the analysis options of
-    blue-green and rolling deploy steps (:data:`ANALYSIS_OPTIONS`), and ``analysis``
-    gate steps.
-    """
-    for name in plan.analyses:
-        yield AnalysisUse(name, ("analyses", name), is_template=True)
-
-    for stage in plan.stages:
-        for step in stage.steps:
-            yield from _step_uses(step)
-
-
-def _step_uses(step: Step) -> Iterator[AnalysisUse]:
-    if step.kind == "gate" and step.type == "analysis" and "analysis" in step.options:
-        yield AnalysisUse(step.options["analysis"], (*step.path, "gate", "analysis"),
-                          step.mark)
-    if step.kind != "deploy":
-        return
-    for option in ANALYSIS_OPTIONS.get(step.type, ()):
-        if option in step.options:
-            yield AnalysisUse(step.options[option], (*step.path, "deploy", option), step.mark)
-    if step.type != "canary":
-        return
-    canary_steps = step.options.get("steps")
-    if not isinstance(canary_steps, Sequence):
-        return
-    for index, item in enumerate(canary_steps):
-        if isinstance(item, Mapping) and "analysis" in item:
-            path = (*step.path, "deploy", "steps", index, "analysis")
-            yield AnalysisUse(item["analysis"], path, step.mark)
-
+__all__ = ["check_analyses", "provider_uses", "resolve_use"]
 
 def provider_uses(
     plan: Plan, provider: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from pipeline.commands import TemplateError, check_template
+from pipeline.templates import TemplateError, check_template
 
 #: Placeholders of the checks inside a deploy step. Which ones a given check gets
 #: depends on the strategy and the moment, so validation accepts any of them.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from pipeline.errors import UsageError
@@ -24,6 +23,8 @@ def check_report_path(path: Path, option: str) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise UsageError(f"{option} {path}: '{parent}' is not a directory")
+
+    import tempfile
 
     try:
         handle, name = tempfile.mkstemp(prefix=".shipline-write-test-", dir=parent)

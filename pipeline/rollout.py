@@ -47,6 +47,7 @@ from pipeline.rollouterrors import OptionError, StepFailed
 from pipeline.rolloutoptions import (
     AMOUNT_SCHEMA,
     DURATION_SCHEMA,
+    HealthPolicy,
     check_list_schema,
     deploy_time_limit,
     described,
@@ -129,47 +130,6 @@ INLINE_READ = 0.0005
 
 
 # -- health ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HealthPolicy:
-    """How long an instance may take to pass ``target.health`` after a deploy.
-
-    Each attempt is one call of the target's health check. A failed attempt is
-    repeated ``retries`` times, ``interval`` seconds apart, as long as the next attempt
-    starts within ``timeout`` seconds of the first.
-    """
-
-    enabled: bool = True
-    timeout: float = 60.0
-    retries: int = 5
-    interval: float = 2.0
-
-    @classmethod
-    def parse(cls, value: object, option: str = "health") -> HealthPolicy:
-        """Build a policy from the ``health`` option: a mapping, ``false`` or missing."""
-        if value is None or value is True:
-            return cls()
-        if value is False:
-            return cls(enabled=False)
-        if not isinstance(value, Mapping):
-            raise OptionError(f"{option}: expected a mapping or false")
-
-        default = cls()
-        retries = value.get("retries", default.retries)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise OptionError(f"{option}.retries: {retries!r} is not valid: use 0 or more")
-        return cls(
-            timeout=option_duration(value, "timeout", default.timeout, option),
-            retries=retries,
-            interval=option_duration(value, "interval", default.interval, option),
-        )
-
-    def longest(self) -> float:
-        """Return the longest a health wait can take, in seconds, for plan estimates."""
-        if not self.enabled:
-            return 0.0
-        return min(self.timeout, self.retries * self.interval)
 
 
 def wait_healthy(

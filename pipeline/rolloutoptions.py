@@ -5,8 +5,10 @@ and the diagnostics ``shipline validate`` reports for values the schema cannot c
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipeline.checkspec import CHECK_SCHEMA
 from pipeline.durations import DURATION_PATTERN, parse_duration
 from pipeline.errors import ShiplineError
 from pipeline.rollouterrors import OptionError
@@ -132,8 +134,6 @@ def health_schema() -> dict[str, Any]:
 
 def check_list_schema(title: str, description: str) -> dict[str, Any]:
     """Return the JSON Schema of a list of checks (``http`` or ``command``)."""
-    from pipeline.checks import CHECK_SCHEMA
-
     return {"title": title, "description": description, "type": "array",
             "items": dict(CHECK_SCHEMA)}
 
@@ -166,3 +166,44 @@ def option_diagnostics(
             except ShiplineError as exc:
                 diagnostics.append(Diagnostic(str(exc), step.mark, (*step.path, "deploy")))
     return diagnostics
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    """How long an instance may take to pass ``target.health`` after a deploy.
+
+    Each attempt is one call of the target's health check. A failed attempt is
+    repeated ``retries`` times, ``interval`` seconds apart, as long as the next attempt
+    starts within ``timeout`` seconds of the first.
+    """
+
+    enabled: bool = True
+    timeout: float = 60.0
+    retries: int = 5
+    interval: float = 2.0
+
+    @classmethod
+    def parse(cls, value: object, option: str = "health") -> HealthPolicy:
+        """Build a policy from the ``health`` option: a mapping, ``false`` or missing."""
+        if value is None or value is True:
+            return cls()
+        if value is False:
+            return cls(enabled=False)
+        if not isinstance(value, Mapping):
+            raise OptionError(f"{option}: expected a mapping or false")
+
+        default = cls()
+        retries = value.get("retries", default.retries)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise OptionError(f"{option}.retries: {retries!r} is not valid: use 0 or more")
+        return cls(
+            timeout=option_duration(value, "timeout", default.timeout, option),
+            retries=retries,
+            interval=option_duration(value, "interval", default.interval, option),
+        )
+
+    def longest(self) -> float:
+        """Return the longest a health wait can take, in seconds, for plan estimates."""
+        if not self.enabled:
+            return 0.0
+        return min(self.timeout, self.retries * self.interval)

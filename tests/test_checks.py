@@ -8,21 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
 
 from helpers.httpserver import HttpServer, Reply, write_self_signed
 from pipeline import __version__
-from pipeline.checks import (
-    CHECK_SCHEMA,
-    CheckResult,
-    describe_check,
-    estimate_seconds,
-    json_equal,
-    run_check,
-    split_spec,
-)
+from pipeline.checks import CheckResult, describe_check, json_equal, run_check
 from pipeline.clock import FakeClock
-from pipeline.commands import TemplateError
+from pipeline.templates import TemplateError
 
 
 @pytest.fixture
@@ -440,31 +431,7 @@ def test_command_check_shell_quotes_placeholders() -> None:
     assert result.message == "command 'test 'a b' = 'a b'': exit code 0"
 
 
-# -- specs, estimates and schema ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize("spec", [{}, {"http": {}, "command": "x"}, {"shell": True}])
-def test_split_spec_rejects_wrong_keys(spec: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="a check needs exactly one key, 'http' or 'command'"):
-        split_spec(spec)
-
-
-def test_split_spec_command_string() -> None:
-    assert split_spec({"command": "true"}) == ("command", {"command": "true"})
-
-
-def test_estimate_seconds_http_defaults() -> None:
-    assert estimate_seconds({"http": {"url": "http://127.0.0.1/"}}) == 18.0
-
-
-def test_estimate_seconds_command_defaults() -> None:
-    assert estimate_seconds({"command": "true"}) == 60.0
-
-
-def test_estimate_seconds_with_retries() -> None:
-    spec = {"command": {"command": "true", "timeout": "10s", "retries": 3, "backoff": 20}}
-
-    assert estimate_seconds(spec) == 4 * 10 + 20 + 30 + 30
+# -- describing checks -------------------------------------------------------------------
 
 
 def test_describe_check() -> None:
@@ -472,46 +439,6 @@ def test_describe_check() -> None:
         "HEAD http://127.0.0.1/"
     )
     assert describe_check({"command": {"command": "smoke.sh"}}) == "smoke.sh"
-
-
-def test_check_schema_is_valid() -> None:
-    Draft202012Validator.check_schema(CHECK_SCHEMA)
-
-
-@pytest.mark.parametrize(
-    "spec",
-    [{"http": {"url": "http://127.0.0.1/", "status": [200, 204], "timeout": "2s"}},
-     {"command": "true"},
-     {"command": {"command": "true", "retries": 1, "shell": True}}],
-)
-def test_check_schema_accepts(spec: dict[str, Any]) -> None:
-    assert list(Draft202012Validator(CHECK_SCHEMA).iter_errors(spec)) == []
-
-
-@pytest.mark.parametrize(
-    "spec",
-    [{}, {"http": {"url": "x"}, "command": "true"}, {"http": {"url": "x", "retry": 1}},
-     {"http": {"url": "x", "timeout": "soon"}}, {"command": {"retries": 1}}],
-)
-def test_check_schema_rejects(spec: dict[str, Any]) -> None:
-    assert list(Draft202012Validator(CHECK_SCHEMA).iter_errors(spec)) != []
-
-
-def _properties(schema: Any) -> Iterator[tuple[str, Any]]:
-    if isinstance(schema, Mapping):
-        yield from schema.get("properties", {}).items()
-        for value in schema.values():
-            yield from _properties(value)
-    elif isinstance(schema, (list, tuple)):
-        for item in schema:
-            yield from _properties(item)
-
-
-def test_check_schema_documents_every_property() -> None:
-    undocumented = [name for name, subschema in _properties(CHECK_SCHEMA)
-                    if "title" not in subschema or "description" not in subschema]
-
-    assert undocumented == []
 
 
 def test_json_equal_compares_like_json() -> None:

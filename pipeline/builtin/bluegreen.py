@@ -292,7 +292,7 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
     if step.kind != "deploy" or step.type != STRATEGY:
         return None
     from pipeline.analysis import estimate_analysis_or_zero
-    from pipeline.checks import estimate_seconds
+    from pipeline.checkspec import estimate_seconds
 
     options = BlueGreenOptions.parse(step.options)
     checks = (*options.pre_promotion, *options.post_promotion)

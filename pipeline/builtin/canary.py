@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
-from pipeline.analysissettings import analysis_label
 from pipeline.approval import APPROVAL_SCHEMA, ApprovalSpec, wait_for_approval
 from pipeline.context import RollbackFailed
 from pipeline.errors import ShiplineError
@@ -103,6 +102,9 @@ class CanaryStep:
         if self.kind == "set_weight":
             return f"set_weight {self.weight}"
         if self.kind == "analysis":
+            # Imported here: the analysis modules load only for pipelines that use one.
+            from pipeline.analysissettings import analysis_label
+
             return f"analysis '{analysis_label(self.analysis)}'"
         return "pause until approved" if self.approval else "pause"
 

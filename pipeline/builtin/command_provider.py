@@ -33,8 +33,8 @@ from pipeline.analysis import (
     MeasurementRequest,
     ProviderError,
 )
-from pipeline.commands import TemplateError, last_line, run_command
 from pipeline.schema import StepSchema
+from pipeline.templates import TemplateError
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
@@ -78,6 +78,8 @@ class CommandProvider:
         Raises AnalysisError when the command cannot be filled in or is not found, and
         CommandProviderError when it fails or its output is not JSON.
         """
+        from pipeline.commands import run_command
+
         try:
             result = run_command(self.command, dict(request.args), timeout=request.timeout,
                                  cancel=cancel, cwd=self.cwd, announce=False)
@@ -101,6 +103,8 @@ def parse_output(stdout: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
+        from pipeline.commands import last_line
+
         shown = last_line(text, SHOWN_OUTPUT)
         raise CommandProviderError(
             f"command printed {shown!r}, expected JSON or a number"

@@ -16,14 +16,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
-from pipeline.checks import (
+from pipeline.checkspec import (
     COMMAND_DEFAULTS,
     COMMAND_OPTIONS_SCHEMA,
     HTTP_DEFAULTS,
     HTTP_OPTIONS_SCHEMA,
-    CheckResult,
     estimate_seconds,
-    run_check,
 )
 from pipeline.checktemplates import GATE_PLACEHOLDERS, template_problems
 from pipeline.diagnostics import Diagnostic
@@ -32,6 +30,7 @@ from pipeline.report import Outcome, StepReport
 from pipeline.schema import StepSchema
 
 if TYPE_CHECKING:
+    from pipeline.checks import CheckResult
     from pipeline.context import RunContext
     from pipeline.plan import Plan, Step
 
@@ -58,6 +57,7 @@ def shipline_step_schemas() -> list[StepSchema]:
 def shipline_run_gate(step: Step, context: RunContext) -> StepReport | None:
     if step.type not in GATE_TYPES:
         return None
+    from pipeline.checks import run_check
 
     result = run_check(
         {step.type: step.options}, clock=context.clock, cancel=context.cancel,

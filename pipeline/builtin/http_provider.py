@@ -132,6 +132,10 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
 
     An expression with ``{{ args.NAME }}`` is compiled when the run has its arguments.
     """
+    from pipeline.analysisuses import uses_analyses
+
+    if not uses_analyses(plan):
+        return []
     from pipeline.analysischecks import provider_uses
 
     diagnostics = []

@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,6 +123,9 @@ def shipline_check_plan(plan: Plan) -> list[Diagnostic]:
 def shipline_run_gate(step: Step, context: RunContext) -> StepReport | None:
     if step.type != GATE_TYPE:
         return None
+
+    import shutil
+    import tempfile
 
     version = expected_version(context.plan, step) or ""
     workspace = Path(tempfile.mkdtemp(prefix="shipline-package-"))
@@ -267,5 +268,7 @@ def _read_identity(path: Path, context: RunContext) -> str:
 @hookimpl
 def shipline_run_finish(context: RunContext) -> None:
     """Remove the folders that package gates unpacked in this run."""
+    import shutil
+
     for _version, folder in context.packages:
         shutil.rmtree(folder.parent, ignore_errors=True)

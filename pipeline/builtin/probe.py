@@ -54,12 +54,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
-from pipeline.analysis import (
-    COMMON_ANALYSIS_PROPERTIES,
-    AnalysisError,
-    AnalysisSettings,
-    MeasurementRequest,
-)
+from pipeline.analysis import COMMON_ANALYSIS_PROPERTIES, AnalysisError, MeasurementRequest
 from pipeline.context import Interrupted
 from pipeline.diagnostics import Diagnostic
 from pipeline.durations import DURATION_PATTERN, parse_duration
@@ -404,7 +399,12 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
     Each template is checked where it is defined and each inline analysis where it is
     written. Conditions that do not parse are left to :mod:`pipeline.analysis`.
     """
+    from pipeline.analysisuses import uses_analyses
+
+    if not uses_analyses(plan):
+        return []
     from pipeline.analysischecks import provider_uses
+    from pipeline.analysissettings import AnalysisSettings
 
     diagnostics = []
     for name, options, path in provider_uses(plan, PROVIDER):

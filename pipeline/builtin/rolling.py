@@ -51,20 +51,17 @@ version each updated instance ran before, in parallel whatever the ``batch`` (wi
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
-from pipeline.rollout import (
+from pipeline.amounts import batch_sizes, parse_amount
+from pipeline.rollouterrors import OptionError
+from pipeline.rolloutoptions import (
     AMOUNT_SCHEMA,
     DURATION_SCHEMA,
     HealthPolicy,
-    OptionError,
-    Rollout,
-    StepFailed,
-    batch_sizes,
     check_list_schema,
     deploy_time_limit,
     described,
@@ -72,25 +69,18 @@ from pipeline.rollout import (
     health_schema,
     option_diagnostics,
     option_duration,
-    parse_amount,
     previous_version_schema,
-    restore_previous,
-    run_checks,
-    serving_instances,
-    split_batches,
 )
-from pipeline.rolloutparallel import MAX_PARALLEL, started_pool
+from pipeline.rolloutparallel import MAX_PARALLEL
 from pipeline.schema import StepSchema
 from pipeline.target import Capability
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
 
     from pipeline.config import Config
-    from pipeline.context import RunContext
     from pipeline.diagnostics import Diagnostic
     from pipeline.plan import Plan, Step
-    from pipeline.report import StepReport
+    from pipeline.rollingrun import RollingStrategy
 
 STRATEGY = "rolling"
 
@@ -153,167 +143,6 @@ class RollingOptions:
         if self.max_unavailable is None:
             return MAX_PARALLEL
         return self.in_flight(batch_size=total, total=total)
-
-
-class RollingStrategy:
-    """Updates instances in place, batch by batch; see the module documentation."""
-
-    def requires(self) -> frozenset[Capability]:
-        return frozenset()
-
-    def run(self, step: Step, context: RunContext) -> StepReport:
-        options = RollingOptions.parse(step.options)
-        rollout = Rollout.start(step, context)
-        return rollout.run(lambda r: _roll(r, options))
-
-
-def _roll(rollout: Rollout, options: RollingOptions) -> str:
-    """Update every serving instance batch by batch; return the success message."""
-    instances = serving_instances(rollout.target, rollout.router)
-    if not instances:
-        raise StepFailed(f"environment '{rollout.environment_name}' has no instances")
-    total = len(instances)
-    batches = split_batches(instances, options.batch)
-    limits = [options.in_flight(len(batch), total) for batch in batches]
-    allowed = parse_amount(options.max_failures, total, option="max_failures", round_up=False)
-    rollout.table.update_all(instances, result="not reached")
-    _register_rollback(rollout, workers=options.rollback_workers(total))
-
-    stop = threading.Event()
-    pool = started_pool(max(limits), "shipline-rolling")
-    try:
-        for number, (batch, limit) in enumerate(zip(batches, limits, strict=True), start=1):
-            where = f"batch {number} of {len(batches)}"
-            rollout.check_cancelled(f"before {where}")
-            _update_batch(rollout, options, batch, limit=limit, stop=stop, allowed=allowed,
-                          pool=pool)
-            rollout.check_cancelled(f"during {where}")
-            _fail_beyond(rollout, total, allowed)
-
-            if options.checks:
-                _run_batch_checks(rollout, options, batch, limit=limit, where=where, pool=pool)
-                _fail_beyond(rollout, total, allowed)
-            _run_batch_analysis(rollout, options, number, where)
-
-            # A batch whose instances all ran the version already (as after --resume)
-            # changed nothing to watch, so it gets no pause.
-            changed = any(state.result != "unchanged"
-                          for state in rollout.table.get_all(batch))
-            if number < len(batches) and options.pause > 0 and changed:
-                rollout.sleep(options.pause, f"during the pause after {where}")
-    finally:
-        # Not waiting for the idle threads to exit saves 2 ms at the end of the step;
-        # run_parallel has waited for every call already.
-        pool.shutdown(wait=False)
-    return _success_message(rollout, total, len(batches), allowed)
-
-
-def _register_rollback(rollout: Rollout, workers: int) -> None:
-    target = rollout.target
-    context = rollout.context
-
-    def restore() -> str:
-        states = rollout.table.rows()
-        if not any(state.touched for state in states):
-            return "nothing to restore: no instance was changed"
-        return restore_previous(target, states, fallback=rollout.fallback,
-                                cancel=context.cancel, workers=workers)
-
-    context.add_rollback(rollout.step, f"restore the versions that ran before {rollout.version}",
-                         restore)
-
-
-def _update_batch(
-    rollout: Rollout,
-    options: RollingOptions,
-    batch: Sequence[str],
-    *,
-    limit: int,
-    stop: threading.Event,
-    allowed: int,
-    pool: ThreadPoolExecutor,
-) -> None:
-    """Update the instances of one batch, ``limit`` at a time.
-
-    Once more than ``allowed`` instances of the whole step have failed, instances of the
-    batch that have not started are left alone.
-    """
-    lock = threading.Lock()
-
-    def failed(_instance: str) -> None:
-        with lock:
-            if _failures(rollout) > allowed:
-                stop.set()
-
-    rollout.update_instances(batch, options.health, workers=limit, pool=pool, stop=stop,
-                             on_failure=failed)
-
-
-def _run_batch_checks(
-    rollout: Rollout,
-    options: RollingOptions,
-    batch: Sequence[str],
-    *,
-    limit: int,
-    where: str,
-    pool: ThreadPoolExecutor,
-) -> None:
-    updated = [state.instance for state in rollout.table.get_all(batch)
-               if state.result == "updated"]
-    runs = run_checks(options.checks, rollout.context, instances=updated,
-                      placeholders={"version": rollout.version}, workers=limit, pool=pool)
-    rollout.check_cancelled(f"during the checks after {where}")
-
-    for run in runs:
-        if run.ok:
-            continue
-        name = run.instance or run.label
-        rollout.table.add_output(name, run.label, run.output)
-        if run.instance is None:
-            raise StepFailed(f"{where}: {run.message}")
-        rollout.table.update(run.instance, result="check failed", message=run.message)
-
-
-def _failures(rollout: Rollout) -> int:
-    return len(rollout.table.failures())
-
-
-def _fail_beyond(rollout: Rollout, total: int, allowed: int) -> None:
-    failed = rollout.table.failures()
-    if len(failed) > allowed:
-        first = failed[0]
-        raise StepFailed(
-            f"{len(failed)} of {total} instances failed and max_failures allows {allowed}: "
-            f"{first.instance}: {first.message}"
-        )
-
-
-def _success_message(rollout: Rollout, total: int, batches: int, allowed: int) -> str:
-    updated = rollout.table.count("updated")
-    unchanged = rollout.table.count("unchanged")
-    failed = _failures(rollout)
-    plural = "batch" if batches == 1 else "batches"
-    message = f"{rollout.version} deployed to {updated} of {total} instances in {batches} {plural}"
-    if unchanged:
-        message += f"; {unchanged} already ran it"
-    if failed:
-        message += f"; {failed} failed, within max_failures ({allowed})"
-    return message
-
-
-# -- hooks -------------------------------------------------------------------------------
-
-
-def _run_batch_analysis(
-    rollout: Rollout, options: RollingOptions, number: int, where: str
-) -> None:
-    """Run the step's ``analysis`` after batch ``number``; raise StepFailed unless it passes."""
-    if options.analysis is None:
-        return
-    from pipeline.analysisstep import analyse_rollout, rollout_endpoint
-
-    analyse_rollout(rollout, options.analysis, stable=rollout.fallback,
-                    endpoint=rollout_endpoint(rollout), step=number, where=f"{where}: ")
 
 
 def _schema() -> dict[str, Any]:
@@ -380,6 +209,8 @@ def shipline_strategy_requires(step: Step) -> frozenset[Capability] | None:
 def shipline_make_strategy(step: Step) -> RollingStrategy | None:
     if step.type != STRATEGY:
         return None
+    from pipeline.rollingrun import RollingStrategy
+
     return RollingStrategy()
 
 
@@ -403,7 +234,7 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
     if total is None or deploy_limit is None:
         return None
     from pipeline.analysis import estimate_analysis_or_zero
-    from pipeline.checks import estimate_seconds
+    from pipeline.checkspec import estimate_seconds
 
     options = RollingOptions.parse(step.options)
     sizes = batch_sizes(total, options.batch)

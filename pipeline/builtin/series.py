@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import shlex
-import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
 from pipeline.analysis import COMMON_ANALYSIS_PROPERTIES, AnalysisError, ProviderError
-from pipeline.judge import is_comparison
 from pipeline.schema import StepSchema
 
 if TYPE_CHECKING:
@@ -112,6 +110,8 @@ def shipline_make_provider(
 ) -> object | None:
     if name == RECORDED:
         return RecordedSeries(_load_data(options, Path(context.plan.file).resolve().parent))
+    from pipeline.judge import is_comparison
+
     if name == "command" and is_comparison(options):
         return CommandSeries(options.get("command"))
     return None
@@ -243,6 +243,8 @@ class CommandSeries:
     def fetch_series(
         self, request: SeriesRequest, cancel: threading.Event
     ) -> list[float | None]:
+        import subprocess
+
         arguments = [_fill(part, request) for part in self.template]
         program = arguments[0]
         logger.debug("analysis %r: running %s for %s %s", request.analysis, program,

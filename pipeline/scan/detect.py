@@ -23,20 +23,12 @@ from typing import Any
 
 from pipeline.scan import cyclonedx, grype, osv, sarif, trivy
 from pipeline.scan.finding import Finding
+from pipeline.scan.formats import FORMAT_TITLES
 from pipeline.scan.reader import Fields, ReportError, load_json
 
 #: Format name -> the module that reads it.
 PARSERS: Mapping[str, ModuleType] = {
     module.FORMAT: module for module in (trivy, grype, sarif, osv, cyclonedx)
-}
-
-#: Format name -> how messages name it.
-FORMAT_TITLES: Mapping[str, str] = {
-    "trivy": "Trivy JSON",
-    "grype": "Grype JSON",
-    "sarif": "SARIF",
-    "osv-scanner": "OSV-Scanner JSON",
-    "cyclonedx": "CycloneDX",
 }
 
 

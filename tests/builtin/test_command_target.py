@@ -12,16 +12,10 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from pipeline.builtin import command_target
-from pipeline.builtin.command_target import (
-    COMMAND_TARGET_SCHEMA,
-    CommandRouterTarget,
-    CommandTarget,
-    capabilities_of,
-    check_options,
-    make_command_target,
-)
+from pipeline.builtin.command_target import COMMAND_TARGET_SCHEMA, capabilities_of, check_options
 from pipeline.clock import FakeClock
 from pipeline.commands import CommandFailed
+from pipeline.commandtarget import CommandRouterTarget, CommandTarget, make_command_target
 from pipeline.config import Config
 from pipeline.context import RunContext
 from pipeline.diagnostics import Diagnostic

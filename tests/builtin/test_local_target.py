@@ -20,11 +20,13 @@ from urllib.parse import urlsplit
 import pytest
 from jsonschema import Draft202012Validator
 
+from pipeline import localtarget
 from pipeline.builtin import local_target
-from pipeline.builtin.local_target import LocalSettings, LocalTarget
+from pipeline.builtin.local_target import LocalSettings
 from pipeline.config import Config
 from pipeline.context import RunContext
 from pipeline.errors import ShiplineError
+from pipeline.localtarget import LocalTarget
 from pipeline.plan import Environment, Plan
 from pipeline.plugins import PluginRegistry
 from pipeline.target import Capability, Router, Target
@@ -378,7 +380,7 @@ def test_local_target_process_ignoring_sigterm_is_killed(
     target: LocalTarget, marker: str, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(local_target, "STOP_GRACE", 0.2)
+    monkeypatch.setattr(localtarget, "STOP_GRACE", 0.2)
     # The group leader ignores SIGTERM and outlives the demo service it started.
     code = ("import signal, subprocess, sys, time; "
             "signal.signal(signal.SIGTERM, signal.SIG_IGN); "

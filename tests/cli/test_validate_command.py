@@ -228,7 +228,11 @@ def test_module_entry_point_runs(tmp_path: Path):
 DEFERRED_MODULES = (
     "concurrent.futures", "cryptography", "hashlib", "http.client", "http.server",
     "jsonschema", "prometheus_client", "requests", "smtplib", "ssl", "urllib3",
-    "scipy", "numpy", "croniter", "statistics",
+    "scipy", "numpy", "croniter", "statistics", "subprocess", "tempfile",
+    # shipline's own run-time modules, imported by the plugins when a run needs them.
+    "pipeline.commands", "pipeline.checks", "pipeline.commandtarget", "pipeline.localtarget",
+    "pipeline.scan.detect", "pipeline.analysischecks", "pipeline.analysissettings",
+    "pipeline.judge",
 )
 
 DEPLOY = """\
@@ -262,6 +266,24 @@ def test_validate_imports_no_deferred_module(tmp_path: Path):
                             capture_output=True, text=True, timeout=60)
     assert result.stderr == ""
     assert result.stdout == "0 []\n"
+
+
+def test_validate_reads_installed_plugins_without_importlib_metadata(tmp_path: Path):
+    # scripts/test installs the shipline-nginx plugin into the test environment.
+    (tmp_path / "shipline.yml").write_text(DEPLOY, encoding="utf-8")
+    script = (
+        "import sys\n"
+        "from pipeline.cli import main\n"
+        "code = main(['validate', '-q'])\n"
+        "print(code, 'shipline_nginx' in sys.modules,\n"
+        "      [name for name in ('importlib.metadata', 'email') if name in sys.modules])\n"
+    )
+    env = {key: value for key, value in os.environ.items()
+           if key != "SHIPLINE_DISABLE_PLUGIN_AUTOLOAD"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.stderr == ""
+    assert result.stdout == "0 True []\n"
 
 
 @pytest.mark.parametrize("lease", ["0.5s", "0s"])
