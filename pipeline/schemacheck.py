@@ -78,11 +78,25 @@ class FastCheck:
 
     def __init__(self, compiler: _FastCheckCompiler, check: _Check) -> None:
         self._compiler = compiler
-        self.check = check
+        self._check = check
+
+    def check(self, instance: Any) -> _Evaluated | None:
+        """Return the evaluated keys if ``instance`` is valid, None if it is not or if
+        its check met a subschema that only jsonschema can check."""
+        return _unless_unsupported(self._check, instance)
 
     def check_for(self, subschema: Any) -> _Check:
-        """Return the check of ``subschema``, an object or boolean inside the schema."""
-        return self._compiler.compile(subschema, collect=False)
+        """Return the check of ``subschema``, an object or boolean inside the schema.
+
+        The check returns None, as for an invalid value, where the subschema needs
+        jsonschema itself.
+        """
+        try:
+            check = self._compiler.compile(subschema, collect=False)
+        except _UnsupportedSchemaError as exc:
+            logger.debug("part of the schema is validated by jsonschema only: %s", exc)
+            return _reject
+        return lambda instance: _unless_unsupported(check, instance)
 
     def resolve(self, reference: str) -> Any:
         """Return the subschema at a local ``$ref``, or raise _UnsupportedSchemaError."""
@@ -271,9 +285,27 @@ class _FastCheckCompiler:
 
     def _conditional(self, schema: Mapping[str, Any], *, collect: bool) -> _Check:
         condition = self.compile(schema["if"], collect=collect)
-        then = self.compile(schema["then"], collect=collect) if "then" in schema else None
-        otherwise = self.compile(schema["else"], collect=collect) if "else" in schema else None
+        then = self._on_first_use(schema["then"], collect=collect) if "then" in schema else None
+        otherwise = (self._on_first_use(schema["else"], collect=collect)
+                     if "else" in schema else None)
         return _if_then_else(condition, then, otherwise, collect=collect)
+
+    def _on_first_use(self, schema: Any, *, collect: bool) -> _Check:
+        """Return a check that compiles ``schema`` when it first runs.
+
+        The pipeline schema holds each plugin's options in an ``if``/``then`` per step
+        type, and a pipeline uses few of them: compiling every branch at start took
+        most of the 11 ms of compiling the schema. A branch with a keyword that the fast
+        check does not implement raises _UnsupportedSchemaError when it first runs.
+        """
+        compiled: list[_Check] = []
+
+        def check(instance: Any) -> _Evaluated | None:
+            if not compiled:
+                compiled.append(self.compile(schema, collect=collect))
+            return compiled[0](instance)
+
+        return check
 
     def _items(self, schema: Mapping[str, Any]) -> _Assertion:
         prefix = [self.compile(sub, collect=False) for sub in schema.get("prefixItems", [])]
@@ -301,6 +333,16 @@ class _FastCheckCompiler:
             return matches >= low and (high is None or matches <= high)
 
         return check
+
+
+def _unless_unsupported(check: _Check, instance: Any) -> _Evaluated | None:
+    """Run ``check``; return None, so that jsonschema decides, where it meets a
+    subschema that the fast check does not implement."""
+    try:
+        return check(instance)
+    except _UnsupportedSchemaError as exc:
+        logger.debug("part of the schema is validated by jsonschema only: %s", exc)
+        return None
 
 
 def _accept(instance: Any) -> _Evaluated:

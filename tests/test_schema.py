@@ -1324,8 +1324,25 @@ INVALID_SAMPLES = [
 ]
 
 
-def test_slow_schema_has_no_fast_check() -> None:
-    assert compile_fast_check(SLOW_SCHEMA) is None
+def test_unsupported_keyword_outside_branches_leaves_no_fast_check() -> None:
+    slow = copy.deepcopy(SCHEMA)
+    slow["$defs"]["stage"]["unevaluatedItems"] = False
+    assert compile_fast_check(slow) is None
+
+
+def test_unsupported_keyword_in_branch_defers_to_jsonschema_where_used() -> None:
+    # The canary branch is compiled when a document first needs it.
+    fast = compile_fast_check(SLOW_SCHEMA)
+    assert fast is not None
+    canary = load(FULL_PIPELINE).data
+    assert "strategy: canary" in FULL_PIPELINE
+    assert fast.check(canary) is None
+    assert Draft202012Validator(SLOW_SCHEMA).is_valid(canary)
+
+    rolling = yaml.safe_load(
+        "version: 1\nname: shop\nstages: [{name: a, steps: "
+        "[{deploy: {version: '1', strategy: rolling}}]}]\n")
+    assert fast.check(rolling) is not None
 
 
 @pytest.mark.parametrize("text", INVALID_SAMPLES)
