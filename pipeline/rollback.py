@@ -24,6 +24,8 @@ class _Restored:
     expected: str | None
     ok: bool
     message: str
+    #: The previous version was deployed again; False when the instance still ran it.
+    redeployed: bool = True
 
 
 def restore_previous(
@@ -53,7 +55,8 @@ def restore_previous(
         # the previous version in place, and deploying it again would fail the same way.
         # The health check catches a deploy that stopped the service before it failed.
         if state.before is not None and _still_serving(target, state.instance, previous, cancel):
-            return _Restored(state.instance, previous, True, "still on the previous version")
+            return _Restored(state.instance, previous, True, "still on the previous version",
+                             redeployed=False)
         result = call_target("deploy", state.instance,
                              lambda: target.deploy(state.instance, previous, cancel))
         message = "restored" if result.ok else f"restore failed: {result.message}"
@@ -67,8 +70,23 @@ def restore_previous(
             f"previous version",
             _restore_table(target, states, results, workers),
         )
-    restored_on = plural(len(touched), "instance")
-    return f"restored the previous version ({_versions(results)}) on {restored_on}"
+    return _restore_summary(results)
+
+
+def _restore_summary(results: Sequence[_Restored]) -> str:
+    """Say on how many instances the previous version was deployed again, and how many
+    still ran it, so that the count matches the deploys that ran."""
+    redeployed = sum(1 for result in results if result.redeployed)
+    unchanged = len(results) - redeployed
+    versions = _versions(results)
+    if not unchanged:
+        return f"restored the previous version ({versions}) on {plural(redeployed, 'instance')}"
+    if not redeployed:
+        touched = "the instance" if unchanged == 1 else f"the {unchanged} instances"
+        return (f"nothing to restore: {touched} that the deploy touched still ran the "
+                f"previous version ({versions})")
+    return (f"restored the previous version ({versions}) on {plural(redeployed, 'instance')}; "
+            f"{unchanged} more still ran it")
 
 
 def _still_serving(target: Target, instance: str, version: str, cancel: threading.Event) -> bool:

@@ -37,23 +37,61 @@ def option_duration(
         raise OptionError(f"{name}: {exc}") from exc
 
 
-#: Maximum time a single deploy of one instance can take, per built-in target type, in
-#: seconds: the command target's per-command ``timeout`` (default 5m), and the local
-#: target's ``start_timeout`` (default 10s) plus the time to stop the old process.
-_DEPLOY_LIMITS = {"command": ("timeout", 300.0), "local": ("start_timeout", 15.0)}
-
-
 def deploy_time_limit(plan: Plan, step: Step) -> float | None:
     """Return the longest one instance's deploy can take on the step's target, in
-    seconds, or None for a target type whose limit is unknown (a plugin's)."""
+    seconds, or None for a target type whose limit is unknown (a plugin's).
+
+    On the command target that is the per-command ``timeout``; on the local target,
+    ``start_timeout`` plus the grace that stopping the old process may take.
+    """
+    from pipeline.builtin import command_target, local_target
+
+    options = _target_options(plan, step)
+    kind = options.get("type") if options is not None else None
+    if options is None or kind not in (command_target.TARGET_TYPE, local_target.TARGET_TYPE):
+        return None
+    if kind == command_target.TARGET_TYPE:
+        return _seconds(options, "timeout", command_target.DEFAULT_TIMEOUT)
+    start = _seconds(options, "start_timeout", local_target.DEFAULT_START_TIMEOUT)
+    return start + local_target.STOP_GRACE
+
+
+def health_time_limit(plan: Plan, step: Step) -> float | None:
+    """Return the longest one health check of one instance can take on the step's
+    target, in seconds, or None for a target type whose limit is unknown (a plugin's).
+
+    On the command target the health command has the per-command ``timeout``; on the
+    local target each health request has a fixed time limit.
+    """
+    from pipeline.builtin import command_target, local_target
+
+    options = _target_options(plan, step)
+    kind = options.get("type") if options is not None else None
+    if options is None or kind not in (command_target.TARGET_TYPE, local_target.TARGET_TYPE):
+        return None
+    if kind == command_target.TARGET_TYPE:
+        return _seconds(options, "timeout", command_target.DEFAULT_TIMEOUT)
+    return local_target.REQUEST_TIMEOUT
+
+
+def update_time_limit(plan: Plan, step: Step, health: HealthPolicy) -> float | None:
+    """Return the longest updating one instance can take, in seconds: its deploy and
+    then its health wait; None when the target's limits are unknown."""
+    deploy = deploy_time_limit(plan, step)
+    attempt = health_time_limit(plan, step)
+    if deploy is None or (health.enabled and attempt is None):
+        return None
+    return deploy + health.longest(attempt or 0.0)
+
+
+def _target_options(plan: Plan, step: Step) -> Mapping[str, Any] | None:
     stage = plan.stage(step.stage)
     if stage.environment is None or stage.environment not in plan.environments:
         return None
-    options = plan.environments[stage.environment].target
-    known = _DEPLOY_LIMITS.get(str(options.get("type")))
-    if known is None:
-        return None
-    key, default = known
+    return plan.environments[stage.environment].target
+
+
+def _seconds(options: Mapping[str, Any], key: str, default: float) -> float:
     value = options.get(key)
     return default if value is None else parse_duration(value)
 
@@ -202,8 +240,14 @@ class HealthPolicy:
             interval=option_duration(value, "interval", default.interval, option),
         )
 
-    def longest(self) -> float:
-        """Return the longest a health wait can take, in seconds, for plan estimates."""
+    def longest(self, attempt_limit: float) -> float:
+        """Return the longest a health wait can take, in seconds, for plan estimates.
+
+        ``attempt_limit`` is the longest one attempt can take on the target. A failed
+        attempt is repeated only when the next one starts within ``timeout`` of the
+        first, and at most ``retries`` times.
+        """
         if not self.enabled:
             return 0.0
-        return min(self.timeout, self.retries * self.interval)
+        by_count = (self.retries + 1) * attempt_limit + self.retries * self.interval
+        return min(by_count, self.timeout + attempt_limit)

@@ -287,18 +287,28 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
 
 @hookimpl
 def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
-    """Sum the health wait, the checks, the analyses, the approval timeout and the
-    scale-down delay."""
+    """Sum the deploy of the idle slot with its health waits, the checks, the analyses,
+    the approval timeout and the scale-down delay.
+
+    Returns None when the pipeline file does not list the instances or the target's
+    time limits are unknown.
+    """
     if step.kind != "deploy" or step.type != STRATEGY:
         return None
     from pipeline.analysis import estimate_analysis_or_zero
     from pipeline.checkspec import estimate_seconds
+    from pipeline.rolloutoptions import environment_instance_count, update_time_limit
 
     options = BlueGreenOptions.parse(step.options)
+    instances = environment_instance_count(plan, step)
+    per_wave = update_time_limit(plan, step, options.health)
+    if instances is None or per_wave is None:
+        return None
+    deploy = -(-instances // MAX_PARALLEL) * per_wave
     checks = (*options.pre_promotion, *options.post_promotion)
     approval = options.approval.timeout if options.approval and not options.auto_promote else 0.0
     analyses = sum(estimate_analysis_or_zero(ref, plan) for ref in
                    (options.pre_promotion_analysis, options.post_promotion_analysis)
                    if ref is not None)
-    return (options.health.longest() + sum(estimate_seconds(check) for check in checks)
+    return (deploy + sum(estimate_seconds(check) for check in checks)
             + approval + analyses + options.scale_down_delay)

@@ -473,14 +473,26 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
 
 @hookimpl
 def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
-    """Sum the pauses, approval timeouts, analyses, health waits and scale-down delay."""
+    """Sum the deploys with their health waits (once at the start and once per weight),
+    the pauses, approval timeouts, analyses and the scale-down delay.
+
+    Returns None when the pipeline file does not list the instances or the target's
+    time limits are unknown.
+    """
     if step.kind != "deploy" or step.type != STRATEGY:
         return None
+    from pipeline.rolloutoptions import environment_instance_count, update_time_limit
+
     options = CanaryOptions.parse(step.options)
-    total = options.scale_down_delay + options.health.longest()
+    instances = environment_instance_count(plan, step)
+    per_wave = update_time_limit(plan, step, options.health)
+    if instances is None or per_wave is None:
+        return None
+    deploy = -(-instances // MAX_PARALLEL) * per_wave
+    total = options.scale_down_delay + deploy
     for item in options.steps:
         if item.kind == "set_weight":
-            total += options.health.longest()
+            total += deploy
         elif item.kind == "analysis":
             total += _estimate_analysis(item.analysis, plan)
         else:

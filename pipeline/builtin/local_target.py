@@ -55,6 +55,10 @@ STOP_GRACE = 5.0
 #: Seconds one health or version request may take.
 REQUEST_TIMEOUT = 2.0
 
+#: Seconds a started instance may take to pass its health check unless the
+#: ``start_timeout`` option sets another limit.
+DEFAULT_START_TIMEOUT = 10.0
+
 #: Seconds between health requests while an instance starts.
 POLL_INTERVAL = 0.05
 
@@ -138,7 +142,7 @@ class LocalSettings:
     workdir: Path
     instances: int = 2
     health_path: str = "/healthz"
-    start_timeout: float = 10.0
+    start_timeout: float = DEFAULT_START_TIMEOUT
     env: Mapping[str, str] = field(default_factory=dict)
     router_port: int = 0
     environment: str = ""
@@ -153,7 +157,7 @@ class LocalSettings:
         has checked everything else.
         """
         command = str(options["command"])
-        start_timeout = parse_duration(options.get("start_timeout", "10s"))
+        start_timeout = parse_duration(options.get("start_timeout", DEFAULT_START_TIMEOUT))
         where = f"environment '{environment}': local target" if environment else "local target"
         try:
             check_template(command, PLACEHOLDERS)

@@ -63,13 +63,13 @@ from pipeline.rolloutoptions import (
     DURATION_SCHEMA,
     HealthPolicy,
     check_list_schema,
-    deploy_time_limit,
     described,
     environment_instance_count,
     health_schema,
     option_diagnostics,
     option_duration,
     previous_version_schema,
+    update_time_limit,
 )
 from pipeline.rolloutparallel import MAX_PARALLEL
 from pipeline.schema import StepSchema
@@ -225,20 +225,19 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
     plus the pauses between batches.
 
     Returns None when the pipeline file does not list the instances or the target's
-    deploy time limit is unknown.
+    time limits are unknown.
     """
     if step.kind != "deploy" or step.type != STRATEGY:
         return None
+    options = RollingOptions.parse(step.options)
     total = environment_instance_count(plan, step)
-    deploy_limit = deploy_time_limit(plan, step)
-    if total is None or deploy_limit is None:
+    per_wave = update_time_limit(plan, step, options.health)
+    if total is None or per_wave is None:
         return None
     from pipeline.analysis import estimate_analysis_or_zero
     from pipeline.checkspec import estimate_seconds
 
-    options = RollingOptions.parse(step.options)
     sizes = batch_sizes(total, options.batch)
-    per_wave = deploy_limit + options.health.longest()
     waves = sum(-(-size // max(options.in_flight(size, total), 1)) for size in sizes)
     checks = len(sizes) * sum(estimate_seconds(c) for c in options.checks)
     if options.analysis is not None:

@@ -10,12 +10,13 @@ the pauses between batches. For blue-green they are the minimum span of
 approvals count as instant, and the scale-down delay is left out because it runs after
 the new version has all traffic.
 
-Maximum time of the rollback actions: rollbacks change up to 64 instances at once, each
-change bounded by the target's deploy time limit (the command target's ``timeout``, the
-local target's start timeout). The estimate is one such limit per group of 64 instances,
-plus one for the traffic change of a canary or blue-green deploy. It is ``None`` when the
-pipeline file does not say how many instances there are or the target's limit is
-unknown.
+Maximum time of the rollback actions: rollbacks change up to 64 instances at once. Each
+restore reads the instance's version and checks its health, then deploys the previous
+version, each bounded by the target's time limits (the command target's ``timeout``;
+the local target's start timeout and request timeout). The estimate is one such restore
+per group of 64 instances, plus one deploy time limit for the traffic change of a
+canary or blue-green deploy. It is ``None`` when the pipeline file does not say how many
+instances there are or the target's limits are unknown.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
 from pipeline.errors import ShiplineError
-from pipeline.rolloutoptions import deploy_time_limit, environment_instance_count
+from pipeline.rolloutoptions import (
+    deploy_time_limit,
+    environment_instance_count,
+    health_time_limit,
+)
 from pipeline.rolloutparallel import MAX_PARALLEL
 
 if TYPE_CHECKING:
@@ -56,11 +61,12 @@ def shipline_estimate_rollback(step: Step, plan: Plan) -> float | None:
         return None
     instances = environment_instance_count(plan, step)
     limit = deploy_time_limit(plan, step)
-    if instances is None or limit is None:
+    check = health_time_limit(plan, step)
+    if instances is None or limit is None or check is None:
         return None
     waves = -(-instances // MAX_PARALLEL)
-    traffic = 0 if step.type == "rolling" else 1
-    return (waves + traffic) * limit
+    traffic = 0 if step.type == "rolling" else limit
+    return waves * (2 * check + limit) + traffic
 
 
 def minimum_analysis_seconds(ref: Any, plan: Plan) -> float:

@@ -385,7 +385,17 @@ def test_bluegreen_estimate_duration() -> None:
         "auto_promote": False, "approval": {"file": "ok", "timeout": "10m"},
         "scale_down_delay": "1m",
     })
-    assert shipline_estimate_duration(step=step, plan=make_plan([step])) == 15 + 10 + 600 + 60
+    target = {"type": "command", "slots": {"blue": ["b1", "b2"], "green": ["g1", "g2"]},
+              "timeout": "20s"}
+    plan = make_plan([step], target=target)
+    # The idle slot's deploy (20s) and health checks: 20s attempts, retried while within
+    # the 30s timeout, so at most 30s + 20s. Then the check, the approval, the delay.
+    assert shipline_estimate_duration(step=step, plan=plan) == 20 + 50 + 10 + 600 + 60
+
+
+def test_bluegreen_estimate_unknown_target_limit() -> None:
+    step = make_step("blue-green", {"version": "2.0"})
+    assert shipline_estimate_duration(step=step, plan=make_plan([step])) is None
 
 
 # -- on the local target -----------------------------------------------------------------

@@ -287,7 +287,8 @@ def test_canary_instances_failure_restores_all() -> None:
         "1 of 3 canary instances failed: web-4: deploy failed: exit status 1"
     )
     assert target.versions == dict.fromkeys(WEB, "1.0")
-    assert run.rollbacks[0].message == "restored the previous version (1.0) on 5 instances"
+    assert run.rollbacks[0].message == (
+        "restored the previous version (1.0) on 4 instances; 1 more still ran it")
 
 
 def test_canary_instances_lowering_weight_restores() -> None:
@@ -453,10 +454,16 @@ def test_canary_estimate_duration() -> None:
                   {"pause": {"until_approved": {"file": "go", "timeout": "10m"}}},
                   {"analysis": "error-rate"}],
     })
-    plan = make_plan([step], analyses={"error-rate": {**ERROR_RATE, "timeout": "5s",
-                                                      "consecutive_error_limit": 0,
-                                                      "on_inconclusive": "abort"}})
-    assert shipline_estimate_duration(step=step, plan=plan) == 30 + 60 + 600 + (2 * 5 + 10)
+    target = {"type": "local", "command": "app --port {port}", "stable": "1.0",
+              "instances": 2, "start_timeout": "20s"}
+    plan = make_plan([step], target=target,
+                     analyses={"error-rate": {**ERROR_RATE, "timeout": "5s",
+                                              "consecutive_error_limit": 0,
+                                              "on_inconclusive": "abort"}})
+    # A deploy (the 20s start timeout and 5s to stop the old process) at the start and
+    # for the one weight; the pauses, the approval and the analysis.
+    assert shipline_estimate_duration(step=step, plan=plan) == (
+        30 + 2 * 25 + 60 + 600 + (2 * 5 + 10))
 
 
 # -- on the local target -----------------------------------------------------------------

@@ -226,7 +226,8 @@ def test_rolling_failure_rollback_report() -> None:
     run = rolling(target, batch=2)
     [rollback] = run.rollbacks
     assert rollback.outcome is Outcome.PASSED
-    assert rollback.message == "restored the previous version (1.0) on 4 instances"
+    assert rollback.message == (
+        "restored the previous version (1.0) on 3 instances; 1 more still ran it")
     # web-3's failed deploy left it on 1.0, so the rollback does not deploy it again.
     assert sorted(c.instance or "" for c in target.operations("deploy")
                   if c.argument == "1.0") == ["web-1", "web-2", "web-4"]
@@ -444,9 +445,10 @@ def test_rolling_estimate_duration() -> None:
                                  "health": {"timeout": "30s", "retries": 2, "interval": "5s"},
                                  "checks": [{"command": {"command": "true", "timeout": "2s"}}]})
     plan = make_plan([step], target={"type": "command", "instances": WEB[:6], "timeout": "1m"})
-    # 3 batches of 2 deployed at once: each a deploy at its 1m limit plus 10s of health
-    # checks, then the 2s check; a 1m pause between batches.
-    assert shipline_estimate_duration(step=step, plan=plan) == 3 * (60 + 10) + 3 * 2 + 2 * 60
+    # 3 batches of 2 deployed at once: each a deploy at its 1m limit, then health checks
+    # of up to 1m each, retried while within the 30s timeout (at most 30s + 1m), then
+    # the 2s check; a 1m pause between batches.
+    assert shipline_estimate_duration(step=step, plan=plan) == 3 * (60 + 90) + 3 * 2 + 2 * 60
 
 
 def test_rolling_estimate_counts_waves_of_a_batch() -> None:

@@ -70,9 +70,10 @@ def test_plan_timings_rolling(shipline_cli, write_pipeline) -> None:
 
     # Two batches of two: one pause between them.
     assert staging["min_promote"] == 60
-    # Four instances fit in one parallel group: one deploy time limit.
-    assert staging["max_rollback"] == 10
-    assert staging["worst_case"] == staging["max_duration"] + 10
+    # Four instances fit in one parallel group: a version read and a health check before
+    # the deploy, 10s each at most.
+    assert staging["max_rollback"] == 30
+    assert staging["worst_case"] == staging["max_duration"] + 30
 
 
 def test_plan_timings_canary(shipline_cli, write_pipeline) -> None:
@@ -81,11 +82,12 @@ def test_plan_timings_canary(shipline_cli, write_pipeline) -> None:
 
     # Pauses of 10m and 20m, the 5m judgment window; the approval counts as instant.
     assert production["min_promote"] == 35 * 60
-    # One group of instances and the traffic change, 1m each.
-    assert production["max_rollback"] == 120
+    # One group of instances (a version read, a health check and a deploy, 1m each) and
+    # the traffic change (1m).
+    assert production["max_rollback"] == 240
     assert production["worst_case"] == (
         stages["staging"]["max_duration"] + stages["checks"]["max_duration"]
-        + production["max_duration"] + 120
+        + production["max_duration"] + 240
     )
     assert "min_promote" not in stages["checks"]
 
@@ -96,10 +98,12 @@ def test_plan_timings_text(shipline_cli, write_pipeline) -> None:
     result = shipline_cli("plan", cwd=path.parent)
 
     lines = result.stdout.splitlines()
+    # Two batches: each a 10s deploy and at most 70s of health checks (retries of 10s
+    # attempts until the 60s health timeout, then a last attempt); a 1m pause between.
     assert lines[lines.index("1. staging -> staging (command target)  [on_success; at most "
-                             "1m40s]") + 1] == (
-        "   promote: at least 1m; roll back: at most 10s; worst case with rollback: at most "
-        "1m50s"
+                             "3m40s]") + 1] == (
+        "   promote: at least 1m; roll back: at most 30s; worst case with rollback: at most "
+        "4m10s"
     )
 
 
@@ -110,7 +114,7 @@ def test_plan_job_timeout_warns(shipline_cli, write_pipeline) -> None:
 
     assert result.exit_code == ExitCode.OK
     assert result.stderr.splitlines() == [
-        "shipline: warning: stage 'production': the worst case with rollback is 1h41m45s, "
+        "shipline: warning: stage 'production': the worst case with rollback is 1h54m15s, "
         "longer than the job timeout 1h, so the CI runner may cancel the job before the "
         "rollback finishes; raise the job timeout or shorten pauses, analyses and timeouts",
     ]

@@ -176,7 +176,7 @@ def test_rolling_failure_in_first_batch(shipline_cli: RunCli, tmp_path: Path) ->
     )
     assert lines["rollback: deploy 1.1.0 (rolling)"].outcome == "PASSED"
     assert lines["rollback: deploy 1.1.0 (rolling)"].message == (
-        "restored the previous version (1.0.0) on 2 instances"
+        "restored the previous version (1.0.0) on 1 instance; 1 more still ran it"
     )
     assert live_versions(tmp_path, WEB) == dict.fromkeys(WEB, "1.0.0")
     assert history(tmp_path, "web-1") == ["deployed 1.1.0", "deployed 1.0.0"]
@@ -198,7 +198,7 @@ def test_rolling_failure_in_last_batch(shipline_cli: RunCli, tmp_path: Path) -> 
         "exit code 1: release.sh: injected deploy failure: web-4@1.1.0"
     )
     assert lines["rollback: deploy 1.1.0 (rolling)"].message == (
-        "restored the previous version (1.0.0) on 4 instances"
+        "restored the previous version (1.0.0) on 3 instances; 1 more still ran it"
     )
     assert live_versions(tmp_path, WEB) == dict.fromkeys(WEB, "1.0.0")
     for instance in ("web-1", "web-2", "web-3"):
@@ -281,7 +281,8 @@ def test_rolling_deploy_command_not_found(shipline_cli: RunCli, tmp_path: Path) 
     )
     assert lines["rollback: deploy 1.1.0 (rolling)"].outcome == "PASSED"
     assert lines["rollback: deploy 1.1.0 (rolling)"].message == (
-        "restored the previous version (1.0.0) on 1 instance"
+        "nothing to restore: the instance that the deploy touched still ran the previous version "
+        "(1.0.0)"
     )
     assert live_versions(tmp_path, WEB) == dict.fromkeys(WEB, "1.0.0")
     assert history(tmp_path, "web-1") == []
@@ -315,7 +316,7 @@ def test_rolling_interrupt_during_deploy(tmp_path: Path) -> None:
     lines = step_lines(finished.stdout)
     assert lines["deploy 1.1.0 (rolling)"].message == "interrupted during batch 2 of 4"
     assert lines["rollback: deploy 1.1.0 (rolling)"].message == (
-        "restored the previous version (1.0.0) on 2 instances"
+        "restored the previous version (1.0.0) on 1 instance; 1 more still ran it"
     )
     assert live_versions(tmp_path, WEB) == dict.fromkeys(WEB, "1.0.0")
     assert history(tmp_path, "web-1") == ["deployed 1.1.0", "deployed 1.0.0"]
@@ -365,7 +366,8 @@ def test_canary_failure_at_first_weight(shipline_cli: RunCli, tmp_path: Path) ->
         "code 1: release.sh: injected deploy failure: web-1@1.1.0"
     )
     assert lines["rollback: deploy 1.1.0 (canary)"].message == (
-        "restored the previous version (1.0.0) on 1 instance"
+        "nothing to restore: the instance that the deploy touched still ran the previous version "
+        "(1.0.0)"
     )
     assert live_versions(tmp_path, WEB) == dict.fromkeys(WEB, "1.0.0")
     assert history(tmp_path, "web-1") == ["deploy 1.1.0 failed"]
@@ -385,7 +387,7 @@ def test_canary_failure_at_last_weight(shipline_cli: RunCli, tmp_path: Path) -> 
         "code 1: release.sh: injected deploy failure: web-4@1.1.0"
     )
     assert lines["rollback: deploy 1.1.0 (canary)"].message == (
-        "restored the previous version (1.0.0) on 4 instances"
+        "restored the previous version (1.0.0) on 3 instances; 1 more still ran it"
     )
     assert live_versions(tmp_path, WEB) == dict.fromkeys(WEB, "1.0.0")
     assert history(tmp_path, "web-3") == ["deployed 1.1.0", "deployed 1.0.0"]
@@ -476,7 +478,7 @@ def test_canary_interrupt_during_deploy(tmp_path: Path) -> None:
         "interrupted while updating canary instances"
     )
     assert lines["rollback: deploy 1.1.0 (canary)"].message == (
-        "restored the previous version (1.0.0) on 2 instances"
+        "restored the previous version (1.0.0) on 1 instance; 1 more still ran it"
     )
     assert live_versions(tmp_path, WEB) == dict.fromkeys(WEB, "1.0.0")
     assert history(tmp_path, "web-2") == ["deploy 1.1.0 hanging"]
