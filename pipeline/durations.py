@@ -25,6 +25,8 @@ _PARTS = re.compile(
 )
 _SECONDS_PER_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
+_BARE_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
 
 def parse_duration(value: float | int | str) -> float:
     """Return ``value`` in seconds.
@@ -45,6 +47,21 @@ def parse_duration(value: float | int | str) -> float:
     if seconds < 0:
         raise ValueError(f"{value!r} is not a valid duration: it must not be negative")
     return seconds
+
+
+def parse_duration_text(text: str) -> float:
+    """Return a duration typed on the command line, in seconds.
+
+    A bare number (``5``, ``0``, ``1.5``) is a number of seconds, as a number is in a
+    pipeline file, where YAML reads it as a number rather than as text. Raises
+    ValueError, naming the value and the fix.
+    """
+    stripped = text.strip()
+    if _BARE_NUMBER.fullmatch(stripped):
+        return float(stripped)
+    if stripped.startswith("-"):
+        raise ValueError(f"{text!r} is negative: give 0 or a longer duration")
+    return _parse_text(stripped)
 
 
 def _parse_text(text: str) -> float:

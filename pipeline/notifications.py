@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
 from pipeline.cienv import CiJob, detect
-from pipeline.durations import DURATION_HELP, format_duration, parse_duration
+from pipeline.durations import format_duration, parse_duration_text
 from pipeline.exitcodes import ExitCode
 from pipeline.notification import Delivery, Notification
 from pipeline.notifyqueue import DEFAULT_WORKERS, DrainResult, NotifyQueue, Ticket
@@ -60,9 +60,9 @@ def shipline_addoption(parser: argparse.ArgumentParser) -> None:
 
 def _duration_argument(value: str) -> float:
     try:
-        return parse_duration(value)
+        return parse_duration_text(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"invalid duration {value!r}: {DURATION_HELP}") from exc
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def notify_timeout(plan: Plan, config: Config) -> float:

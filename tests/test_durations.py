@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.durations import DURATION_PATTERN, format_duration, parse_duration
+from pipeline.durations import (
+    DURATION_PATTERN,
+    format_duration,
+    parse_duration,
+    parse_duration_text,
+)
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "pipeline.schema.json"
 
@@ -126,3 +131,19 @@ def test_duration_pattern_accepts_what_parses(text: str) -> None:
 @pytest.mark.parametrize("text", ["5 minutes", "5", "1s1m", "ms", ""])
 def test_duration_pattern_rejects_what_fails(text: str) -> None:
     assert re.search(DURATION_PATTERN, text) is None
+
+
+@pytest.mark.parametrize(("text", "seconds"),
+                         [("5", 5.0), ("0", 0.0), (" 1.5 ", 1.5), ("2s", 2.0), ("1m30s", 90.0)])
+def test_parse_duration_text_takes_bare_seconds(text: str, seconds: float) -> None:
+    assert parse_duration_text(text) == seconds
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("-5", "'-5' is negative: give 0 or a longer duration"),
+    ("soon", "'soon' is not a valid duration: use a number of seconds or a value like 500ms, "
+             "30s, 5m, 1h"),
+])
+def test_parse_duration_text_rejects(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_duration_text(text)

@@ -401,8 +401,16 @@ def test_notify_timeout_option_invalid(shipline_cli, project) -> None:
     result = run(shipline_cli, path, "--notify-timeout", "soon")
 
     assert result.exit_code == ExitCode.INVALID
-    assert ("argument --notify-timeout: invalid duration 'soon': use a number of seconds or a "
-            "value like 500ms, 30s, 5m, 1h") in result.stderr
+    assert ("argument --notify-timeout: 'soon' is not a valid duration: use a number of "
+            "seconds or a value like 500ms, 30s, 5m, 1h") in result.stderr
+
+
+@pytest.mark.parametrize("value", ["5", "0", "1.5"])
+def test_notify_timeout_option_takes_bare_seconds(shipline_cli, project, value: str) -> None:
+    path = project(deploy_pipeline("{strategy: record, version: '2.0'}"))
+    result = run(shipline_cli, path, "--notify-timeout", value)
+
+    assert result.exit_code == ExitCode.OK, result.stderr
 
 
 def test_notify_timeout_invalid_in_file(shipline_cli, project) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline import policy
 from pipeline.config import Config
-from pipeline.durations import format_duration, parse_duration
+from pipeline.durations import format_duration, parse_duration_text
 from pipeline.exitcodes import ExitCode
 from pipeline.plan import Plan, Stage, Step, thaw
 from pipeline.planning import load_plan, resolve_pipeline_path
@@ -35,7 +35,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
 
 def _duration(text: str) -> float:
     try:
-        return parse_duration(text)
+        return parse_duration_text(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.durations import DURATION_HELP, parse_duration
+from pipeline.durations import parse_duration_text
 from pipeline.errors import UsageError
 from pipeline.state import STATE_VARIABLE
 
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
     from pipeline.state import StateLocation, StateStore
 
 
-_BARE_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def add_state_option(parser: argparse.ArgumentParser) -> None:
@@ -50,20 +48,12 @@ def add_file_option(parser: argparse.ArgumentParser) -> None:
 
 def duration_argument(option: str, value: str) -> float:
     """Parse a duration given on the command line, in seconds; raise UsageError (exit 2)
-    if invalid.
-
-    A bare number (``2``, ``0``, ``1.5``) is a number of seconds, as in the pipeline
-    file, where YAML gives it as a number rather than as text.
-    """
-    text = value.strip()
-    if _BARE_NUMBER.fullmatch(text):
-        return float(text)
-    if text.startswith("-"):
-        raise UsageError(f"{option}: {value!r} is negative: give 0 or a longer duration")
+    if invalid. A bare number is a number of seconds (see
+    :func:`pipeline.durations.parse_duration_text`)."""
     try:
-        return parse_duration(text)
-    except ValueError:
-        raise UsageError(f"{option}: {value!r} is not a valid duration: {DURATION_HELP}") from None
+        return parse_duration_text(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def outside_state(path: DocPath) -> bool:
