@@ -8,6 +8,13 @@ from collections.abc import Sequence
 
 from pipeline.rollouterrors import OptionError
 
+#: The JSON Schema pattern of a percentage such as ``25%`` or ``12.5%``.
+PERCENT_PATTERN = r"^[0-9]+(\.[0-9]+)?%$"
+
+#: The fix for an amount that is neither a count nor a percentage, shared with the
+#: schema's error messages.
+AMOUNT_HELP = "use a count such as 3 or a percentage such as '25%'"
+
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)%")
 
 
@@ -21,10 +28,7 @@ def parse_amount(
     percentage above 100, any other value, and 0 or 0% when ``allow_zero`` is false.
     """
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise OptionError(
-            f"{option}: {value!r} is not valid: use a count such as 3 or a percentage "
-            "such as '25%'"
-        )
+        raise OptionError(f"{option}: {value!r} is not valid: {AMOUNT_HELP}")
 
     if isinstance(value, int) or value.strip().isdigit():
         count = int(value)
@@ -37,10 +41,7 @@ def parse_amount(
 
     match = _PERCENT.fullmatch(value.strip())
     if match is None:
-        raise OptionError(
-            f"{option}: {value!r} is not valid: use a count such as 3 or a percentage "
-            "such as '25%'"
-        )
+        raise OptionError(f"{option}: {value!r} is not valid: {AMOUNT_HELP}")
     share = Fraction(match.group(1))
     if share > 100 or (share == 0 and not allow_zero):
         lowest_share = "0%" if allow_zero else "more than 0%"

@@ -4,10 +4,12 @@ and the diagnostics ``shipline validate`` reports for values the schema cannot c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipeline.amounts import PERCENT_PATTERN
 from pipeline.checkspec import CHECK_SCHEMA
 from pipeline.durations import DURATION_PATTERN, parse_duration
 from pipeline.errors import ShiplineError
@@ -133,7 +135,15 @@ DURATION_SCHEMA: dict[str, Any] = {
 AMOUNT_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "integer", "minimum": 0},
-        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?%$"},
+        {"type": "string", "pattern": PERCENT_PATTERN},
+    ],
+}
+
+#: A count of instances, at least 1, or a percentage of them: the size of a batch.
+BATCH_AMOUNT_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1},
+        {"type": "string", "pattern": PERCENT_PATTERN},
     ],
 }
 
@@ -191,6 +201,9 @@ def option_diagnostics(
     """Parse the options of every deploy step of ``strategy`` in ``plan`` with ``parse``
     and return one diagnostic per OptionError, so that ``shipline validate`` reports
     what the JSON Schema cannot express (a percentage above 100, for example).
+
+    The diagnostic points at the option that the message starts with (``batch[1]:``,
+    ``health.timeout:``) when the step has it, else at the step.
     """
     from pipeline.diagnostics import Diagnostic
 
@@ -202,8 +215,41 @@ def option_diagnostics(
             try:
                 parse(step)
             except ShiplineError as exc:
-                diagnostics.append(Diagnostic(str(exc), step.mark, (*step.path, "deploy")))
+                option, rest = _named_option(str(exc), step.options)
+                if option:
+                    # The mark is looked up from the path when the plan is checked, and
+                    # the path already names the option.
+                    diagnostics.append(Diagnostic(rest, None, (*step.path, "deploy", *option)))
+                else:
+                    diagnostics.append(Diagnostic(str(exc), step.mark, (*step.path, "deploy")))
     return diagnostics
+
+
+_OPTION_PREFIX = re.compile(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*): ")
+
+
+def _named_option(
+    message: str, options: Mapping[str, Any]
+) -> tuple[tuple[str | int, ...], str]:
+    """Return the path of the option that ``message`` starts with, such as
+    ``("batch", 1)`` for ``batch[1]: ...``, and the message after it, if ``options``
+    has that option; else ``()`` and the whole message."""
+    match = _OPTION_PREFIX.match(message)
+    if match is None:
+        return (), message
+    parts: list[str | int] = [int(part) if part.isdigit() else part
+                              for part in re.findall(r"[A-Za-z_]\w*|\d+", match.group(1))]
+    value: Any = options
+    for part in parts:
+        if isinstance(part, int) and isinstance(value, Sequence) and not isinstance(value, str):
+            if part >= len(value):
+                return (), message
+            value = value[part]
+        elif isinstance(part, str) and isinstance(value, Mapping) and part in value:
+            value = value[part]
+        else:
+            return (), message
+    return tuple(parts), message[match.end():]
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
@@ -48,8 +48,8 @@ from pipeline.diagnostics import Diagnostic, DocPath, Mark
 from pipeline.errors import PipelineError, PluginError
 from pipeline.schemacheck import FastCheck, compile_fast_check, is_number, skipping_validator
 from pipeline.schemamessages import (
+    alternative_keys,
     describe,
-    exactly_one_keys,
     expected_types,
     is_key_check,
     join_quoted,
@@ -471,10 +471,51 @@ def _most_relevant(error: ValidationError) -> ValidationError:
     from jsonschema.exceptions import relevance
 
     # jsonschema's best_match stops at a oneOf when its sub-errors are equally
-    # relevant; going on to the first of them gives a concrete message instead.
-    while error.context and not exactly_one_keys(error):
-        error = min(error.context, key=relevance)
+    # relevant; going on to the first of them gives a concrete message instead. Errors
+    # of a branch whose type fits the value come first: a mapping given to "a number
+    # or a mapping with 'duration'" is told what is wrong with its keys.
+    while error.context and not alternative_keys(error):
+        fitting = [sub for sub in error.context if _branch_fits(sub)]
+        error = min(fitting or error.context, key=relevance)
     return error
+
+
+def _branch_fits(error: ValidationError) -> bool:
+    """Tell whether the oneOf or anyOf branch that ``error`` comes from accepts the
+    type of the value, as far as its ``type`` keywords tell."""
+    parent = error.parent
+    branches = parent.validator_value if parent is not None else None
+    index = error.relative_schema_path[0] if error.relative_schema_path else None
+    if not isinstance(branches, list) or not isinstance(index, int) or index >= len(branches):
+        return True
+    return _accepts_type(branches[index], parent.instance if parent is not None else None)
+
+
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda value: isinstance(value, Mapping),
+    "array": lambda value: isinstance(value, list),
+    "string": lambda value: isinstance(value, str),
+    "boolean": lambda value: isinstance(value, bool),
+    "null": lambda value: value is None,
+    "integer": lambda value: is_number(value) and float(value).is_integer(),
+    "number": is_number,
+}
+
+
+def _accepts_type(schema: Any, value: Any) -> bool:
+    """Tell whether ``schema`` may accept ``value``'s type: False only when its ``type``,
+    or the ``type`` of every branch of its anyOf or oneOf, rules the type out."""
+    if not isinstance(schema, Mapping):
+        return True
+    declared = schema.get("type")
+    if declared is not None:
+        names = [declared] if isinstance(declared, str) else list(declared)
+        return any(_JSON_TYPES.get(name, lambda _value: True)(value) for name in names)
+    for keyword in ("anyOf", "oneOf"):
+        branches = schema.get(keyword)
+        if isinstance(branches, list) and branches:
+            return any(_accepts_type(branch, value) for branch in branches)
+    return True
 
 
 def _replace_numbers_by_text(document: Document, failures: Iterable[ValidationError]) -> bool:

@@ -7,7 +7,7 @@ list, ``null``) rather than those of JSON Schema (object, array). Which errors r
 :func:`describe` is decided by :func:`pipeline.schema.validate`, whose module docstring
 shows the format of a diagnostic.
 
-:func:`is_key_check`, :func:`expected_types` and :func:`exactly_one_keys` classify an
+:func:`is_key_check`, :func:`expected_types` and :func:`alternative_keys` classify an
 error, and :func:`join_quoted` words a list of names. :mod:`pipeline.schema` uses them
 too, to choose the errors to report and to word its plugin errors.
 """
@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from pipeline.amounts import AMOUNT_HELP, PERCENT_PATTERN
 from pipeline.diagnostics import Diagnostic, DocPath
 from pipeline.durations import DURATION_HELP, DURATION_PATTERN
 from pipeline.signing.options import SHA256_PATTERN
@@ -224,6 +225,7 @@ _PATTERN_HELP = {
         "use a Python module name such as shipline_nginx or company.hooks",
     ),
     DURATION_PATTERN: ("duration", DURATION_HELP),
+    PERCENT_PATTERN: ("count or percentage", AMOUNT_HELP),
     SHA256_PATTERN: ("SHA-256 digest", "use 64 hex digits or a ${VAR} reference"),
 }
 
@@ -239,20 +241,24 @@ def _pattern_message(instance: Any, pattern: Any) -> str:
 
 
 def _alternatives_message(error: ValidationError) -> tuple[str, str | None]:
-    keys = exactly_one_keys(error)
+    keys = alternative_keys(error)
     if not keys:
         return "matches more than one of the allowed forms", None
 
     title = error.schema.get("title", "") if isinstance(error.schema, Mapping) else ""
     subject = f"{_with_article(title.lower())} needs" if title else "needs"
+    choices = _join([_show(key) for key in keys], "or")
+    if error.validator == "anyOf":
+        return f"{subject} one of {choices}", None
     present = [key for key in keys if isinstance(error.instance, Mapping) and key in error.instance]
     found = _join([_show(key) for key in present], "and") if present else "none"
-    return f"{subject} exactly one of {_join([_show(key) for key in keys], 'or')}", f"found {found}"
+    return f"{subject} exactly one of {choices}", f"found {found}"
 
 
-def exactly_one_keys(error: ValidationError) -> list[str]:
-    """Return K1..Kn if the error is a ``oneOf: [{required: [K1]}, ...]``; else []."""
-    if error.validator != "oneOf" or not isinstance(error.validator_value, list):
+def alternative_keys(error: ValidationError) -> list[str]:
+    """Return K1..Kn if the error is a ``oneOf`` or ``anyOf`` of ``[{required: [K1]},
+    ...]``: a mapping that needs exactly one, or at least one, of these keys; else []."""
+    if error.validator not in ("oneOf", "anyOf") or not isinstance(error.validator_value, list):
         return []
     keys = []
     for branch in error.validator_value:

@@ -670,7 +670,22 @@ def test_option_diagnostics_reports_invalid_options() -> None:
         parse_amount(step.options["batch"], 100, option="batch", round_up=True)
 
     diagnostics = option_diagnostics(plan, "rolling", parse)
-    assert [d.message for d in diagnostics] == ["batch: '150%' is not valid: use 0% up to 100%"]
+    # The diagnostic points at the option, whose line validate looks up from the path.
+    assert [(d.path, d.mark, d.message) for d in diagnostics] == [
+        ((*step.path, "deploy", "batch"), None, "'150%' is not valid: use 0% up to 100%"),
+    ]
+
+
+def test_option_diagnostics_points_at_step_for_other_messages() -> None:
+    step = make_step("rolling", {"version": "2.0", "batch": 1})
+    plan = make_plan([step])
+
+    def parse(checked: object) -> None:
+        raise OptionError("max_unavailable and max_surge are both 0: raise one of them")
+
+    [diagnostic] = option_diagnostics(plan, "rolling", parse)
+    assert diagnostic.path == (*step.path, "deploy")
+    assert diagnostic.message == "max_unavailable and max_surge are both 0: raise one of them"
 
 
 def test_make_registry_builds() -> None:

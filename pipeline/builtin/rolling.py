@@ -60,6 +60,7 @@ from pipeline.amounts import batch_sizes, parse_amount
 from pipeline.rollouterrors import OptionError
 from pipeline.rolloutoptions import (
     AMOUNT_SCHEMA,
+    BATCH_AMOUNT_SCHEMA,
     DURATION_SCHEMA,
     HealthPolicy,
     check_list_schema,
@@ -155,8 +156,8 @@ def _schema() -> dict[str, Any]:
                 "description": "Instances per batch: a count, a percentage of all instances "
                 "(rounded up), or a list such as [1, '10%', '50%'] whose last entry repeats "
                 "(default 1).",
-                "anyOf": [*AMOUNT_SCHEMA["anyOf"],
-                          {"type": "array", "items": AMOUNT_SCHEMA, "minItems": 1}],
+                "anyOf": [*BATCH_AMOUNT_SCHEMA["anyOf"],
+                          {"type": "array", "items": BATCH_AMOUNT_SCHEMA, "minItems": 1}],
             },
             "max_unavailable": described(
                 AMOUNT_SCHEMA, "Max unavailable",

@@ -352,7 +352,8 @@ def test_bluegreen_switch_back_failure_keeps_new_slot() -> None:
 def test_bluegreen_needs_slots_at_validate() -> None:
     plan = make_plan([make_step("blue-green", {"version": "2.0"})])
     assert check_plan(plan, MemoryPlugin(MemoryTarget(["web-1"]))) == [
-        "strategy 'blue-green' needs slots, which environment 'production' does not provide",
+        "strategy: strategy 'blue-green' needs slots, which environment 'production' does "
+        "not provide",
     ]
 
 

@@ -346,8 +346,8 @@ def test_canary_traffic_router_validated() -> None:
                                 "steps": [{"set_weight": 10}]})
     plan = make_plan([step])
     assert check_plan(plan, MemoryPlugin(MemoryTarget(WEB))) == [
-        "strategy 'canary' needs slots and weights, which environment 'production' does not "
-        "provide",
+        "strategy: strategy 'canary' needs slots and weights, which environment 'production' "
+        "does not provide",
     ]
 
 

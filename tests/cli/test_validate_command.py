@@ -295,3 +295,46 @@ def test_validate_rejects_short_lease(shipline_cli, write_pipeline, tmp_path, le
     assert result.exit_code == ExitCode.INVALID
     assert result.stderr == (f"shipline.yml:3:16: state.lease: '{lease}' is too short: use at "
                              f"least 1s\n")
+
+
+DEPLOY_OPTIONS = """\
+version: 1
+name: shop
+environments:
+  production:
+    target: {type: command, instances: [web-1, web-2], deploy: "deploy.sh {instance} {version}"}
+stages:
+  - name: production
+    environment: production
+    steps:
+      - deploy:
+          version: "1.4.2"
+          strategy: %s
+"""
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    ("canary\n          steps:\n            - pause: {until_aproved: {file: go}}\n",
+     "shipline.yml:14:23: stages[0].steps[0].deploy.steps[0].pause: unknown key "
+     "'until_aproved' (did you mean 'until_approved'?)\n"),
+    ("canary\n          steps:\n            - pause: {until_approved: {}}\n",
+     "shipline.yml:14:39: stages[0].steps[0].deploy.steps[0].pause.until_approved: an "
+     "approval needs one of 'file', 'env' or 'signed'\n"),
+    ("rolling\n          batch: half\n",
+     "shipline.yml:13:18: stages[0].steps[0].deploy.batch: 'half' is not a valid count or "
+     "percentage: use a count such as 3 or a percentage such as '25%'\n"),
+    ("rolling\n          batch: 0\n",
+     "shipline.yml:13:18: stages[0].steps[0].deploy.batch: must be 1 or more, got 0\n"),
+    ("rolling\n          batch: [1, 150%]\n",
+     "shipline.yml:13:22: stages[0].steps[0].deploy.batch[1]: '150%' is not valid: use more "
+     "than 0% up to 100%\n"),
+], ids=["misspelt-pause-key", "approval-without-source", "amount-word", "zero-batch",
+        "percent-over-100"])
+def test_validate_names_the_deploy_option(shipline_cli, write_pipeline, tmp_path, options,
+                                          expected):
+    write_pipeline(DEPLOY_OPTIONS % options)
+
+    result = shipline_cli("validate", cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == expected

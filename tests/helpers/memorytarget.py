@@ -24,6 +24,7 @@ import pipeline
 from pipeline.clock import Clock, FakeClock
 from pipeline.config import Config
 from pipeline.context import RunContext
+from pipeline.diagnostics import Diagnostic, format_path
 from pipeline.errors import ShiplineError
 from pipeline.plan import Environment, Plan, Stage, Step, freeze
 from pipeline.plugins import PluginRegistry
@@ -412,10 +413,19 @@ def make_config(*plugins: object, clock: Clock | None = None) -> Config:
 
 
 def check_plan(plan: Plan, *plugins: object) -> list[str]:
-    """Return the messages of every diagnostic that ``shipline_check_plan`` finds."""
+    """Return the message of every diagnostic that ``shipline_check_plan`` finds, after
+    the option it points at inside a step (``batch[1]: ...``), as validate prints it."""
     config = make_config(*plugins)
     found = config.hook.shipline_check_plan(plan=plan, config=config)
-    return [diagnostic.message for diagnostics in found for diagnostic in diagnostics]
+    return [_with_option(diagnostic) for diagnostics in found for diagnostic in diagnostics]
+
+
+def _with_option(diagnostic: Diagnostic) -> str:
+    path = list(diagnostic.path)
+    if "deploy" not in path or path.index("deploy") == len(path) - 1:
+        return diagnostic.message
+    option = format_path(path[path.index("deploy") + 1:])
+    return f"{option}: {diagnostic.message}"
 
 
 def deploy_schema_errors(body: Mapping[str, Any], *plugins: object) -> list[str]:
