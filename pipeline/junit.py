@@ -298,13 +298,26 @@ def _report_case(
     if report.rollback:
         name = f"rollback: {name}"
 
+    output = _with_measurements(report)
+    if report.rollback and report.outcome is Outcome.PASSED:
+        output = _rollback_summary(report) + output
     return _Case(
         name=names.claim(name),
         duration=report.duration,
         location=_location(report.mark, cleaner),
         result=_result(report, skipped_reason, cleaner),
-        output=cleaner.text(_with_measurements(report)),
+        output=cleaner.text(output),
     )
+
+
+def _rollback_summary(report: StepReport) -> str:
+    """Return what a rollback that passed did (its message and details), for system-out.
+
+    A rollback that failed has them in its failure element; one that passed would
+    otherwise leave no trace in the report of what it restored.
+    """
+    lines = [line for line in (report.message, report.details.rstrip()) if line]
+    return "".join(f"{line}\n" for line in lines)
 
 
 def _with_measurements(report: StepReport) -> str:

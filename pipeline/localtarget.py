@@ -269,8 +269,8 @@ class LocalTarget:
             self._stop(instance)
             output = _read_tail(process.log_path)
             last = last_line(output)
-            return InstanceResult(instance, False, f"{problem}: {last}" if last else problem,
-                                  output)
+            message = f"{problem}; its last output line: {last}" if last else problem
+            return InstanceResult(instance, False, message, output)
 
         self.router.add_backend(slot, Backend(instance, port, version))
         return InstanceResult(instance, True,

@@ -342,6 +342,21 @@ def test_render_junit_rollback_testcase_present() -> None:
     assert len(cases[1]) == 0
 
 
+def test_render_junit_passed_rollback_says_what_it_did() -> None:
+    reports = [
+        make_report("deploy web", Outcome.FAILED, message="canary failed"),
+        make_report("deploy web", Outcome.PASSED, rollback=True,
+                    message="weight of slot 'green' back to 0",
+                    details="instance  result\nweb-1     removed\n"),
+    ]
+    cases = case_elements(render_junit("shop", [SuiteRecord("production", reports)]))
+
+    [output] = cases[1]
+    assert output.tag == "system-out"
+    assert output.text == (
+        "weight of slot 'green' back to 0\ninstance  result\nweb-1     removed\n")
+
+
 def test_render_junit_duplicate_names_unique() -> None:
     suites = [
         SuiteRecord("staging", [make_report("deploy"), make_report("deploy")]),

@@ -259,6 +259,10 @@ def open_event_log(target: str, config: Config) -> EventLog:
                         owns_stream=False)
 
     path = config.invocation_dir / Path(target)
+    # The same checks and messages as the other report options, before anything opens.
+    from pipeline.reportpath import check_report_path
+
+    check_report_path(Path(target), "--events")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         stream = path.open("w", encoding="utf-8", newline="\n")

@@ -229,9 +229,9 @@ def test_eventlog_unwritable_path(shipline_cli, write_pipeline, tmp_path):
     result = shipline_cli("run", *PLUGINS, "--events", "blocker/events.jsonl", cwd=tmp_path)
 
     assert result.exit_code == ExitCode.INVALID
+    # The same message as --junitxml gives for this path.
     assert result.stderr == (
-        "shipline: error: --events: cannot open blocker/events.jsonl for writing: "
-        "File exists\n"
+        "shipline: error: --events blocker/events.jsonl: 'blocker' is not a directory\n"
     )
     assert ("deploy", "2.0") not in stepplugin.EVENTS
 
@@ -243,8 +243,8 @@ def test_eventlog_path_in_sys_folder(shipline_cli, write_pipeline, tmp_path):
 
     assert result.exit_code == ExitCode.INVALID
     assert result.stderr == (
-        "shipline: error: --events: cannot open /sys/shipline-events.jsonl for writing: "
-        "Permission denied\n"
+        "shipline: error: --events /sys/shipline-events.jsonl: cannot create a file in the "
+        "folder '/sys' (Permission denied); give a path in a writable folder\n"
     )
     assert ("deploy", "2.0") not in stepplugin.EVENTS
 

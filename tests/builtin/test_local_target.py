@@ -322,7 +322,7 @@ def test_local_target_process_exits_at_once(make_target: Callable[..., LocalTarg
 
     assert str(raised.value) == (
         "local target: stable version '1.0.0' did not start: blue-1: process exited with "
-        "code 3 before it became healthy: cannot open database"
+        "code 3 before it became healthy; its last output line: cannot open database"
     )
     assert _processes_with(marker) == []
 
@@ -347,7 +347,8 @@ def test_local_target_never_healthy_times_out(make_target: Callable[..., LocalTa
 
     assert re.fullmatch(
         r"local target: stable version '1\.0\.0' did not start: blue-1: not healthy within "
-        r"300ms: http://127\.0\.0\.1:\d+/healthz answered 503: demo-service 1\.0\.0 "
+        r"300ms: http://127\.0\.0\.1:\d+/healthz answered 503; its last output line: demo-service "
+        r"1\.0\.0 "
         r"listening on http://127\.0\.0\.1:\d+",
         str(raised.value),
     )

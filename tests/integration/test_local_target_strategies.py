@@ -286,7 +286,8 @@ def test_rolling_failure_in_first_batch(shipline_cli: RunCli, tmp_path: Path) ->
     lines = step_lines(result.stdout)
     assert lines["deploy 1.1.0 (rolling)"].message == (
         "1 of 2 instances failed and max_failures allows 0: blue-1: deploy failed: process "
-        "exited with code 3 before it became healthy: service.py: injected crash of "
+        "exited with code 3 before it became healthy; its last output line: service.py: injected "
+        "crash of "
         "blue-1@1.1.0"
     )
     assert lines["rollback: deploy 1.1.0 (rolling)"].message == (
@@ -311,7 +312,8 @@ def test_rolling_failure_in_last_batch(shipline_cli: RunCli, tmp_path: Path) -> 
     lines = step_lines(result.stdout)
     assert lines["deploy 1.1.0 (rolling)"].message == (
         "1 of 2 instances failed and max_failures allows 0: blue-2: deploy failed: process "
-        "exited with code 3 before it became healthy: service.py: injected crash of "
+        "exited with code 3 before it became healthy; its last output line: service.py: injected "
+        "crash of "
         "blue-2@1.1.0"
     )
     assert lines["rollback: deploy 1.1.0 (rolling)"].message == (
@@ -361,7 +363,8 @@ def test_rolling_health_never_passes(shipline_cli: RunCli, tmp_path: Path) -> No
     assert result.exit_code == ExitCode.FAILED
     assert without_ports(step_lines(result.stdout)["deploy 1.1.0 (rolling)"].message) == (
         "1 of 1 instances failed and max_failures allows 0: blue-1: deploy failed: not healthy "
-        "within 1s500ms: http://127.0.0.1:PORT/healthz answered 503: service.py: 1.1.0 "
+        "within 1s500ms: http://127.0.0.1:PORT/healthz answered 503; its last output line: "
+        "service.py: 1.1.0 "
         "listening on http://127.0.0.1:PORT"
     )
     assert snapshot(tmp_path) == BLUE_ONLY
@@ -441,7 +444,8 @@ def test_blue_green_failure_on_one_instance(shipline_cli: RunCli, tmp_path: Path
     lines = step_lines(result.stdout)
     assert lines["deploy 1.1.0 (blue-green)"].message == (
         "1 of 2 instances of slot 'green' failed: green-2: deploy failed: process exited "
-        "with code 3 before it became healthy: service.py: injected crash of green-2@1.1.0"
+        "with code 3 before it became healthy; its last output line: service.py: injected crash "
+        "of green-2@1.1.0"
     )
     assert lines["rollback: deploy 1.1.0 (blue-green)"].message == (
         "removed 1.1.0 from 2 instances of slot 'green'"
@@ -461,7 +465,8 @@ def test_blue_green_health_never_passes(shipline_cli: RunCli, tmp_path: Path) ->
     assert result.exit_code == ExitCode.FAILED
     assert without_ports(step_lines(result.stdout)["deploy 1.1.0 (blue-green)"].message) == (
         "1 of 1 instances of slot 'green' failed: green-1: deploy failed: "
-        "not healthy within 1s500ms: http://127.0.0.1:PORT/healthz answered 503: "
+        "not healthy within 1s500ms: http://127.0.0.1:PORT/healthz answered 503; its last output "
+        "line: "
         "service.py: 1.1.0 listening on http://127.0.0.1:PORT"
     )
     assert snapshot(tmp_path) == BLUE_ONLY
@@ -589,7 +594,8 @@ def test_canary_failure_on_one_instance(shipline_cli: RunCli, tmp_path: Path) ->
     lines = step_lines(result.stdout)
     assert lines["deploy 1.1.0 (canary)"].message == (
         "1 of 2 instances of slot 'green' failed: green-2: deploy failed: process exited "
-        "with code 3 before it became healthy: service.py: injected crash of green-2@1.1.0"
+        "with code 3 before it became healthy; its last output line: service.py: injected crash "
+        "of green-2@1.1.0"
     )
     assert lines["rollback: deploy 1.1.0 (canary)"].message == (
         "weight of slot 'green' back to 0; removed 1.1.0 from 2 instances of slot 'green'"
@@ -661,7 +667,8 @@ def test_canary_health_never_passes(shipline_cli: RunCli, tmp_path: Path) -> Non
     assert result.exit_code == ExitCode.FAILED
     assert without_ports(step_lines(result.stdout)["deploy 1.1.0 (canary)"].message) == (
         "1 of 1 instances of slot 'green' failed: green-1: deploy failed: "
-        "not healthy within 1s500ms: http://127.0.0.1:PORT/healthz answered 503: "
+        "not healthy within 1s500ms: http://127.0.0.1:PORT/healthz answered 503; its last output "
+        "line: "
         "service.py: 1.1.0 listening on http://127.0.0.1:PORT"
     )
     assert snapshot(tmp_path) == BLUE_ONLY
