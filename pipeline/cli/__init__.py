@@ -20,6 +20,7 @@ from types import ModuleType
 
 from pipeline import __version__
 from pipeline.config import Config
+from pipeline.diagnostics import closest_match
 from pipeline.errors import PipelineError, ShiplineError, UsageError
 from pipeline.exitcodes import ExitCode
 from pipeline.masking import Masker, MaskingFilter
@@ -56,10 +57,29 @@ def command_module(name: str) -> ModuleType:
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are :class:`UsageError` (exit 2), not SystemExit."""
+    """An argument parser whose errors are :class:`UsageError` (exit 2), not SystemExit.
+
+    ``known_options`` holds the long options of every subcommand the parser was built
+    with, so that an unrecognized option gets a suggestion.
+    """
+
+    known_options: tuple[str, ...] = ()
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+        raise UsageError(f"{message}{self._suggestion(message)} (see '{self.prog} --help')")
+
+    def _suggestion(self, message: str) -> str:
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return ""
+        for word in message[len(prefix):].split():
+            option = word.partition("=")[0]
+            if not option.startswith("--") or option in self.known_options:
+                continue
+            match = closest_match(option, self.known_options)
+            if match is not None:
+                return f" (did you mean {match}?)"
+        return ""
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -111,6 +131,12 @@ def build_parser(
             registry.pluginmanager.hook.shipline_addoption.call_historic(
                 kwargs={"parser": subparser}
             )
+    # argparse has no public list of a parser's options, hence ``_actions``.
+    parser.known_options = tuple(sorted({
+        option for subparser in subparsers.choices.values()
+        for action in subparser._actions
+        for option in action.option_strings if option.startswith("--")
+    }))
     return parser
 
 

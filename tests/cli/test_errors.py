@@ -135,3 +135,13 @@ def test_error_message_masks_environment_secret(shipline_cli, tmp_path):
 
     assert result.exit_code == 2
     assert result.stderr == "shipline: error: missing-***.yml: file not found\n"
+
+
+def test_misspelt_option_gets_a_suggestion(shipline_cli, tmp_path) -> None:
+    result = shipline_cli("run", "--junit-xml", "report.xml", "shipline.yml", cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        "shipline: error: unrecognized arguments: --junit-xml shipline.yml (did you mean "
+        "--junitxml?) (see 'shipline --help')\n"
+    )
