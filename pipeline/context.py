@@ -77,6 +77,8 @@ class RunContext:
     state: RunState | None = field(default=None, repr=False)
     _rollbacks: list[Rollback] = field(default_factory=list, repr=False)
     _targets: dict[str, Target] = field(default_factory=dict, repr=False)
+    #: The error of a target whose creation failed, by environment: not retried in a run.
+    _target_errors: dict[str, ShiplineError] = field(default_factory=dict, repr=False)
     _routers: dict[str, Router | None] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: Held while a target or router is created, so that each is created once even when
@@ -182,7 +184,17 @@ class RunContext:
         with self._lock:
             if env.name in self._targets:
                 return self._targets[env.name]
-        target = self.hook.shipline_make_target(environment=env, context=self)
+            failed = self._target_errors.get(env.name)
+        if failed is not None:
+            # Creating it again would repeat what the failed attempt did (start processes,
+            # list instances) and its warnings, and fail the same way.
+            raise failed
+        try:
+            target = self.hook.shipline_make_target(environment=env, context=self)
+        except ShiplineError as exc:
+            with self._lock:
+                self._target_errors[env.name] = exc
+            raise
         if target is None:
             raise ShiplineError(
                 f"environment '{env.name}': no plugin provides target type "

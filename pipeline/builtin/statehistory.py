@@ -137,6 +137,11 @@ def deployment_outcome(step: Step, reports: list[StepReport]) -> DeploymentOutco
         return DeploymentOutcome.ROLLBACK_FAILED
     if not rollbacks and own and own[0].outcome is Outcome.BLOCKED:
         return DeploymentOutcome.BLOCKED
-    if rollbacks or (own and own[0].outcome is not Outcome.PASSED):
-        return DeploymentOutcome.INTERRUPTED if interrupted else DeploymentOutcome.ROLLED_BACK
+    if interrupted:
+        return DeploymentOutcome.INTERRUPTED
+    if rollbacks:
+        return DeploymentOutcome.ROLLED_BACK
+    if own and own[0].outcome is not Outcome.PASSED:
+        # The step failed and registered no rollback: it had changed nothing.
+        return DeploymentOutcome.FAILED
     return DeploymentOutcome.SUCCEEDED

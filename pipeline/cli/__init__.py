@@ -76,9 +76,10 @@ class _Parser(argparse.ArgumentParser):
             option = word.partition("=")[0]
             if not option.startswith("--") or option in self.known_options:
                 continue
-            match = closest_match(option, self.known_options)
+            # Compared without the dashes, which every option shares.
+            match = closest_match(option[2:], [known[2:] for known in self.known_options])
             if match is not None:
-                return f" (did you mean {match}?)"
+                return f" (did you mean --{match}?)"
         return ""
 
 

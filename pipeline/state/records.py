@@ -23,6 +23,8 @@ class DeploymentOutcome(str, enum.Enum):
     SUCCEEDED = "succeeded"
     #: A step failed and every change was rolled back.
     ROLLED_BACK = "rolled_back"
+    #: A step failed before it changed anything, so there was nothing to roll back.
+    FAILED = "failed"
     #: A step failed and the rollback could not restore the previous version.
     ROLLBACK_FAILED = "rollback_failed"
     #: A later run found the deployment unfinished and rolled it back.

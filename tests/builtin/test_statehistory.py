@@ -29,7 +29,8 @@ def _report(outcome: Outcome, rollback: bool = False) -> StepReport:
      DeploymentOutcome.ROLLBACK_FAILED),
     ([_report(Outcome.INTERRUPTED), _report(Outcome.PASSED, rollback=True)],
      DeploymentOutcome.INTERRUPTED),
-    ([_report(Outcome.FAILED)], DeploymentOutcome.ROLLED_BACK),
+    ([_report(Outcome.FAILED)], DeploymentOutcome.FAILED),
+    ([_report(Outcome.INTERRUPTED)], DeploymentOutcome.INTERRUPTED),
     ([_report(Outcome.BLOCKED)], DeploymentOutcome.BLOCKED),
 ])
 def test_deployment_outcome_from_reports(reports: list[StepReport],
