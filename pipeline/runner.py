@@ -8,6 +8,7 @@ rolls back whatever the step registered, whether or not the thread has returned.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
@@ -284,7 +285,7 @@ class Runner:
         duration = time.monotonic() - started
 
         if timed_out and not self.interrupted:
-            report = self._report(step, Outcome.FAILED, timeout_message)
+            report = self._timed_out(step, report, timeout_message)
         elif self.interrupted and not report.outcome.is_failure:
             report = self._report(step, Outcome.INTERRUPTED, "interrupted")
         blocking = step.kind in ("scan", "gate") and not context.changed_environments
@@ -398,6 +399,17 @@ class Runner:
             step_id=step.id, name=step.name, kind=step.kind, outcome=outcome,
             message=message, details=details, plugin=plugin or step.plugin, mark=step.mark,
         )
+
+    def _timed_out(self, step: Step, stopped: StepReport, message: str) -> StepReport:
+        """Return the FAILED report of a step stopped by its timeout.
+
+        A deploy step's own report, written as it stopped, says where it was (the phase,
+        the instance table); it is kept after the timeout message.
+        """
+        if step.kind != "deploy" or stopped.outcome is Outcome.PASSED or not stopped.message:
+            return self._report(step, Outcome.FAILED, message)
+        return dataclasses.replace(
+            stopped, outcome=Outcome.FAILED, message=f"{message} ({stopped.message})")
 
     def _skipped(self, step: Step, reason: str) -> StepReport:
         return self._report(step, Outcome.SKIPPED, reason)

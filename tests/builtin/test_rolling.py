@@ -403,7 +403,9 @@ def test_rolling_step_timeout_rolls_back() -> None:
 
     runner = Runner(plan, make_config(MemoryPlugin(target)))
     result = runner.run()
-    assert result.reports[0].message == "timed out after 200ms"
+    # The strategy's own report says where the timeout stopped it, with the table.
+    assert result.reports[0].message == "timed out after 200ms (interrupted during batch 1 of 1)"
+    assert "web-2" in result.reports[0].details
     assert result.exit_code == ExitCode.FAILED
     assert target.versions == dict.fromkeys(WEB[:2], "1.0")
 
