@@ -88,6 +88,13 @@ def syntax_diagnostic(
         context += f" on line {context_mark.line + 1}"
         if not _source_line(lines, line).strip():
             excerpt_line, excerpt_column = context_mark.line + 1, context_mark.column + 1
+    elif not _source_line(lines, line).strip():
+        unclosed = _unclosed_bracket(lines)
+        if unclosed is not None:
+            excerpt_line, excerpt_column, bracket = unclosed
+            closing = "]" if bracket == "[" else "}"
+            context = (f"the {bracket!r} on line {excerpt_line} is never closed: add "
+                       f"{closing!r} where it ends")
     if _source_line(lines, line)[column - 1 : column] == "\t":
         tab_hint = "indent with spaces, because YAML does not allow tabs for indentation"
         context = f"{context}; {tab_hint}" if context else tab_hint
@@ -97,6 +104,28 @@ def syntax_diagnostic(
         hint=context,
         excerpt=caret_excerpt(_source_line(lines, excerpt_line), excerpt_column),
     )
+
+
+def _unclosed_bracket(lines: list[str]) -> tuple[int, int, str] | None:
+    """Return the line, column and character of the last ``[`` or ``{`` that the file
+    never closes, or None. Quoted text and comments are skipped, roughly as YAML reads
+    them: enough to point at the bracket when the parser stops at the end of the file."""
+    open_brackets: list[tuple[int, int, str]] = []
+    for number, text in enumerate(lines, start=1):
+        quote = ""
+        for index, char in enumerate(text):
+            if quote:
+                if char == quote:
+                    quote = ""
+            elif char in "'\"" and (index == 0 or text[index - 1] in " \t[{,:"):
+                quote = char
+            elif char == "#" and (index == 0 or text[index - 1] in " \t"):
+                break
+            elif char in "[{":
+                open_brackets.append((number, index + 1, char))
+            elif char in "]}" and open_brackets:
+                open_brackets.pop()
+    return open_brackets[-1] if open_brackets else None
 
 
 def _source_line(lines: list[str], line: int) -> str:

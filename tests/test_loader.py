@@ -713,6 +713,16 @@ SYNTAX_ERRORS = {
         },
         "  stages: [a, b\n          ^",
     ),
+    "bracket-open-at-end-of-file": (
+        "version: 1\nstages: [\n",
+        {
+            "libyaml": "shipline.yml:3:1: did not find expected node content "
+            "(the '[' on line 2 is never closed: add ']' where it ends)",
+            "python": "shipline.yml:3:1: expected the node content, but found '<stream end>' "
+            "(the '[' on line 2 is never closed: add ']' where it ends)",
+        },
+        "  stages: [\n          ^",
+    ),
     "unclosed-quote": (
         "version: 1\nname: 'shop\n",
         {
