@@ -82,9 +82,8 @@ def _restore_summary(results: Sequence[_Restored]) -> str:
     if not unchanged:
         return f"restored the previous version ({versions}) on {plural(redeployed, 'instance')}"
     if not redeployed:
-        touched = "the instance" if unchanged == 1 else f"the {unchanged} instances"
-        return (f"nothing to restore: {touched} that the deploy touched still ran the "
-                f"previous version ({versions})")
+        which = "the instance" if unchanged == 1 else f"all {unchanged} instances"
+        return f"nothing to restore: {which} still ran the previous version ({versions})"
     return (f"restored the previous version ({versions}) on {plural(redeployed, 'instance')}; "
             f"{unchanged} more still ran it")
 

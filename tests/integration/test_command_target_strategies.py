@@ -281,8 +281,7 @@ def test_rolling_deploy_command_not_found(shipline_cli: RunCli, tmp_path: Path) 
     )
     assert lines["rollback: deploy 1.1.0 (rolling)"].outcome == "PASSED"
     assert lines["rollback: deploy 1.1.0 (rolling)"].message == (
-        "nothing to restore: the instance that the deploy touched still ran the previous version "
-        "(1.0.0)"
+        "nothing to restore: the instance still ran the previous version (1.0.0)"
     )
     assert live_versions(tmp_path, WEB) == dict.fromkeys(WEB, "1.0.0")
     assert history(tmp_path, "web-1") == []
@@ -366,8 +365,7 @@ def test_canary_failure_at_first_weight(shipline_cli: RunCli, tmp_path: Path) ->
         "code 1: release.sh: injected deploy failure: web-1@1.1.0"
     )
     assert lines["rollback: deploy 1.1.0 (canary)"].message == (
-        "nothing to restore: the instance that the deploy touched still ran the previous version "
-        "(1.0.0)"
+        "nothing to restore: the instance still ran the previous version (1.0.0)"
     )
     assert live_versions(tmp_path, WEB) == dict.fromkeys(WEB, "1.0.0")
     assert history(tmp_path, "web-1") == ["deploy 1.1.0 failed"]

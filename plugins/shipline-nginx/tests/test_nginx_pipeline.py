@@ -104,7 +104,8 @@ def test_pipeline_failed_gate_switches_back(
 
     assert run.exit_code == 1, run.output
     assert run.report("production/1/rollback").message == (
-        "traffic back on slot 'blue' (restored the previous version (1.0) on 1 instance); "
+        "traffic back on slot 'blue' (nothing to restore: the instance still ran the previous "
+        "version (1.0)); "
         "removed 2.0 from 1 instance of slot 'green'")
     assert nginx.served(200) == {"1.0": 200}
     assert state_of(nginx) == RoutingState("blue")
