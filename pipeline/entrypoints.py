@@ -11,9 +11,9 @@ importlib.metadata of Python 3.10-3.13 finds them:
   entry. Its key is the part of the folder name before the first ``-``, lowercased,
   with runs of ``-``, ``_`` and ``.`` made one ``_``. The first distribution with a key
   hides every later one with the same key, whatever their entry points.
-- ``entry_points.txt`` is read line by line, stripped; blank lines and lines starting
-  with ``#`` are skipped, ``[name]`` starts a section, and every other line is
-  ``name = value``.
+- ``entry_points.txt`` is read line by line, and each line is stripped. Blank lines and
+  lines starting with ``#`` are skipped. ``[name]`` starts a section, and every other
+  line is ``name = value``.
 - The name and version shown for a plugin are the ``Name:`` and ``Version:`` headers
   of ``METADATA`` (``PKG-INFO`` in an ``.egg-info`` folder).
 

@@ -231,9 +231,11 @@ _OPTION_PREFIX = re.compile(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*): ")
 def _named_option(
     message: str, options: Mapping[str, Any]
 ) -> tuple[tuple[str | int, ...], str]:
-    """Return the path of the option that ``message`` starts with, such as
-    ``("batch", 1)`` for ``batch[1]: ...``, and the message after it, if ``options``
-    has that option; else ``()`` and the whole message."""
+    """Return the path of the option that ``message`` starts with and the rest of the
+    message, such as ``("batch", 1)`` for ``batch[1]: ...``.
+
+    Returns ``()`` and the whole message when ``options`` has no such option.
+    """
     match = _OPTION_PREFIX.match(message)
     if match is None:
         return (), message

@@ -293,7 +293,7 @@ class _FastCheckCompiler:
     def _on_first_use(self, schema: Any, *, collect: bool) -> _Check:
         """Return a check that compiles ``schema`` when it first runs.
 
-        The pipeline schema holds each plugin's options in an ``if``/``then`` per step
+        The pipeline schema contains each plugin's options in an ``if``/``then`` per step
         type, and a pipeline uses few of them: compiling every branch at start took
         most of the 11 ms of compiling the schema. A branch with a keyword that the fast
         check does not implement raises _UnsupportedSchemaError when it first runs.
