@@ -76,6 +76,31 @@ def health_time_limit(plan: Plan, step: Step) -> float | None:
     return local_target.REQUEST_TIMEOUT
 
 
+def call_time_limit(plan: Plan, step: Step) -> float | None:
+    """Return the longest one other call of the step's target can take, in seconds: a
+    version or active-slot read, a traffic change or a removal. None when unknown.
+
+    On the command target each is a command with the per-command ``timeout``. On the
+    local target the longest is stopping a process, which gets a fixed grace.
+    """
+    from pipeline.builtin import command_target, local_target
+
+    options = _target_options(plan, step)
+    kind = options.get("type") if options is not None else None
+    if options is None or kind not in (command_target.TARGET_TYPE, local_target.TARGET_TYPE):
+        return None
+    if kind == command_target.TARGET_TYPE:
+        return _seconds(options, "timeout", command_target.DEFAULT_TIMEOUT)
+    return max(local_target.STOP_GRACE, local_target.REQUEST_TIMEOUT)
+
+
+def parallel_waves(instances: int) -> int:
+    """Return how many rounds of parallel calls cover ``instances`` instances."""
+    from pipeline.rolloutparallel import MAX_PARALLEL
+
+    return max(-(-instances // MAX_PARALLEL), 1)
+
+
 def update_time_limit(plan: Plan, step: Step, health: HealthPolicy) -> float | None:
     """Return the longest updating one instance can take, in seconds: its deploy and
     then its health wait; None when the target's limits are unknown."""

@@ -473,11 +473,17 @@ def _most_relevant(error: ValidationError) -> ValidationError:
     # jsonschema's best_match stops at a oneOf when its sub-errors are equally
     # relevant; going on to the first of them gives a concrete message instead. Errors
     # of a branch whose type fits the value come first: a mapping given to "a number
-    # or a mapping with 'duration'" is told what is wrong with its keys.
+    # or a mapping with 'duration'" is told what is wrong with its keys. Among those an
+    # unknown key comes first, because a misspelt key also leaves a required one out.
     while error.context and not alternative_keys(error):
         fitting = [sub for sub in error.context if _branch_fits(sub)]
-        error = min(fitting or error.context, key=relevance)
+        error = min(fitting or error.context,
+                    key=lambda sub: (sub.validator not in _UNKNOWN_KEY_KEYWORDS, relevance(sub)))
     return error
+
+
+#: The keywords whose errors name a key that the schema does not allow.
+_UNKNOWN_KEY_KEYWORDS = ("additionalProperties", "unevaluatedProperties")
 
 
 def _branch_fits(error: ValidationError) -> bool:

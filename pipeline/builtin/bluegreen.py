@@ -287,8 +287,9 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
 
 @hookimpl
 def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
-    """Sum the deploy of the idle slot with its health waits, the checks, the analyses,
-    the approval timeout and the scale-down delay.
+    """Sum the reads of the active slot and the idle slot's versions, the deploy of the
+    idle slot with its health waits, the checks, the analyses, the approval timeout,
+    the switch, the scale-down delay and the removal of the old version.
 
     Returns None when the pipeline file does not list the instances or the target's
     time limits are unknown.
@@ -297,14 +298,22 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
         return None
     from pipeline.analysis import estimate_analysis_or_zero
     from pipeline.checkspec import estimate_seconds
-    from pipeline.rolloutoptions import environment_instance_count, update_time_limit
+    from pipeline.rolloutoptions import (
+        call_time_limit,
+        environment_instance_count,
+        parallel_waves,
+        update_time_limit,
+    )
 
     options = BlueGreenOptions.parse(step.options)
     instances = environment_instance_count(plan, step)
     per_wave = update_time_limit(plan, step, options.health)
-    if instances is None or per_wave is None:
+    call = call_time_limit(plan, step)
+    if instances is None or per_wave is None or call is None:
         return None
-    deploy = -(-instances // MAX_PARALLEL) * per_wave
+    waves = parallel_waves(instances)
+    # Reads of the active slot and the versions, the switch, and the removal.
+    deploy = waves * per_wave + (1 + waves + 1 + waves) * call
     checks = (*options.pre_promotion, *options.post_promotion)
     approval = options.approval.timeout if options.approval and not options.auto_promote else 0.0
     analyses = sum(estimate_analysis_or_zero(ref, plan) for ref in

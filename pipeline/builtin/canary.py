@@ -474,25 +474,35 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
 @hookimpl
 def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
     """Sum the deploys with their health waits (once at the start and once per weight),
-    the pauses, approval timeouts, analyses and the scale-down delay.
+    the target's reads and traffic changes, the pauses, approval timeouts, analyses,
+    the scale-down delay and the removal of the old version.
 
     Returns None when the pipeline file does not list the instances or the target's
     time limits are unknown.
     """
     if step.kind != "deploy" or step.type != STRATEGY:
         return None
-    from pipeline.rolloutoptions import environment_instance_count, update_time_limit
+    from pipeline.rolloutoptions import (
+        call_time_limit,
+        environment_instance_count,
+        parallel_waves,
+        update_time_limit,
+    )
 
     options = CanaryOptions.parse(step.options)
     instances = environment_instance_count(plan, step)
     per_wave = update_time_limit(plan, step, options.health)
-    if instances is None or per_wave is None:
+    call = call_time_limit(plan, step)
+    if instances is None or per_wave is None or call is None:
         return None
-    deploy = -(-instances // MAX_PARALLEL) * per_wave
-    total = options.scale_down_delay + deploy
+    waves = parallel_waves(instances)
+    deploy = waves * per_wave
+    # Reads of the active slot and the versions, the promotion, and the removal.
+    total = options.scale_down_delay + deploy + (1 + waves + 1 + waves) * call
     for item in options.steps:
         if item.kind == "set_weight":
-            total += deploy
+            # The deploy of the instances the weight needs, and the traffic change.
+            total += deploy + call
         elif item.kind == "analysis":
             total += _estimate_analysis(item.analysis, plan)
         else:

@@ -63,12 +63,14 @@ from pipeline.rolloutoptions import (
     BATCH_AMOUNT_SCHEMA,
     DURATION_SCHEMA,
     HealthPolicy,
+    call_time_limit,
     check_list_schema,
     described,
     environment_instance_count,
     health_schema,
     option_diagnostics,
     option_duration,
+    parallel_waves,
     previous_version_schema,
     update_time_limit,
 )
@@ -222,8 +224,8 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
 
 @hookimpl
 def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
-    """Sum, for every batch, the deploys at their time limit, the health waits and checks,
-    plus the pauses between batches.
+    """Sum, for every batch, the reads of its versions, the deploys at their time limit,
+    the health waits and checks, plus the pauses between batches.
 
     Returns None when the pipeline file does not list the instances or the target's
     time limits are unknown.
@@ -233,7 +235,8 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
     options = RollingOptions.parse(step.options)
     total = environment_instance_count(plan, step)
     per_wave = update_time_limit(plan, step, options.health)
-    if total is None or per_wave is None:
+    read = call_time_limit(plan, step)
+    if total is None or per_wave is None or read is None:
         return None
     from pipeline.analysis import estimate_analysis_or_zero
     from pipeline.checkspec import estimate_seconds
@@ -241,6 +244,7 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
     sizes = batch_sizes(total, options.batch)
     waves = sum(-(-size // max(options.in_flight(size, total), 1)) for size in sizes)
     checks = len(sizes) * sum(estimate_seconds(c) for c in options.checks)
+    checks += sum(parallel_waves(size) * read for size in sizes)
     if options.analysis is not None:
         checks += len(sizes) * estimate_analysis_or_zero(options.analysis, plan)
     return waves * per_wave + checks + max(len(sizes) - 1, 0) * options.pause

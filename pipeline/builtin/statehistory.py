@@ -89,13 +89,15 @@ def running_version(context: RunContext) -> str | None:
 
     Returns None when no instance's version can be read. A target or router that
     fails here is logged at INFO only, because the deploy step reports the same problem.
+    The versions are read in parallel, as the strategies read them.
     """
+    from pipeline.rolloutparallel import MAX_PARALLEL, run_parallel
     from pipeline.slots import resolve_router, serving_instances
 
     try:
         target = context.target()
         instances = serving_instances(target, resolve_router(context))
-        versions = [target.version(instance) for instance in instances]
+        versions = run_parallel(list(instances), target.version, workers=MAX_PARALLEL)
     except ShiplineError as exc:
         logger.info("reading the running version before the deploy failed: %s", exc)
         return None

@@ -10,13 +10,14 @@ the pauses between batches. For blue-green they are the minimum span of
 approvals count as instant, and the scale-down delay is left out because it runs after
 the new version has all traffic.
 
-Maximum time of the rollback actions: rollbacks change up to 64 instances at once. Each
-restore reads the instance's version and checks its health, then deploys the previous
-version, each bounded by the target's time limits (the command target's ``timeout``;
-the local target's start timeout and request timeout). The estimate is one such restore
-per group of 64 instances, plus one deploy time limit for the traffic change of a
-canary or blue-green deploy. It is ``None`` when the pipeline file does not say how many
-instances there are or the target's limits are unknown.
+Maximum time of the rollback actions: rollbacks change up to 64 instances at once, and
+a rolling deploy with ``max_unavailable`` no more than ``max_unavailable + max_surge``.
+Each restore reads the instance's version and checks its health, then deploys the
+previous version, each bounded by the target's time limits (the command target's
+``timeout``; the local target's start timeout and request timeout). The estimate is one
+such restore per group of instances restored at once, plus one deploy time limit for
+the traffic change of a canary or blue-green deploy. It is ``None`` when the pipeline
+file does not say how many instances there are or the target's limits are unknown.
 """
 
 from __future__ import annotations
@@ -64,7 +65,15 @@ def shipline_estimate_rollback(step: Step, plan: Plan) -> float | None:
     check = health_time_limit(plan, step)
     if instances is None or limit is None or check is None:
         return None
-    waves = -(-instances // MAX_PARALLEL)
+    workers = MAX_PARALLEL
+    if step.type == "rolling":
+        from pipeline.builtin.rolling import RollingOptions
+
+        try:
+            workers = RollingOptions.parse(step.options).rollback_workers(instances)
+        except ShiplineError:
+            return None
+    waves = -(-instances // max(workers, 1))
     traffic = 0 if step.type == "rolling" else limit
     return waves * (2 * check + limit) + traffic
 

@@ -41,17 +41,53 @@ def _duration(text: str) -> float:
 
 
 def step_max_duration(step: Step, plan: Plan, config: Config) -> float | None:
-    """Return the longest the step can take in seconds, or ``None`` if unbounded."""
-    estimate = config.hook.shipline_estimate_duration(step=step, plan=plan)
-    limits = [value for value in (estimate, step.timeout) if value is not None]
-    return min(limits) if limits else None
+    """Return the longest the step can take in seconds, or ``None`` if unbounded.
+
+    A step stopped by its ``timeout`` may take up to the runner's cancel grace more to
+    stop, for example while a command waits between SIGTERM and SIGKILL.
+    """
+    from pipeline.runner import CANCEL_GRACE
+
+    estimate: float | None = config.hook.shipline_estimate_duration(step=step, plan=plan)
+    if estimate is not None and step.kind == "deploy":
+        estimate += _version_reads(step, plan)
+    if step.timeout is None:
+        return estimate
+    if estimate is not None and estimate <= step.timeout:
+        return estimate
+    return step.timeout + CANCEL_GRACE
+
+
+def _version_reads(step: Step, plan: Plan) -> float:
+    """Return the longest reading the serving instances' versions can take before a
+    deploy step starts, for the deployment history; 0 when the target's limit is
+    unknown."""
+    from pipeline.rolloutoptions import (
+        call_time_limit,
+        environment_instance_count,
+        parallel_waves,
+    )
+
+    call = call_time_limit(plan, step)
+    instances = environment_instance_count(plan, step)
+    if call is None or instances is None:
+        return 0.0
+    return parallel_waves(instances) * call
 
 
 def stage_max_duration(stage: Stage, steps: list[float | None]) -> float | None:
+    """Return the longest the stage's steps can take in seconds, or ``None`` if unbounded.
+
+    As for a step, a stage stopped by its ``timeout`` may take the runner's cancel grace
+    more to stop.
+    """
+    from pipeline.runner import CANCEL_GRACE
+
+    limit = None if stage.timeout is None else stage.timeout + CANCEL_GRACE
     if any(value is None for value in steps):
-        return stage.timeout
+        return limit
     total = sum(value for value in steps if value is not None)
-    return min(total, stage.timeout) if stage.timeout is not None else total
+    return total if limit is None else min(total, limit)
 
 
 def plan_data(plan: Plan, config: Config) -> dict[str, Any]:

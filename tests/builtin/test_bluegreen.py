@@ -390,8 +390,10 @@ def test_bluegreen_estimate_duration() -> None:
               "timeout": "20s"}
     plan = make_plan([step], target=target)
     # The idle slot's deploy (20s) and health checks: 20s attempts, retried while within
-    # the 30s timeout, so at most 30s + 20s. Then the check, the approval, the delay.
-    assert shipline_estimate_duration(step=step, plan=plan) == 20 + 50 + 10 + 600 + 60
+    # the 30s timeout, so at most 30s + 20s. Then the check, the approval, the delay,
+    # and four 20s commands: the active slot, the versions, the switch, the removal.
+    assert shipline_estimate_duration(step=step, plan=plan) == (
+        20 + 50 + 10 + 600 + 60 + 4 * 20)
 
 
 def test_bluegreen_estimate_unknown_target_limit() -> None:

@@ -36,10 +36,11 @@ def test_plan_text_lists_stages_in_run_order(shipline_cli, write_pipeline, tmp_p
         "pipeline shop (shipline.yml): 2 stage(s)",
         "",
         "1. build  [on_success; unbounded]",
-        "   - gate pass: gate, uses pass, plugin helpers.stepplugin, at most 30s (line 15)",
+        # The 30s timeout, and up to 30s more for a cancelled step to stop.
+        "   - gate pass: gate, uses pass, plugin helpers.stepplugin, at most 1m (line 15)",
         "   - gate echo: gate, uses echo, plugin helpers.stepplugin, unbounded (line 17)",
         "",
-        "2. ship -> prod (none target)  [on_success, needs build; at most 10m]",
+        "2. ship -> prod (none target)  [on_success, needs build; at most 10m30s]",
         "   promote: unknown; roll back: unknown; worst case with rollback: unknown",
         "   - deploy 1.10 (record): deploy, strategy record, plugin helpers.stepplugin, "
         "unbounded (line 12)",
@@ -54,9 +55,9 @@ def test_plan_json_masks_secrets(shipline_cli, write_pipeline):
     build, ship = data["stages"]
     assert result.exit_code == ExitCode.OK
     assert build["steps"][0]["options"] == {"message": "***"}
-    assert build["steps"][0]["max_duration"] == 30.0
+    assert build["steps"][0]["max_duration"] == 60.0
     assert build["max_duration"] is None
-    assert ship["max_duration"] == 600.0
+    assert ship["max_duration"] == 630.0
     assert ship["steps"][0]["options"] == {"version": "1.10"}
     assert ship["environment"] == "prod"
     assert "xyz" not in result.stdout

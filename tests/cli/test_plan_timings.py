@@ -98,12 +98,13 @@ def test_plan_timings_text(shipline_cli, write_pipeline) -> None:
     result = shipline_cli("plan", cwd=path.parent)
 
     lines = result.stdout.splitlines()
-    # Two batches: each a 10s deploy and at most 70s of health checks (retries of 10s
-    # attempts until the 60s health timeout, then a last attempt); a 1m pause between.
+    # Two batches: each a 10s version read, a 10s deploy and at most 70s of health checks
+    # (retries of 10s attempts until the 60s health timeout, then a last attempt); a 1m
+    # pause between them.
     assert lines[lines.index("1. staging -> staging (command target)  [on_success; at most "
-                             "3m40s]") + 1] == (
+                             "4m]") + 1] == (
         "   promote: at least 1m; roll back: at most 30s; worst case with rollback: at most "
-        "4m10s"
+        "4m30s"
     )
 
 
@@ -114,7 +115,7 @@ def test_plan_job_timeout_warns(shipline_cli, write_pipeline) -> None:
 
     assert result.exit_code == ExitCode.OK
     assert result.stderr.splitlines() == [
-        "shipline: warning: stage 'production': the worst case with rollback is 1h54m15s, "
+        "shipline: warning: stage 'production': the worst case with rollback is 2h35s, "
         "longer than the job timeout 1h, so the CI runner may cancel the job before the "
         "rollback finishes; raise the job timeout or shorten pauses, analyses and timeouts",
     ]

@@ -317,6 +317,9 @@ stages:
     ("canary\n          steps:\n            - pause: {until_aproved: {file: go}}\n",
      "shipline.yml:14:23: stages[0].steps[0].deploy.steps[0].pause: unknown key "
      "'until_aproved' (did you mean 'until_approved'?)\n"),
+    ("canary\n          steps:\n            - pause: {until_approved: {fiel: go}}\n",
+     "shipline.yml:14:40: stages[0].steps[0].deploy.steps[0].pause.until_approved: unknown "
+     "key 'fiel' (did you mean 'file'?)\n"),
     ("canary\n          steps:\n            - pause: {until_approved: {}}\n",
      "shipline.yml:14:39: stages[0].steps[0].deploy.steps[0].pause.until_approved: an "
      "approval needs one of 'file', 'env' or 'signed'\n"),
@@ -328,7 +331,7 @@ stages:
     ("rolling\n          batch: [1, 150%]\n",
      "shipline.yml:13:22: stages[0].steps[0].deploy.batch[1]: '150%' is not valid: use more "
      "than 0% up to 100%\n"),
-], ids=["misspelt-pause-key", "approval-without-source", "amount-word", "zero-batch",
+], ids=["misspelt-pause-key", "misspelt-approval-key", "approval-without-source", "amount-word", "zero-batch",
         "percent-over-100"])
 def test_validate_names_the_deploy_option(shipline_cli, write_pipeline, tmp_path, options,
                                           expected):
