@@ -100,3 +100,29 @@ def _sum(values: Iterable[float | None]) -> float | None:
     for value in values:
         total = _add(total, value)
     return total
+
+
+def short_timeout_warnings(plan: Plan, config: Config) -> list[str]:
+    """Return one warning per deploy step whose ``timeout``, or its stage's, is shorter
+    than the least time the step needs to promote: such a step can never pass."""
+    warnings = []
+    for stage in plan.stages:
+        for step in stage.steps:
+            if step.kind != "deploy":
+                continue
+            least = config.hook.shipline_estimate_promotion(step=step, plan=plan)
+            limits = [(value, owner) for value, owner in
+                      ((step.timeout, "its timeout"), (stage.timeout, "its stage's timeout"))
+                      if value is not None]
+            if least is None or not limits:
+                continue
+            limit, owner = min(limits)
+            if limit < least:
+                where = f" (line {step.mark.line})" if step.mark else ""
+                warnings.append(
+                    f"step '{step.name}'{where}: {owner} {format_duration(limit)} is shorter "
+                    f"than the {format_duration(least)} its pauses and analyses take at "
+                    f"least, so it cannot pass; raise the timeout or shorten them"
+                )
+    return warnings
+

@@ -12,7 +12,12 @@ from pipeline.durations import format_duration, parse_duration_text
 from pipeline.exitcodes import ExitCode
 from pipeline.plan import Plan, Stage, Step, thaw
 from pipeline.planning import load_plan, resolve_pipeline_path
-from pipeline.plantimes import StageTimes, deploy_stage_times, job_timeout_warnings
+from pipeline.plantimes import (
+    StageTimes,
+    deploy_stage_times,
+    job_timeout_warnings,
+    short_timeout_warnings,
+)
 from pipeline.policy import add_policy_argument
 
 
@@ -185,9 +190,10 @@ def main(config: Config) -> ExitCode:
 
     policy.enforce(loaded.plan, config.option("policy", []), ExitCode.BLOCKED)
     data = plan_data(loaded.plan, config)
-    warnings = _warnings(data, config.options.job_timeout)
+    warnings = [*short_timeout_warnings(loaded.plan, config),
+                *_warnings(data, config.options.job_timeout)]
     if config.options.format == "json":
-        if config.options.job_timeout is not None:
+        if config.options.job_timeout is not None or warnings:
             data["warnings"] = warnings
         print(json.dumps(data, indent=2), file=config.stdout)
     else:

@@ -100,11 +100,11 @@ def test_plan_timings_text(shipline_cli, write_pipeline) -> None:
     lines = result.stdout.splitlines()
     # Two batches: each a 10s version read, a 10s deploy and at most 70s of health checks
     # (retries of 10s attempts until the 60s health timeout, then a last attempt); a 1m
-    # pause between them.
+    # pause between them. Before the step, 10s to read the running version.
     assert lines[lines.index("1. staging -> staging (command target)  [on_success; at most "
-                             "4m]") + 1] == (
+                             "4m10s]") + 1] == (
         "   promote: at least 1m; roll back: at most 30s; worst case with rollback: at most "
-        "4m30s"
+        "4m40s"
     )
 
 
@@ -115,7 +115,7 @@ def test_plan_job_timeout_warns(shipline_cli, write_pipeline) -> None:
 
     assert result.exit_code == ExitCode.OK
     assert result.stderr.splitlines() == [
-        "shipline: warning: stage 'production': the worst case with rollback is 2h35s, "
+        "shipline: warning: stage 'production': the worst case with rollback is 2h1m45s, "
         "longer than the job timeout 1h, so the CI runner may cancel the job before the "
         "rollback finishes; raise the job timeout or shorten pauses, analyses and timeouts",
     ]
@@ -147,4 +147,20 @@ def test_plan_job_timeout_invalid(shipline_cli, write_pipeline) -> None:
     assert result.stderr == (
         "shipline: error: argument --job-timeout: 'soon' is not a valid duration: use a "
         "number of seconds or a value like 500ms, 30s, 5m, 1h (see 'shipline plan --help')\n"
+    )
+
+
+def test_plan_warns_about_timeout_shorter_than_pauses(shipline_cli, write_pipeline) -> None:
+    path = write_pipeline(PIPELINE.replace(
+        "      - deploy:\n          version: \"2.0\"\n          strategy: canary\n",
+        "      - timeout: 20m\n        deploy:\n          version: \"2.0\"\n"
+        "          strategy: canary\n"))
+
+    result = shipline_cli("plan", cwd=path.parent)
+
+    assert result.exit_code == ExitCode.OK
+    assert result.stderr == (
+        "shipline: warning: step 'deploy 2.0 (canary)' (line 38): its timeout 20m is shorter "
+        "than the 35m its pauses and analyses take at least, so it cannot pass; raise the "
+        "timeout or shorten them\n"
     )
