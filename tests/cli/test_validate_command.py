@@ -331,8 +331,8 @@ stages:
     ("rolling\n          batch: [1, 150%]\n",
      "shipline.yml:13:22: stages[0].steps[0].deploy.batch[1]: '150%' is not valid: use more "
      "than 0% up to 100%\n"),
-], ids=["misspelt-pause-key", "misspelt-approval-key", "approval-without-source", "amount-word", "zero-batch",
-        "percent-over-100"])
+], ids=["misspelt-pause-key", "misspelt-approval-key", "approval-without-source",
+        "amount-word", "zero-batch", "percent-over-100"])
 def test_validate_names_the_deploy_option(shipline_cli, write_pipeline, tmp_path, options,
                                           expected):
     write_pipeline(DEPLOY_OPTIONS % options)
