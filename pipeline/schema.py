@@ -49,6 +49,7 @@ from pipeline.errors import PipelineError, PluginError
 from pipeline.schemacheck import FastCheck, compile_fast_check, is_number, skipping_validator
 from pipeline.schemamessages import (
     alternative_keys,
+    alternative_types,
     describe,
     expected_types,
     is_key_check,
@@ -477,6 +478,9 @@ def _most_relevant(error: ValidationError) -> ValidationError:
     # unknown key comes first, because a misspelt key also leaves a required one out.
     while error.context and not alternative_keys(error):
         fitting = [sub for sub in error.context if _branch_fits(sub)]
+        if not fitting and alternative_types(error):
+            # No form takes a value of this type: say which types would do.
+            return error
         error = min(fitting or error.context,
                     key=lambda sub: (sub.validator not in _UNKNOWN_KEY_KEYWORDS, relevance(sub)))
     return error

@@ -242,6 +242,12 @@ def _pattern_message(instance: Any, pattern: Any) -> str:
 
 def _alternatives_message(error: ValidationError) -> tuple[str, str | None]:
     keys = alternative_keys(error)
+    types = alternative_types(error)
+    if not keys and types:
+        names = [_TYPE_NAMES.get(name, name) for name in types]
+        expected = _with_article(_join(names, "or"))
+        message = f"expected {expected}, got {_describe_type(error.instance)}"
+        return message, _pattern_hint(error.validator_value)
     if not keys:
         return "matches more than one of the allowed forms", None
 
@@ -253,6 +259,55 @@ def _alternatives_message(error: ValidationError) -> tuple[str, str | None]:
     present = [key for key in keys if isinstance(error.instance, Mapping) and key in error.instance]
     found = _join([_show(key) for key in present], "and") if present else "none"
     return f"{subject} exactly one of {choices}", f"found {found}"
+
+
+def _pattern_hint(branches: Any) -> str | None:
+    """Return the fix that a known pattern among ``branches`` gives (a duration, an
+    amount), or None."""
+    pending = list(branches) if isinstance(branches, list) else []
+    while pending:
+        branch = pending.pop(0)
+        if not isinstance(branch, Mapping):
+            continue
+        known = _PATTERN_HELP.get(str(branch.get("pattern")))
+        if known is not None:
+            return known[1]
+        for keyword in ("anyOf", "oneOf"):
+            nested = branch.get(keyword)
+            if isinstance(nested, list):
+                pending.extend(nested)
+    return None
+
+
+def alternative_types(error: ValidationError) -> list[str]:
+    """Return the types that a ``oneOf`` or ``anyOf`` accepts when each of its branches
+    declares a ``type`` (directly or through its own anyOf or oneOf); else []."""
+    if error.validator not in ("oneOf", "anyOf") or not isinstance(error.validator_value, list):
+        return []
+    found: list[str] = []
+    for branch in error.validator_value:
+        names = _declared_types(branch)
+        if not names:
+            return []
+        found.extend(name for name in names if name not in found)
+    return found
+
+
+def _declared_types(schema: Any) -> list[str]:
+    if not isinstance(schema, Mapping):
+        return []
+    declared = schema.get("type")
+    if isinstance(declared, str):
+        return [declared]
+    if isinstance(declared, list):
+        return [name for name in declared if isinstance(name, str)]
+    for keyword in ("anyOf", "oneOf"):
+        branches = schema.get(keyword)
+        if isinstance(branches, list) and branches:
+            nested = [_declared_types(branch) for branch in branches]
+            if all(nested):
+                return [name for names in nested for name in names]
+    return []
 
 
 def alternative_keys(error: ValidationError) -> list[str]:

@@ -326,13 +326,16 @@ stages:
     ("rolling\n          batch: half\n",
      "shipline.yml:13:18: stages[0].steps[0].deploy.batch: 'half' is not a valid count or "
      "percentage: use a count such as 3 or a percentage such as '25%'\n"),
+    ("rolling\n          batch: 1.5\n",
+     "shipline.yml:13:18: stages[0].steps[0].deploy.batch: expected an integer, string or "
+     "list, got a number (use a count such as 3 or a percentage such as '25%')\n"),
     ("rolling\n          batch: 0\n",
      "shipline.yml:13:18: stages[0].steps[0].deploy.batch: must be 1 or more, got 0\n"),
     ("rolling\n          batch: [1, 150%]\n",
      "shipline.yml:13:22: stages[0].steps[0].deploy.batch[1]: '150%' is not valid: use more "
      "than 0% up to 100%\n"),
 ], ids=["misspelt-pause-key", "misspelt-approval-key", "approval-without-source",
-        "amount-word", "zero-batch", "percent-over-100"])
+        "amount-word", "amount-fraction", "zero-batch", "percent-over-100"])
 def test_validate_names_the_deploy_option(shipline_cli, write_pipeline, tmp_path, options,
                                           expected):
     write_pipeline(DEPLOY_OPTIONS % options)
