@@ -94,11 +94,21 @@ def call_time_limit(plan: Plan, step: Step) -> float | None:
     return max(local_target.STOP_GRACE, local_target.REQUEST_TIMEOUT)
 
 
-def parallel_waves(instances: int) -> int:
-    """Return how many rounds of parallel calls cover ``instances`` instances."""
+def parallel_waves(instances: int, workers: int | None = None) -> int:
+    """Return how many rounds of parallel calls cover ``instances`` instances,
+    ``workers`` at a time (default: as many as a rollout runs at once)."""
     from pipeline.rolloutparallel import MAX_PARALLEL
 
-    return max(-(-instances // MAX_PARALLEL), 1)
+    return max(-(-instances // max(workers or MAX_PARALLEL, 1)), 1)
+
+
+def read_rounds(instances: int, workers: int | None = None) -> int:
+    """Return how many rounds reading the versions of ``instances`` instances takes: the
+    first read alone, which decides whether the rest run in parallel, then the rest
+    ``workers`` at a time (see :meth:`pipeline.rollout.Rollout.read_versions`)."""
+    if instances <= 1:
+        return 1
+    return 1 + parallel_waves(instances - 1, workers)
 
 
 def update_time_limit(plan: Plan, step: Step, health: HealthPolicy) -> float | None:

@@ -302,6 +302,7 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
         call_time_limit,
         environment_instance_count,
         parallel_waves,
+        read_rounds,
         update_time_limit,
     )
 
@@ -312,8 +313,9 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
     if instances is None or per_wave is None or call is None:
         return None
     waves = parallel_waves(instances)
-    # Reads of the active slot and the versions, the switch, and the removal.
-    deploy = waves * per_wave + (1 + waves + 1 + waves) * call
+    # Reads of the active slot, of its versions and of the idle slot's versions, the
+    # switch, and the removal.
+    deploy = waves * per_wave + (1 + waves + read_rounds(instances) + 1 + waves) * call
     checks = (*options.pre_promotion, *options.post_promotion)
     approval = options.approval.timeout if options.approval and not options.auto_promote else 0.0
     analyses = sum(estimate_analysis_or_zero(ref, plan) for ref in

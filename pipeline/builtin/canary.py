@@ -486,6 +486,7 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
         call_time_limit,
         environment_instance_count,
         parallel_waves,
+        read_rounds,
         update_time_limit,
     )
 
@@ -497,8 +498,10 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
         return None
     waves = parallel_waves(instances)
     deploy = waves * per_wave
-    # Reads of the active slot and the versions, the promotion, and the removal.
-    total = options.scale_down_delay + deploy + (1 + waves + 1 + waves) * call
+    # Reads of the active slot, of its versions and of the idle slot's versions, the
+    # promotion, and the removal.
+    reads = 1 + waves + read_rounds(instances)
+    total = options.scale_down_delay + deploy + (reads + 1 + waves) * call
     for item in options.steps:
         if item.kind == "set_weight":
             # The deploy of the instances the weight needs, and the traffic change.

@@ -70,8 +70,8 @@ from pipeline.rolloutoptions import (
     health_schema,
     option_diagnostics,
     option_duration,
-    parallel_waves,
     previous_version_schema,
+    read_rounds,
     update_time_limit,
 )
 from pipeline.rolloutparallel import MAX_PARALLEL
@@ -244,7 +244,7 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
     sizes = batch_sizes(total, options.batch)
     waves = sum(-(-size // max(options.in_flight(size, total), 1)) for size in sizes)
     checks = len(sizes) * sum(estimate_seconds(c) for c in options.checks)
-    checks += sum(parallel_waves(size) * read for size in sizes)
+    checks += sum(read_rounds(size, options.in_flight(size, total)) * read for size in sizes)
     if options.analysis is not None:
         checks += len(sizes) * estimate_analysis_or_zero(options.analysis, plan)
     return waves * per_wave + checks + max(len(sizes) - 1, 0) * options.pause

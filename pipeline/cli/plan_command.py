@@ -64,9 +64,9 @@ def step_max_duration(step: Step, plan: Plan, config: Config) -> float | None:
 
 
 def _version_reads(step: Step, plan: Plan) -> float:
-    """Return the longest reading the serving instances' versions can take before a
-    deploy step starts, for the deployment history; 0 when the target's limit is
-    unknown."""
+    """Return the longest reading the active slot and the serving instances' versions
+    can take before a deploy step starts, for the deployment history; 0 when the
+    target's limit is unknown."""
     from pipeline.rolloutoptions import (
         call_time_limit,
         environment_instance_count,
@@ -77,7 +77,7 @@ def _version_reads(step: Step, plan: Plan) -> float:
     instances = environment_instance_count(plan, step)
     if call is None or instances is None:
         return 0.0
-    return parallel_waves(instances) * call
+    return (1 + parallel_waves(instances)) * call
 
 
 def stage_max_duration(stage: Stage, steps: list[float | None]) -> float | None:

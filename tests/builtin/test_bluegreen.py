@@ -391,9 +391,10 @@ def test_bluegreen_estimate_duration() -> None:
     plan = make_plan([step], target=target)
     # The idle slot's deploy (20s) and health checks: 20s attempts, retried while within
     # the 30s timeout, so at most 30s + 20s. Then the check, the approval, the delay,
-    # and four 20s commands: the active slot, the versions, the switch, the removal.
+    # and six 20s commands: the active slot, its versions, the idle slot's versions (the
+    # first alone, then the other), the switch and the removal.
     assert shipline_estimate_duration(step=step, plan=plan) == (
-        20 + 50 + 10 + 600 + 60 + 4 * 20)
+        20 + 50 + 10 + 600 + 60 + 6 * 20)
 
 
 def test_bluegreen_estimate_unknown_target_limit() -> None:

@@ -447,19 +447,20 @@ def test_rolling_estimate_duration() -> None:
                                  "health": {"timeout": "30s", "retries": 2, "interval": "5s"},
                                  "checks": [{"command": {"command": "true", "timeout": "2s"}}]})
     plan = make_plan([step], target={"type": "command", "instances": WEB[:6], "timeout": "1m"})
-    # 3 batches of 2: each reads its versions (1m), deploys at the 1m limit, then runs
-    # health checks of up to 1m each, retried while within the 30s timeout (at most 30s
-    # + 1m), then the 2s check; a 1m pause between batches.
+    # 3 batches of 2: each reads its versions (the first alone, then the other, 1m
+    # each), deploys at the 1m limit, then runs health checks of up to 1m each, retried
+    # while within the 30s timeout (at most 30s + 1m), then the 2s check; a 1m pause
+    # between batches.
     assert shipline_estimate_duration(step=step, plan=plan) == (
-        3 * 60 + 3 * (60 + 90) + 3 * 2 + 2 * 60)
+        3 * 2 * 60 + 3 * (60 + 90) + 3 * 2 + 2 * 60)
 
 
 def test_rolling_estimate_counts_waves_of_a_batch() -> None:
     step = make_step("rolling", {"version": "2.0", "batch": 4, "max_unavailable": 1,
                                  "health": False})
     plan = make_plan([step], target={"type": "command", "instances": WEB[:4], "timeout": "30s"})
-    # One version read for the batch, then four deploys one after another.
-    assert shipline_estimate_duration(step=step, plan=plan) == 30 + 4 * 30
+    # Four version reads and four deploys, one after another.
+    assert shipline_estimate_duration(step=step, plan=plan) == 4 * 30 + 4 * 30
 
 
 def test_rolling_estimate_unknown_target_limit() -> None:

@@ -98,13 +98,14 @@ def test_plan_timings_text(shipline_cli, write_pipeline) -> None:
     result = shipline_cli("plan", cwd=path.parent)
 
     lines = result.stdout.splitlines()
-    # Two batches: each a 10s version read, a 10s deploy and at most 70s of health checks
-    # (retries of 10s attempts until the 60s health timeout, then a last attempt); a 1m
-    # pause between them. Before the step, 10s to read the running version.
+    # Two batches: each two rounds of 10s version reads, a 10s deploy and at most 70s of
+    # health checks (retries of 10s attempts until the 60s health timeout, then a last
+    # attempt); a 1m pause between them. Before the step, 20s to read the running
+    # versions for the history.
     assert lines[lines.index("1. staging -> staging (command target)  [on_success; at most "
-                             "4m10s]") + 1] == (
+                             "4m40s]") + 1] == (
         "   promote: at least 1m; roll back: at most 30s; worst case with rollback: at most "
-        "4m40s"
+        "5m10s"
     )
 
 
@@ -115,7 +116,7 @@ def test_plan_job_timeout_warns(shipline_cli, write_pipeline) -> None:
 
     assert result.exit_code == ExitCode.OK
     assert result.stderr.splitlines() == [
-        "shipline: warning: stage 'production': the worst case with rollback is 2h1m45s, "
+        "shipline: warning: stage 'production': the worst case with rollback is 2h5m15s, "
         "longer than the job timeout 1h, so the CI runner may cancel the job before the "
         "rollback finishes; raise the job timeout or shorten pauses, analyses and timeouts",
     ]
