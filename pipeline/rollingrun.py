@@ -155,13 +155,24 @@ def _failures(rollout: Rollout) -> int:
     return len(rollout.table.failures())
 
 
+#: Instances named after the first one in the message of a step that failed too many.
+_NAMED_FAILURES = 5
+
+
 def _fail_beyond(rollout: Rollout, total: int, allowed: int) -> None:
     failed = rollout.table.failures()
     if len(failed) > allowed:
+        # The message names the first failure and a few more instances; the step's table
+        # lists every instance.
         first = failed[0]
+        others = ""
+        if len(failed) > 1:
+            named = [state.instance for state in failed[1:1 + _NAMED_FAILURES]]
+            rest = len(failed) - 1 - len(named)
+            others = f"; also failed: {', '.join(named)}" + (f" and {rest} more" if rest else "")
         raise StepFailed(
             f"{len(failed)} of {total} instances failed and max_failures allows {allowed}: "
-            f"{first.instance}: {first.message}"
+            f"{first.instance}: {first.message}{others}"
         )
 
 

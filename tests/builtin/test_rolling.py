@@ -282,7 +282,7 @@ def test_rolling_max_failures_exceeded() -> None:
     run = rolling(target, batch=5, max_failures="10%")
     assert run.step.message == (
         "2 of 10 instances failed and max_failures allows 1: web-2: deploy failed: "
-        "injected failure"
+        "injected failure; also failed: web-7"
     )
     assert target.versions == dict.fromkeys(WEB, "1.0")
 
@@ -553,3 +553,15 @@ def test_rolling_rollback_skips_instance_still_on_previous() -> None:
     [rollback] = run.rollbacks
     assert rollback.outcome is Outcome.PASSED
     assert target.versions == dict.fromkeys(WEB[:2], "1.0")
+
+
+def test_rolling_many_failures_named_in_short() -> None:
+    # The ten deploys of the batch run at once, so all eight fail before the step stops.
+    target = MemoryTarget(WEB, delay=0.05)
+    for instance in WEB[:8]:
+        target.fail("deploy", instance, "2.0")
+    run = rolling(target, batch=10, max_failures=1)
+    assert run.step.message == (
+        "8 of 10 instances failed and max_failures allows 1: web-1: deploy failed: "
+        "injected failure; also failed: web-2, web-3, web-4, web-5, web-6 and 2 more"
+    )
