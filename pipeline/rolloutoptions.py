@@ -46,16 +46,7 @@ def deploy_time_limit(plan: Plan, step: Step) -> float | None:
     On the command target that is the per-command ``timeout``; on the local target,
     ``start_timeout`` plus the grace that stopping the old process may take.
     """
-    from pipeline.builtin import command_target, local_target
-
-    options = _target_options(plan, step)
-    kind = options.get("type") if options is not None else None
-    if options is None or kind not in (command_target.TARGET_TYPE, local_target.TARGET_TYPE):
-        return None
-    if kind == command_target.TARGET_TYPE:
-        return _seconds(options, "timeout", command_target.DEFAULT_TIMEOUT)
-    start = _seconds(options, "start_timeout", local_target.DEFAULT_START_TIMEOUT)
-    return start + local_target.STOP_GRACE
+    return _target_limit(plan, step, "deploy")
 
 
 def health_time_limit(plan: Plan, step: Step) -> float | None:
@@ -65,15 +56,7 @@ def health_time_limit(plan: Plan, step: Step) -> float | None:
     On the command target the health command has the per-command ``timeout``; on the
     local target each health request has a fixed time limit.
     """
-    from pipeline.builtin import command_target, local_target
-
-    options = _target_options(plan, step)
-    kind = options.get("type") if options is not None else None
-    if options is None or kind not in (command_target.TARGET_TYPE, local_target.TARGET_TYPE):
-        return None
-    if kind == command_target.TARGET_TYPE:
-        return _seconds(options, "timeout", command_target.DEFAULT_TIMEOUT)
-    return local_target.REQUEST_TIMEOUT
+    return _target_limit(plan, step, "health")
 
 
 def call_time_limit(plan: Plan, step: Step) -> float | None:
@@ -83,6 +66,12 @@ def call_time_limit(plan: Plan, step: Step) -> float | None:
     On the command target each is a command with the per-command ``timeout``. On the
     local target the longest is stopping a process, which gets a fixed grace.
     """
+    return _target_limit(plan, step, "call")
+
+
+def _target_limit(plan: Plan, step: Step, call: str) -> float | None:
+    """Return the time limit of ``call`` (``deploy``, ``health`` or any other call) on
+    the step's target, if it is a built-in target."""
     from pipeline.builtin import command_target, local_target
 
     options = _target_options(plan, step)
@@ -91,6 +80,11 @@ def call_time_limit(plan: Plan, step: Step) -> float | None:
         return None
     if kind == command_target.TARGET_TYPE:
         return _seconds(options, "timeout", command_target.DEFAULT_TIMEOUT)
+    if call == "deploy":
+        start = _seconds(options, "start_timeout", local_target.DEFAULT_START_TIMEOUT)
+        return start + local_target.STOP_GRACE
+    if call == "health":
+        return local_target.REQUEST_TIMEOUT
     return max(local_target.STOP_GRACE, local_target.REQUEST_TIMEOUT)
 
 
