@@ -131,10 +131,19 @@ def load_plan(path: Path, config: Config, environ: Mapping[str, str] | None = No
 
 
 def _with_mark(diagnostic: Diagnostic, document: Document) -> Diagnostic:
-    """Give a plugin's diagnostic the position of its path when the plugin left it out."""
+    """Give a plugin's diagnostic the position of its path when the plugin left it out.
+
+    A path that the document does not have, such as a missing key, gets the position of
+    its nearest ancestor that it has.
+    """
     if diagnostic.mark is not None or not diagnostic.path:
         return diagnostic
-    return dataclasses.replace(diagnostic, mark=document.source.value_mark(diagnostic.path))
+    path = tuple(diagnostic.path)
+    mark = None
+    while path and mark is None:
+        mark = document.source.value_mark(path)
+        path = path[:-1]
+    return dataclasses.replace(diagnostic, mark=mark)
 
 
 def _load_pipeline_plugins(document: Document, config: Config) -> None:

@@ -300,7 +300,8 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
             continue
         path = ("environments", environment.name, "target")
         for key, message, hint in check_options(environment.target):
-            diagnostics.append(Diagnostic(message, environment.mark, (*path, key), hint))
+            # The mark is looked up from the path, so it points at the option itself.
+            diagnostics.append(Diagnostic(message, None, (*path, key), hint))
     return diagnostics
 
 

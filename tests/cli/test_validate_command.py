@@ -344,3 +344,18 @@ def test_validate_names_the_deploy_option(shipline_cli, write_pipeline, tmp_path
 
     assert result.exit_code == ExitCode.INVALID
     assert result.stderr == expected
+
+
+def test_validate_points_at_target_command_with_bad_placeholder(shipline_cli, write_pipeline,
+                                                                 tmp_path):
+    write_pipeline(DEPLOY.replace('deploy: "deploy.sh {instance} {version}"',
+                                  'deploy: "deploy.sh {instance} {verison}"'))
+
+    result = shipline_cli("validate", cwd=tmp_path)
+
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stderr == (
+        "shipline.yml:5:64: environments.production.target.deploy: unknown placeholder "
+        "'{verison}' in command 'deploy.sh {instance} {verison}' (available: instance, "
+        "version, package)\n"
+    )
