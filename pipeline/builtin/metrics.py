@@ -402,7 +402,9 @@ def shipline_configure(config: Config) -> None:
             config.masker.add(target.password)
     path = config.invocation_dir / Path(str(metrics)) if metrics else None
     if path is not None:
-        check_report_path(path, "--metrics")
+        # The path as given, as the other report options show it; relative paths are
+        # resolved against the folder shipline runs in, which is the invocation folder.
+        check_report_path(Path(str(metrics)), "--metrics")
     config.pluginmanager.register(MetricsReporter(path, target), name=REPORTER_NAME)
 
 
