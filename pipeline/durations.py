@@ -64,6 +64,20 @@ def parse_duration_text(text: str) -> float:
     return _parse_text(stripped)
 
 
+def duration_option(text: str) -> float:
+    """Parse a duration option, as the ``type`` of an argparse argument.
+
+    Raises argparse.ArgumentTypeError with :func:`parse_duration_text`'s message, which
+    argparse prints after the option's name, exit status 2.
+    """
+    import argparse
+
+    try:
+        return parse_duration_text(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parse_text(text: str) -> float:
     match = _PARTS.fullmatch(text)
     if match is None:

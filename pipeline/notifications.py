@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import hookimpl
 from pipeline.cienv import CiJob, detect
-from pipeline.durations import format_duration, parse_duration_text
+from pipeline.durations import duration_option, format_duration
 from pipeline.exitcodes import ExitCode
 from pipeline.notification import Delivery, Notification
 from pipeline.notifyqueue import DEFAULT_WORKERS, DrainResult, NotifyQueue, Ticket
@@ -52,17 +52,10 @@ PASSING_VERDICTS = frozenset({"successful"})
 @hookimpl
 def shipline_addoption(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--notify-timeout", type=_duration_argument, metavar="DURATION",
+        "--notify-timeout", type=duration_option, metavar="DURATION",
         help="how long the run waits at the end for queued notifications, for example 30s "
         "or 500ms (default: notify_timeout in the pipeline file, else 30s)",
     )
-
-
-def _duration_argument(value: str) -> float:
-    try:
-        return parse_duration_text(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def notify_timeout(plan: Plan, config: Config) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline import policy
 from pipeline.config import Config
-from pipeline.durations import format_duration, parse_duration_text
+from pipeline.durations import duration_option, format_duration
 from pipeline.exitcodes import ExitCode
 from pipeline.plan import Plan, Stage, Step, thaw
 from pipeline.planning import load_plan, resolve_pipeline_path
@@ -32,17 +32,10 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
     parser.add_argument("--format", choices=("text", "json", "policy"), default="text",
                         help="output format (default: text); 'policy' prints the JSON view "
                         "of the plan that policy rules read as 'plan'")
-    parser.add_argument("--job-timeout", metavar="DURATION", type=_duration,
+    parser.add_argument("--job-timeout", metavar="DURATION", type=duration_option,
                         help="the CI job's time limit (30m, 1h): warn about deploy stages "
                         "whose worst case with rollback is longer")
     return parser
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration_text(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def step_max_duration(step: Step, plan: Plan, config: Config) -> float | None:

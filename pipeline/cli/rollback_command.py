@@ -19,10 +19,10 @@ from pipeline.cli.stateoptions import (
     add_file_option,
     add_state_option,
     deploy_version_only,
-    duration_argument,
     load_for_state,
 )
 from pipeline.config import Config
+from pipeline.durations import duration_option
 from pipeline.errors import UsageError
 from pipeline.exitcodes import ExitCode
 from pipeline.plan import freeze
@@ -50,7 +50,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
                         "in this environment (by default that is an error, to catch a typo)")
     parser.add_argument("--reason", metavar="TEXT", default="shipline rollback",
                         help="why, recorded in the state store (default: 'shipline rollback')")
-    parser.add_argument("--lock-wait", metavar="DURATION", default="0s",
+    parser.add_argument("--lock-wait", metavar="DURATION", type=duration_option, default=0.0,
                         help="how long to wait for another run to release the environment's "
                         "lock (default 0s: exit 5 at once)")
     add_file_option(parser)
@@ -64,7 +64,7 @@ def main(config: Config) -> ExitCode:
     from pipeline.staterun import RollbackRequest, locate
 
     options = config.options
-    wait = duration_argument("--lock-wait", options.lock_wait)
+    wait = float(options.lock_wait)
     plan = load_for_state(config, deploy_version_only).plan
     environment = options.environment
     stage, step = deploy_step_for(plan, environment)

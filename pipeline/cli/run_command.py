@@ -11,8 +11,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from pipeline import policy
-from pipeline.cli.stateoptions import add_state_option, duration_argument
+from pipeline.cli.stateoptions import add_state_option
 from pipeline.config import Config
+from pipeline.durations import duration_option
 from pipeline.exitcodes import ExitCode
 from pipeline.planning import load_plan, resolve_pipeline_path
 from pipeline.policy import add_policy_argument
@@ -35,7 +36,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
                         help="write a JUnit XML report to PATH")
     add_state_option(parser)
     parser.add_argument(
-        "--lock-wait", metavar="DURATION", default="0s",
+        "--lock-wait", metavar="DURATION", type=duration_option, default=0.0,
         help="how long to wait for another run to release an environment's lock, such as "
         "'10m' (default 0s: exit 5 at once)",
     )
@@ -48,7 +49,7 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> argpa
 
 
 def main(config: Config) -> ExitCode:
-    wait = duration_argument("--lock-wait", config.options.lock_wait)
+    wait = float(config.options.lock_wait)
     path = resolve_pipeline_path(config.options.file, config.invocation_dir)
     loaded = load_plan(path, config)
     policy.enforce(loaded.plan, config.option("policy", []), ExitCode.BLOCKED)

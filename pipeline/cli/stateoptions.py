@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.durations import parse_duration_text
 from pipeline.errors import UsageError
 from pipeline.state import STATE_VARIABLE
 
@@ -44,16 +43,6 @@ def add_file_option(parser: argparse.ArgumentParser) -> None:
     """Add ``-f/--file PATH`` to ``parser``."""
     parser.add_argument("-f", "--file", metavar="PATH",
                         help="pipeline file (default: shipline.yml)")
-
-
-def duration_argument(option: str, value: str) -> float:
-    """Parse a duration given on the command line, in seconds; raise UsageError (exit 2)
-    if invalid. A bare number is a number of seconds (see
-    :func:`pipeline.durations.parse_duration_text`)."""
-    try:
-        return parse_duration_text(value)
-    except ValueError as exc:
-        raise UsageError(f"{option}: {exc}") from None
 
 
 def outside_state(path: DocPath) -> bool:

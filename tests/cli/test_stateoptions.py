@@ -1,37 +1,37 @@
-"""Options shared by the state commands: durations given on the command line."""
+"""Options shared by the state commands: durations such as --lock-wait."""
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
-from pipeline.cli.stateoptions import duration_argument
-from pipeline.errors import UsageError
+from pipeline.durations import duration_option
 
 
 @pytest.mark.parametrize(("value", "seconds"), [
     ("2", 2.0), ("0", 0.0), ("1.5", 1.5), ("0s", 0.0), ("500ms", 0.5), ("2m", 120.0),
 ])
-def test_stateoptions_duration_accepted(value: str, seconds: float):
-    assert duration_argument("--lock-wait", value) == seconds
+def test_duration_option_accepted(value: str, seconds: float):
+    assert duration_option(value) == seconds
 
 
 @pytest.mark.parametrize("value", ["-1", "-5s"])
-def test_stateoptions_duration_negative(value: str):
-    with pytest.raises(UsageError) as raised:
-        duration_argument("--lock-wait", value)
+def test_duration_option_negative(value: str):
+    with pytest.raises(argparse.ArgumentTypeError) as raised:
+        duration_option(value)
 
-    assert str(raised.value) == (
-        f"--lock-wait: {value!r} is negative: give 0 or a longer duration")
+    assert str(raised.value) == f"{value!r} is negative: give 0 or a longer duration"
 
 
 @pytest.mark.parametrize("value", ["two", "2 minutes", ""])
-def test_stateoptions_duration_rejected(value: str):
-    with pytest.raises(UsageError) as raised:
-        duration_argument("--lock-wait", value)
+def test_duration_option_rejected(value: str):
+    with pytest.raises(argparse.ArgumentTypeError) as raised:
+        duration_option(value)
 
     assert str(raised.value) == (
-        f"--lock-wait: {value!r} is not a valid duration: use a number of seconds or a "
-        f"value like 500ms, 30s, 5m, 1h")
+        f"{value.strip()!r} is not a valid duration: use a number of seconds or a value like "
+        "500ms, 30s, 5m, 1h")
 
 
 def test_stateoptions_lock_wait_bare_number(shipline_cli, tmp_path, write_pipeline):

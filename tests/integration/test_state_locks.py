@@ -164,7 +164,7 @@ def test_state_invalid_lock_wait_exits_invalid(tmp_path: Path, shipline_cli) -> 
 
     assert result.exit_code == ExitCode.INVALID
     assert result.stderr.startswith(
-        "shipline: error: --lock-wait: 'soon' is not a valid duration: ")
+        "shipline: error: argument --lock-wait: 'soon' is not a valid duration: ")
 
 
 def test_state_forced_release_stops_run(tmp_path: Path, shipline_cli) -> None:
