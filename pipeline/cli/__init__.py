@@ -64,9 +64,14 @@ class _Parser(argparse.ArgumentParser):
     """
 
     known_options: tuple[str, ...] = ()
+    #: The subcommand named on the command line, whose help an unknown option points to.
+    subcommand: str | None = None
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message}{self._suggestion(message)} (see '{self.prog} --help')")
+        prog = self.prog
+        if self.subcommand and message.startswith("unrecognized arguments: "):
+            prog = f"{prog} {self.subcommand}"
+        raise UsageError(f"{message}{self._suggestion(message)} (see '{prog} --help')")
 
     def _suggestion(self, message: str) -> str:
         prefix = "unrecognized arguments: "
@@ -132,6 +137,7 @@ def build_parser(
             registry.pluginmanager.hook.shipline_addoption.call_historic(
                 kwargs={"parser": subparser}
             )
+    parser.subcommand = selected if selected in COMMANDS else None
     # argparse has no public list of a parser's options, hence ``_actions``.
     parser.known_options = tuple(sorted({
         option for subparser in subparsers.choices.values()

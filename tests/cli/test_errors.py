@@ -143,5 +143,5 @@ def test_misspelt_option_gets_a_suggestion(shipline_cli, tmp_path) -> None:
     assert result.exit_code == ExitCode.INVALID
     assert result.stderr == (
         "shipline: error: unrecognized arguments: --junit-xml shipline.yml (did you mean "
-        "--junitxml?) (see 'shipline --help')\n"
+        "--junitxml?) (see 'shipline run --help')\n"
     )

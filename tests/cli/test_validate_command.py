@@ -196,7 +196,7 @@ def test_validate_unknown_option_is_usage_error(shipline_cli, tmp_path):
     result = shipline_cli("validate", "--bogus", cwd=tmp_path)
     assert result.exit_code == ExitCode.INVALID
     assert result.stderr == (
-        "shipline: error: unrecognized arguments: --bogus (see 'shipline --help')\n"
+        "shipline: error: unrecognized arguments: --bogus (see 'shipline validate --help')\n"
     )
 
 
