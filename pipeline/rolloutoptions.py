@@ -115,6 +115,32 @@ def update_time_limit(plan: Plan, step: Step, health: HealthPolicy) -> float | N
     return deploy + health.longest(attempt or 0.0)
 
 
+@dataclass(frozen=True)
+class SlotTimes:
+    """The longest parts of a deploy to a slot (blue-green, canary), in seconds."""
+
+    #: Deploying the idle slot and waiting for its health, in rounds of instances.
+    deploy: float
+    #: Reading the active slot, its versions and the idle slot's versions, changing
+    #: traffic once, and removing the old version.
+    calls: float
+    #: One more call of the target, such as a weight change.
+    call: float
+
+
+def slot_times(plan: Plan, step: Step, health: HealthPolicy) -> SlotTimes | None:
+    """Return the longest parts of a slot deploy of ``step``, or None when the pipeline
+    file does not list the instances or the target's time limits are unknown."""
+    instances = environment_instance_count(plan, step)
+    per_wave = update_time_limit(plan, step, health)
+    call = call_time_limit(plan, step)
+    if instances is None or per_wave is None or call is None:
+        return None
+    waves = parallel_waves(instances)
+    reads = 1 + waves + read_rounds(instances)
+    return SlotTimes(deploy=waves * per_wave, calls=(reads + 1 + waves) * call, call=call)
+
+
 def _target_options(plan: Plan, step: Step) -> Mapping[str, Any] | None:
     stage = plan.stage(step.stage)
     if stage.environment is None or stage.environment not in plan.environments:

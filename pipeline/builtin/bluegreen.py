@@ -298,24 +298,13 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
         return None
     from pipeline.analysis import estimate_analysis_or_zero
     from pipeline.checkspec import estimate_seconds
-    from pipeline.rolloutoptions import (
-        call_time_limit,
-        environment_instance_count,
-        parallel_waves,
-        read_rounds,
-        update_time_limit,
-    )
+    from pipeline.rolloutoptions import slot_times
 
     options = BlueGreenOptions.parse(step.options)
-    instances = environment_instance_count(plan, step)
-    per_wave = update_time_limit(plan, step, options.health)
-    call = call_time_limit(plan, step)
-    if instances is None or per_wave is None or call is None:
+    times = slot_times(plan, step, options.health)
+    if times is None:
         return None
-    waves = parallel_waves(instances)
-    # Reads of the active slot, of its versions and of the idle slot's versions, the
-    # switch, and the removal.
-    deploy = waves * per_wave + (1 + waves + read_rounds(instances) + 1 + waves) * call
+    deploy = times.deploy + times.calls
     checks = (*options.pre_promotion, *options.post_promotion)
     approval = options.approval.timeout if options.approval and not options.auto_promote else 0.0
     analyses = sum(estimate_analysis_or_zero(ref, plan) for ref in

@@ -482,30 +482,17 @@ def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
     """
     if step.kind != "deploy" or step.type != STRATEGY:
         return None
-    from pipeline.rolloutoptions import (
-        call_time_limit,
-        environment_instance_count,
-        parallel_waves,
-        read_rounds,
-        update_time_limit,
-    )
+    from pipeline.rolloutoptions import slot_times
 
     options = CanaryOptions.parse(step.options)
-    instances = environment_instance_count(plan, step)
-    per_wave = update_time_limit(plan, step, options.health)
-    call = call_time_limit(plan, step)
-    if instances is None or per_wave is None or call is None:
+    times = slot_times(plan, step, options.health)
+    if times is None:
         return None
-    waves = parallel_waves(instances)
-    deploy = waves * per_wave
-    # Reads of the active slot, of its versions and of the idle slot's versions, the
-    # promotion, and the removal.
-    reads = 1 + waves + read_rounds(instances)
-    total = options.scale_down_delay + deploy + (reads + 1 + waves) * call
+    total = options.scale_down_delay + times.deploy + times.calls
     for item in options.steps:
         if item.kind == "set_weight":
             # The deploy of the instances the weight needs, and the traffic change.
-            total += deploy + call
+            total += times.deploy + times.call
         elif item.kind == "analysis":
             total += _estimate_analysis(item.analysis, plan)
         else:
