@@ -107,8 +107,9 @@ def serve(options: argparse.Namespace, rest: list[str]) -> int:
     """
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log_event(options.events, "start", options)
     try:
+        # Inside the try: a stop that arrives while the start is logged still logs a stop.
+        log_event(options.events, "start", options)
         demo = load_demo_service()
         arguments = demo.parse_arguments(["--port", str(options.port), "--version",
                                           options.version, "--instance", options.instance,
