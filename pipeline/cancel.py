@@ -14,6 +14,9 @@ import os
 import threading
 import weakref
 
+#: Seconds a cancelled step gets to stop before the runner rolls back without it.
+CANCEL_GRACE = 30.0
+
 
 class CancelEvent(threading.Event):
     """An Event with :meth:`fileno`, a descriptor that is readable while the event is set.

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 
+from pipeline.cancel import CANCEL_GRACE
 from pipeline.config import Config
 from pipeline.context import Interrupted, RollbackFailed, RunContext
 from pipeline.durations import format_duration
@@ -30,8 +31,6 @@ from pipeline.report import Outcome, StepReport
 
 logger = logging.getLogger("shipline")
 
-#: Seconds a cancelled step gets to stop before the runner rolls back without it.
-CANCEL_GRACE = 30.0
 
 
 @dataclass

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from pipeline import policy
+from pipeline.cancel import CANCEL_GRACE
 from pipeline.config import Config
 from pipeline.durations import duration_option, format_duration
 from pipeline.exitcodes import ExitCode
@@ -44,8 +45,6 @@ def step_max_duration(step: Step, plan: Plan, config: Config) -> float | None:
     A step stopped by its ``timeout`` may take up to the runner's cancel grace more to
     stop, for example while a command waits between SIGTERM and SIGKILL.
     """
-    from pipeline.runner import CANCEL_GRACE
-
     estimate: float | None = config.hook.shipline_estimate_duration(step=step, plan=plan)
     if estimate is not None and step.kind == "deploy":
         estimate += _version_reads(step, plan)
@@ -79,8 +78,6 @@ def stage_max_duration(stage: Stage, steps: list[float | None]) -> float | None:
     As for a step, a stage stopped by its ``timeout`` may take the runner's cancel grace
     more to stop.
     """
-    from pipeline.runner import CANCEL_GRACE
-
     limit = None if stage.timeout is None else stage.timeout + CANCEL_GRACE
     if any(value is None for value in steps):
         return limit

@@ -252,36 +252,41 @@ stages:
 """
 
 
-def test_validate_imports_no_deferred_module(tmp_path: Path):
-    (tmp_path / "shipline.yml").write_text(DEPLOY, encoding="utf-8")
+def validate_in_new_interpreter(
+    folder: Path, report: str, *, autoload: bool
+) -> subprocess.CompletedProcess[str]:
+    """Run ``shipline validate -q`` on DEPLOY in a new interpreter, then print its exit
+    code and the Python expression ``report`` (which may read ``sys.modules``)."""
+    (folder / "shipline.yml").write_text(DEPLOY, encoding="utf-8")
     script = (
         "import sys\n"
         "from pipeline.cli import main\n"
         "code = main(['validate', '-q'])\n"
-        f"print(code, [name for name in {DEFERRED_MODULES!r} if name in sys.modules])\n"
+        f"print(code, {report})\n"
     )
+    env = {key: value for key, value in os.environ.items()
+           if key != "SHIPLINE_DISABLE_PLUGIN_AUTOLOAD"}
+    if not autoload:
+        env["SHIPLINE_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    return subprocess.run([sys.executable, "-c", script], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_validate_imports_no_deferred_module(tmp_path: Path):
     # Installed plugins stay out: their fragments are checked with jsonschema.
-    env = {**os.environ, "SHIPLINE_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = validate_in_new_interpreter(
+        tmp_path, f"[name for name in {DEFERRED_MODULES!r} if name in sys.modules]",
+        autoload=False)
     assert result.stderr == ""
     assert result.stdout == "0 []\n"
 
 
-def test_validate_reads_installed_plugins_without_importlib_metadata(tmp_path: Path):
+def test_validate_reads_plugins_without_importlib_metadata(tmp_path: Path):
     # scripts/test installs the shipline-nginx plugin into the test environment.
-    (tmp_path / "shipline.yml").write_text(DEPLOY, encoding="utf-8")
-    script = (
-        "import sys\n"
-        "from pipeline.cli import main\n"
-        "code = main(['validate', '-q'])\n"
-        "print(code, 'shipline_nginx' in sys.modules,\n"
-        "      [name for name in ('importlib.metadata', 'email') if name in sys.modules])\n"
-    )
-    env = {key: value for key, value in os.environ.items()
-           if key != "SHIPLINE_DISABLE_PLUGIN_AUTOLOAD"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = validate_in_new_interpreter(
+        tmp_path, "'shipline_nginx' in sys.modules, "
+        "[name for name in ('importlib.metadata', 'email') if name in sys.modules]",
+        autoload=True)
     assert result.stderr == ""
     assert result.stdout == "0 True []\n"
 
