@@ -3,8 +3,8 @@
 A check spec is a mapping with exactly one key, ``http`` or ``command``, as written in
 a pipeline file (``gate`` steps, rolling batch health checks, blue-green promotion
 checks). :data:`CHECK_SCHEMA` is its JSON Schema, for plugins to embed in theirs.
-:mod:`pipeline.checks` runs checks; this module holds what validating a pipeline
-needs, so that ``shipline validate`` does not import the check runner.
+:mod:`pipeline.checks` runs checks. This module contains only what validating a
+pipeline needs, so ``shipline validate`` does not import the check runner.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The objects of the ``command`` target: each primitive runs one command template.
 
-:mod:`pipeline.builtin.command_target` declares the target's options and checks them;
-it imports this module when a run creates the target, so that ``shipline validate``
+:mod:`pipeline.builtin.command_target` declares the target's options and checks them.
+It imports this module only when a run creates the target, so ``shipline validate``
 does not import the process machinery of :mod:`pipeline.commands`.
 """
 

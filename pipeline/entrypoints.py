@@ -17,11 +17,11 @@ importlib.metadata of Python 3.10-3.13 finds them:
 - The name and version shown for a plugin are the ``Name:`` and ``Version:`` headers
   of ``METADATA`` (``PKG-INFO`` in an ``.egg-info`` folder).
 
-What it does not read itself, it leaves to importlib.metadata: it returns None for a
-path entry that is a file (a zip archive) or an ``.egg`` folder, for a file it cannot
-read or decode, for metadata without a name or version, for an entry point it cannot
-parse, and when ``sys.meta_path`` has a finder of distributions besides the standard
-path finder.
+What it does not read itself, it leaves to importlib.metadata by returning None. That
+covers a path entry that is a file (a zip archive) or an ``.egg`` folder, a file it
+cannot read or decode, metadata without a name or version, and an entry point it cannot
+parse. It also covers a ``sys.meta_path`` with a finder of distributions besides the
+standard path finder.
 """
 
 from __future__ import annotations

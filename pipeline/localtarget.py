@@ -1,8 +1,8 @@
 """The processes and router of the ``local`` target (see :mod:`pipeline.builtin.local_target`).
 
-The plugin module declares and checks the target's options; it imports this module
-when a run creates the target, because every shipline command imports the plugin at
-start-up and only a run starts processes.
+The plugin module declares and checks the target's options. It imports this module
+only when a run creates the target, because every shipline command imports the plugin
+at start-up and only a run starts processes.
 """
 
 from __future__ import annotations

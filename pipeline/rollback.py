@@ -82,8 +82,8 @@ def _restore_summary(results: Sequence[_Restored]) -> str:
     if not unchanged:
         return f"restored the previous version ({versions}) on {plural(redeployed, 'instance')}"
     if not redeployed:
-        which = "the instance" if unchanged == 1 else f"all {unchanged} instances"
-        return f"nothing to restore: {which} still ran the previous version ({versions})"
+        instances = "the instance" if unchanged == 1 else f"all {unchanged} instances"
+        return f"nothing to restore: {instances} still ran the previous version ({versions})"
     return (f"restored the previous version ({versions}) on {plural(redeployed, 'instance')}; "
             f"{unchanged} more still ran it")
 

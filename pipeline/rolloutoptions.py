@@ -117,7 +117,8 @@ def update_time_limit(plan: Plan, step: Step, health: HealthPolicy) -> float | N
 
 @dataclass(frozen=True)
 class SlotTimes:
-    """The longest parts of a deploy to a slot (blue-green, canary), in seconds."""
+    """The maximum durations of the parts of a deploy to a slot (blue-green, canary), in
+    seconds."""
 
     #: Deploying the idle slot and waiting for its health, in rounds of instances.
     deploy: float

@@ -402,8 +402,8 @@ class Runner:
     def _timed_out(self, step: Step, stopped: StepReport, message: str) -> StepReport:
         """Return the FAILED report of a step stopped by its timeout.
 
-        A deploy step's own report, written as it stopped, says where it was (the phase,
-        the instance table); it is kept after the timeout message.
+        A deploy step's own report, written as it stopped, shows where it was: the phase
+        and the instance table. Its message follows the timeout message.
         """
         if step.kind != "deploy" or stopped.outcome is Outcome.PASSED or not stopped.message:
             return self._report(step, Outcome.FAILED, message)

@@ -472,14 +472,14 @@ def _most_relevant(error: ValidationError) -> ValidationError:
     from jsonschema.exceptions import relevance
 
     # jsonschema's best_match stops at a oneOf when its sub-errors are equally
-    # relevant; going on to the first of them gives a concrete message instead. Errors
-    # of a branch whose type fits the value come first: a mapping given to "a number
-    # or a mapping with 'duration'" is told what is wrong with its keys. Among those an
+    # relevant, and going on to the first of them gives a concrete message instead.
+    # Errors of a branch whose type fits the value come first, so a mapping given to "a
+    # number or a mapping with 'duration'" gets the error about its keys. Among those an
     # unknown key comes first, because a misspelt key also leaves a required one out.
     while error.context and not alternative_keys(error):
         fitting = [sub for sub in error.context if _branch_fits(sub)]
         if not fitting and alternative_types(error):
-            # No form takes a value of this type: say which types would do.
+            # No form accepts a value of this type, so the message lists the types.
             return error
         error = min(fitting or error.context,
                     key=lambda sub: (sub.validator not in _UNKNOWN_KEY_KEYWORDS, relevance(sub)))

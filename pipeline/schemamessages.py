@@ -280,8 +280,11 @@ def _pattern_hint(branches: Any) -> str | None:
 
 
 def alternative_types(error: ValidationError) -> list[str]:
-    """Return the types that a ``oneOf`` or ``anyOf`` accepts when each of its branches
-    declares a ``type`` (directly or through its own anyOf or oneOf); else []."""
+    """Return the types that a ``oneOf`` or ``anyOf`` accepts.
+
+    Each branch must declare a ``type``, directly or through its own anyOf or oneOf.
+    Returns [] otherwise.
+    """
     if error.validator not in ("oneOf", "anyOf") or not isinstance(error.validator_value, list):
         return []
     found: list[str] = []
@@ -312,7 +315,10 @@ def _declared_types(schema: Any) -> list[str]:
 
 def alternative_keys(error: ValidationError) -> list[str]:
     """Return K1..Kn if the error is a ``oneOf`` or ``anyOf`` of ``[{required: [K1]},
-    ...]``: a mapping that needs exactly one, or at least one, of these keys; else []."""
+    ...]``, else [].
+
+    Such a mapping needs exactly one (oneOf), or at least one (anyOf), of these keys.
+    """
     if error.validator not in ("oneOf", "anyOf") or not isinstance(error.validator_value, list):
         return []
     keys = []

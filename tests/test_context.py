@@ -24,7 +24,7 @@ class FailingTargetPlugin:
                             "start")
 
 
-def test_failed_target_creation_is_not_repeated_in_a_run() -> None:
+def test_target_failure_not_retried() -> None:
     plugin = FailingTargetPlugin()
     plan = make_plan([])
     context = RunContext(plan=plan, config=make_config(plugin))

@@ -62,7 +62,7 @@ def test_other_groups_only(tmp_path: Path) -> None:
     assert read(tmp_path) == []
 
 
-def test_without_entry_points_file_and_old_egg_info_file(tmp_path: Path) -> None:
+def test_missing_file_and_egg_info_file(tmp_path: Path) -> None:
     write_distribution(tmp_path, "gate-1.0.dist-info", None)
     (tmp_path / "old.egg-info").write_text("Name: old\n", encoding="utf-8")
     assert read(tmp_path) == []
@@ -72,7 +72,7 @@ def test_missing_path(tmp_path: Path) -> None:
     assert read_entry_points("shipline", [str(tmp_path / "missing")], []) == []
 
 
-def test_first_distribution_hides_later_ones_with_the_same_key(tmp_path: Path) -> None:
+def test_first_distribution_hides_same_key(tmp_path: Path) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     write_distribution(first, "Gate.Plugin-2.0.dist-info", "[console_scripts]\ng = g:main\n")
     write_distribution(second, "gate_plugin-1.0.dist-info", "[shipline]\ngate = gate_module\n")

@@ -137,7 +137,7 @@ def test_load_entry_points_registers_declared_plugin(
     ]
 
 
-def test_load_entry_points_from_zip_archive_through_importlib_metadata(
+def test_load_entry_points_zip_archive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     archive = tmp_path / "plugins.zip"
@@ -170,7 +170,7 @@ def test_load_entry_points_skips_blocked(tmp_path: Path, monkeypatch: pytest.Mon
     assert registry.loaded == []
 
 
-def test_load_entry_points_names_plugin_that_fails_to_import(
+def test_load_entry_points_import_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_metadata(tmp_path, "gate_plugin-1.0.dist-info",

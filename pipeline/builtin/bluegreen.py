@@ -287,9 +287,11 @@ def shipline_check_plan(plan: Plan, config: Config) -> list[Diagnostic]:
 
 @hookimpl
 def shipline_estimate_duration(step: Step, plan: Plan) -> float | None:
-    """Sum the reads of the active slot and the idle slot's versions, the deploy of the
-    idle slot with its health waits, the checks, the analyses, the approval timeout,
-    the switch, the scale-down delay and the removal of the old version.
+    """Sum the longest times of every part of a blue-green deploy.
+
+    The parts are the reads of the slots and their versions, the idle slot's deploy
+    with its health waits, the checks, the analyses, the approval timeout, the switch,
+    the scale-down delay and the removal of the old version.
 
     Returns None when the pipeline file does not list the instances or the target's
     time limits are unknown.

@@ -402,8 +402,8 @@ def shipline_configure(config: Config) -> None:
             config.masker.add(target.password)
     path = config.invocation_dir / Path(str(metrics)) if metrics else None
     if path is not None:
-        # The path as given, as the other report options show it; relative paths are
-        # resolved against the folder shipline runs in, which is the invocation folder.
+        # Checked as given, so the message shows it as the other report options do. A
+        # relative path is resolved against the folder shipline runs in.
         check_report_path(Path(str(metrics)), "--metrics")
     config.pluginmanager.register(MetricsReporter(path, target), name=REPORTER_NAME)
 

@@ -59,8 +59,8 @@ def command_module(name: str) -> ModuleType:
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are :class:`UsageError` (exit 2), not SystemExit.
 
-    ``known_options`` holds the long options of every subcommand the parser was built
-    with, so that an unrecognized option gets a suggestion.
+    ``known_options`` contains the long options of every subcommand the parser was
+    built with, so that an unrecognized option gets a suggestion.
     """
 
     known_options: tuple[str, ...] = ()

@@ -461,9 +461,9 @@ def test_canary_estimate_duration() -> None:
                                               "consecutive_error_limit": 0,
                                               "on_inconclusive": "abort"}})
     # A deploy (the 20s start timeout and 5s to stop the old process) at the start and
-    # for the one weight; the pauses, the approval and the analysis. Seven calls of up
-    # to 5s: the active slot, its versions, two rounds of the idle slot's versions, the
-    # weight, the promotion and the removal.
+    # for the one weight, then the pauses, the approval and the analysis. Seven calls
+    # take up to 5s each: the active slot, its versions, two rounds of the idle slot's
+    # versions, the weight, the promotion and the removal.
     assert shipline_estimate_duration(step=step, plan=plan) == (
         30 + 2 * 25 + 60 + 600 + (2 * 5 + 10) + 7 * 5)
 

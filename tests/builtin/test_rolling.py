@@ -403,7 +403,7 @@ def test_rolling_step_timeout_rolls_back() -> None:
 
     runner = Runner(plan, make_config(MemoryPlugin(target)))
     result = runner.run()
-    # The strategy's own report says where the timeout stopped it, with the table.
+    # The strategy's own report shows where the timeout stopped it, with the table.
     assert result.reports[0].message == "timed out after 200ms (interrupted during batch 1 of 1)"
     assert "web-2" in result.reports[0].details
     assert result.exit_code == ExitCode.FAILED
@@ -447,10 +447,10 @@ def test_rolling_estimate_duration() -> None:
                                  "health": {"timeout": "30s", "retries": 2, "interval": "5s"},
                                  "checks": [{"command": {"command": "true", "timeout": "2s"}}]})
     plan = make_plan([step], target={"type": "command", "instances": WEB[:6], "timeout": "1m"})
-    # 3 batches of 2: each reads its versions (the first alone, then the other, 1m
-    # each), deploys at the 1m limit, then runs health checks of up to 1m each, retried
-    # while within the 30s timeout (at most 30s + 1m), then the 2s check; a 1m pause
-    # between batches.
+    # 3 batches of 2. Each reads its versions (the first alone, then the other, 1m each)
+    # and deploys at the 1m limit. Then it runs health checks of up to 1m each, retried
+    # while within the 30s timeout (at most 30s + 1m), and the 2s check. A 1m pause
+    # separates the batches.
     assert shipline_estimate_duration(step=step, plan=plan) == (
         3 * 2 * 60 + 3 * (60 + 90) + 3 * 2 + 2 * 60)
 

@@ -98,10 +98,10 @@ def test_plan_timings_text(shipline_cli, write_pipeline) -> None:
     result = shipline_cli("plan", cwd=path.parent)
 
     lines = result.stdout.splitlines()
-    # Two batches: each two rounds of 10s version reads, a 10s deploy and at most 70s of
-    # health checks (retries of 10s attempts until the 60s health timeout, then a last
-    # attempt); a 1m pause between them. Before the step, 20s to read the running
-    # versions for the history.
+    # Two batches, each with two rounds of 10s version reads, a 10s deploy and at most
+    # 70s of health checks (10s attempts retried until the 60s health timeout, then a
+    # last attempt). A 1m pause separates them. Before the step, reading the running
+    # versions for the history takes up to 20s.
     assert lines[lines.index("1. staging -> staging (command target)  [on_success; at most "
                              "4m40s]") + 1] == (
         "   promote: at least 1m; roll back: at most 30s; worst case with rollback: at most "
